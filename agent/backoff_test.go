@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"testing"
+	"time"
+)
+
+// maxRand returns the largest value full jitter may draw, n-1.
+func maxRand(n int64) int64 { return n - 1 }
+
+// zeroRand returns the smallest value full jitter may draw.
+func zeroRand(int64) int64 { return 0 }
+
+func TestBackoffBoundDoublesToTheCap(t *testing.T) {
+	b := newBackoff(Options{})
+	b.randN = maxRand
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60, 60}
+	for i, w := range want {
+		got := b.next(false)
+		if w *= time.Second; got != w-1 {
+			t.Errorf("failure %d: delay %v, want just under %v", i+1, got, w)
+		}
+	}
+}
+
+func TestBackoffFullJitterStaysInBounds(t *testing.T) {
+	b := newBackoff(Options{})
+	bound := time.Second
+	for i := range 20 {
+		got := b.next(false)
+		if got < 0 || got >= bound {
+			t.Fatalf("failure %d: delay %v outside [0, %v)", i+1, got, bound)
+		}
+		bound = min(2*bound, DefaultMaxDelay)
+	}
+}
+
+func TestBackoffFullJitterCanBeZero(t *testing.T) {
+	b := newBackoff(Options{})
+	b.randN = zeroRand
+	for i := range 10 {
+		if got := b.next(false); got != 0 {
+			t.Fatalf("failure %d: delay %v, want 0 with a zero draw", i+1, got)
+		}
+	}
+}
+
+func TestBackoffResets(t *testing.T) {
+	tests := []struct {
+		name string
+		up   time.Duration
+		want time.Duration // bound of the next delay
+	}{
+		{"up 30s resets", 30 * time.Second, time.Second},
+		{"up an hour resets", time.Hour, time.Second},
+		{"up 29s keeps backing off", 29 * time.Second, 16 * time.Second},
+		{"dropped at once keeps backing off", 0, 16 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBackoff(Options{})
+			b.randN = maxRand
+			for range 4 { // bounds 1, 2, 4, 8
+				b.next(false)
+			}
+			b.connected(tt.up)
+			if got := b.next(false); got != tt.want-1 {
+				t.Errorf("delay %v, want just under %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackoffUnauthorizedWaitsAtLeastTheDelay(t *testing.T) {
+	for _, draw := range []func(int64) int64{zeroRand, maxRand} {
+		b := newBackoff(Options{})
+		b.randN = draw
+		got := b.next(true)
+		if got < DefaultUnauthorizedDelay || got >= DefaultUnauthorizedDelay*3/2 {
+			t.Errorf("401 delay %v, want in [60s, 90s)", got)
+		}
+	}
+	// A 401 does not shorten the wait even when the backoff was just reset.
+	b := newBackoff(Options{})
+	b.connected(time.Hour)
+	if got := b.next(true); got < DefaultUnauthorizedDelay {
+		t.Errorf("401 delay after reset %v, want ≥ 60s", got)
+	}
+}
+
+func TestBackoffOptions(t *testing.T) {
+	b := newBackoff(Options{BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond,
+		UnauthorizedDelay: 200 * time.Millisecond})
+	b.randN = maxRand
+	want := []time.Duration{10, 20, 40, 40}
+	for i, w := range want {
+		if got := b.next(false); got != w*time.Millisecond-1 {
+			t.Errorf("failure %d: delay %v, want just under %v", i+1, got, w*time.Millisecond)
+		}
+	}
+	b.randN = zeroRand
+	if got := b.next(true); got != 200*time.Millisecond {
+		t.Errorf("401 delay %v, want 200ms", got)
+	}
+}
+
+func TestFailureLogOncePerKindThenEveryTenMinutes(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := failureLog{now: func() time.Time { return now }}
+	type step struct {
+		after        time.Duration
+		err          error
+		first, again bool
+	}
+	refused := errString("dial tcp 10.0.0.1:443: connect: connection refused")
+	steps := []step{
+		{0, refused, true, false},
+		{time.Second, refused, false, false},
+		{9 * time.Minute, refused, false, false},
+		{time.Minute, refused, false, true}, // ten minutes after the first line
+		{time.Minute, refused, false, false},
+		{0, errUnauthorized, true, false}, // a new kind of failure
+		{0, refused, true, false},         // and back
+	}
+	for i, s := range steps {
+		now = now.Add(s.after)
+		first, again := f.record(s.err)
+		if first != s.first || again != s.again {
+			t.Errorf("step %d: first=%v again=%v, want %v %v", i, first, again, s.first, s.again)
+		}
+	}
+	f.reset()
+	if first, _ := f.record(refused); !first {
+		t.Error("after a connection, the same failure is new again")
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

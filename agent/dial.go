@@ -1,0 +1,262 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+var (
+	// errUnauthorized: the reflector answered 401 to the upgrade; the agent
+	// waits at least the unauthorized delay before trying again.
+	errUnauthorized = errors.New("device credentials refused (401)")
+	// errFingerprint: the reflector's leaf certificate does not match the
+	// configured pin.
+	errFingerprint = errors.New("reflector certificate does not match the configured fingerprint")
+)
+
+const (
+	// wsWriteBuffer holds one whole smux frame plus its 8-byte header and
+	// the 14-byte WebSocket header: a client masks and writes in pieces of
+	// this size, and 4 KiB pieces measured 4× slower (notes/go-libs.md §3).
+	wsWriteBuffer = tunnel.MaxFrameSize + 8 + 14 + 64
+	wsReadBuffer  = 64 << 10
+	// maxMessage bounds one WebSocket message from the reflector: one smux
+	// frame and its header, with room to spare.
+	maxMessage = 1 << 20
+)
+
+// tunnelURL turns the reflector's base URL into the tunnel endpoint:
+// https→wss, http→ws, and tunnel.Path appended to the base path.
+func tunnelURL(base string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("reflector URL: %w", err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "wss":
+		u.Scheme = "wss"
+	case "http", "ws":
+		u.Scheme = "ws"
+	default:
+		return "", fmt.Errorf("reflector URL %q: scheme must be https or http", base)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("reflector URL %q: no host", base)
+	}
+	u.User = nil // never sent: gorilla refuses it, and the device authenticates by header
+	u.Path = strings.TrimSuffix(u.Path, "/") + tunnel.Path
+	u.RawPath = ""
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String(), nil
+}
+
+// upgradeHeader is the agent's upgrade request: credentials, allow-list,
+// version and device properties (PROTOCOL.md, "Connect").
+func upgradeHeader(cfg Config) http.Header {
+	h := make(http.Header)
+	h.Set("Authorization", tunnel.BasicCredentials(cfg.DeviceID, cfg.Secret))
+	h.Set(tunnel.HeaderPorts, joinPorts(cfg.Ports))
+	h.Set(tunnel.HeaderAgent, "reflector-agent/"+Version)
+	for name, value := range cfg.Properties() {
+		h.Set(tunnel.HeaderPropertyPrefix+name, value)
+	}
+	return h
+}
+
+func joinPorts(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ",")
+}
+
+// newDialer returns the WebSocket dialer of the tunnel: buffers sized for
+// smux frames, no compression (the payload is mostly TLS already), TLS as
+// configured and the proxy from the config or the environment.
+func newDialer(cfg Config) (*websocket.Dialer, error) {
+	tlsConf, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := &websocket.Dialer{
+		Proxy:             http.ProxyFromEnvironment, // HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+		TLSClientConfig:   tlsConf,
+		HandshakeTimeout:  cfg.ConnectTimeout,
+		ReadBufferSize:    wsReadBuffer,
+		WriteBufferSize:   wsWriteBuffer,
+		Subprotocols:      []string{tunnel.Subprotocol},
+		EnableCompression: false,
+	}
+	if p := cfg.Proxy; p != nil {
+		// gorilla speaks CONNECT to http:// proxies only, with Basic auth
+		// taken from the URL.
+		u := &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))}
+		if p.Username != "" {
+			u.User = url.UserPassword(p.Username, p.Password)
+		}
+		d.Proxy = http.ProxyURL(u)
+	}
+	return d, nil
+}
+
+// tlsConfig verifies the reflector against the system roots plus
+// cfg.CAFile; or, with cfg.Fingerprint, against the pin alone (a
+// self-signed reflector certificate has no chain to verify); or not at all
+// with cfg.Insecure.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if err := addCAs(pool, cfg.CAFile); err != nil {
+			return nil, err
+		}
+		conf.RootCAs = pool
+	}
+	switch {
+	case cfg.Fingerprint != "":
+		pin, err := parseFingerprint(cfg.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		// The pin replaces chain and name verification: crypto/tls still
+		// checks that the server holds the key of the certificate it sent,
+		// and VerifyConnection checks that certificate is the pinned one.
+		conf.InsecureSkipVerify = true
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errFingerprint
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+				return errFingerprint
+			}
+			return nil
+		}
+	case cfg.Insecure:
+		conf.InsecureSkipVerify = true
+	}
+	return conf, nil
+}
+
+// addCAs adds the PEM certificates of path to pool. path is a file, or a
+// directory (tls.caLocation of WebTunnelAgent may name one, as OpenSSL's
+// CApath) whose regular files are all read; files without certificates are
+// skipped there, but at least one certificate must be found.
+func addCAs(pool *x509.CertPool, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("CA file: %w", err)
+	}
+	files := []string{path}
+	if fi.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return fmt.Errorf("CA directory: %w", err)
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if e.Type().IsRegular() || e.Type()&os.ModeSymlink != 0 { // c_rehash makes symlinks
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	found := false
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			if fi.IsDir() {
+				continue // a dangling link or unreadable file among many
+			}
+			return fmt.Errorf("CA file: %w", err)
+		}
+		if pool.AppendCertsFromPEM(pem) {
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("CA file %s: no PEM certificate found", path)
+	}
+	return nil
+}
+
+// parseFingerprint reads "sha256:<64 hex>"; colons between the hex pairs
+// (as openssl prints them) and upper case are accepted too.
+func parseFingerprint(s string) ([]byte, error) {
+	hexPart, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
+	if !ok {
+		return nil, fmt.Errorf("fingerprint %q: want sha256:<64 hex digits>", s)
+	}
+	pin, err := hex.DecodeString(strings.ReplaceAll(hexPart, ":", ""))
+	if err != nil || len(pin) != sha256.Size {
+		return nil, fmt.Errorf("fingerprint %q: want sha256:<64 hex digits>", s)
+	}
+	return pin, nil
+}
+
+// Fingerprint returns the pin of a certificate in the form Config.Fingerprint
+// takes: "sha256:" and the lowercase hex SHA-256 of its DER bytes.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// dial opens the tunnel's WebSocket. A 401 answer becomes errUnauthorized;
+// any other refusal carries the reflector's status and first line of reason.
+func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
+	ws, resp, err := a.dialer.DialContext(ctx, a.url, a.header)
+	if err != nil {
+		if resp != nil {
+			if resp.StatusCode == http.StatusUnauthorized {
+				return nil, errUnauthorized
+			}
+			return nil, fmt.Errorf("reflector refused the tunnel: %s%s", resp.Status, reason(resp))
+		}
+		return nil, err
+	}
+	if ws.Subprotocol() != tunnel.Subprotocol {
+		ws.Close()
+		return nil, fmt.Errorf("reflector did not accept subprotocol %s", tunnel.Subprotocol)
+	}
+	ws.SetReadLimit(maxMessage)
+	return ws, nil
+}
+
+// reason returns ": " and the first line of a refusal's body, if any.
+// gorilla has already read up to 1 KiB of it into memory.
+func reason(resp *http.Response) string {
+	if resp.Body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(line) > 200 {
+		line = line[:200]
+	}
+	if line == "" {
+		return ""
+	}
+	return ": " + line
+}

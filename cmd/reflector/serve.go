@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/reflector-dev/reflector/demo"
+	"github.com/reflector-dev/reflector/server"
+	"github.com/reflector-dev/reflector/tlscert"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg server.Config
+	var logLevel string
+	var withDemo bool
+	fs := newFlagSet("reflector serve", stderr)
+	fs.StringVar(&cfg.Listen, "listen", ":8443", "TLS listener for everything: proxy, tunnel endpoint, device subdomains")
+	fs.StringVar(&cfg.ProxyListen, "proxy-listen", "", "optional plain-HTTP listener for the proxy alone, e.g. 127.0.0.1:8080")
+	fs.StringVar(&cfg.Domain, "domain", "localhost", "domain devices live under: device pump-17 is pump-17.<domain>")
+	fs.StringVar(&cfg.DataDir, "data", defaultData, "data directory: database, control socket, self-signed certificate")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); default: a self-signed one kept in --data")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key file (PEM), with --tls-cert")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&withDemo, "demo", false, "also run an in-process demo device \"demo\" and a demo admin, and print a curl line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "reflector serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintf(stderr, "reflector serve: --log-level: %v\n", err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := server.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "reflector serve: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "reflector listening on %s (domain %s)\n", srv.Addr(), cfg.Domain)
+	if a := srv.ProxyAddr(); a != nil {
+		fmt.Fprintf(stdout, "plain-HTTP proxy on %s\n", a)
+	}
+	fmt.Fprintf(stdout, "TLS certificate fingerprint: %s\n", srv.Fingerprint())
+
+	if withDemo {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		_, port, _ := net.SplitHostPort(srv.Addr().String())
+		d, err := demo.Start(ctx, demo.Config{
+			Store:        srv.Store(),
+			ReflectorURL: "https://" + net.JoinHostPort("127.0.0.1", port),
+			Fingerprint:  srv.Fingerprint(),
+			Logger:       cfg.Logger,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "reflector serve: start demo: %v\n", err)
+			return 1
+		}
+		defer func() { cancel(); d.Wait() }()
+		caFile := ""
+		if cfg.TLSCert == "" {
+			caFile = filepath.Join(absDir(cfg.DataDir), tlscert.CertFile)
+		}
+		fmt.Fprintf(stdout, "demo device %q is up; demo admin %q, password %s\n", demo.DeviceID, demo.UserName, d.Password)
+		fmt.Fprintf(stdout, "try:\n  %s\n", d.CurlLine(srv.URL(), caFile, cfg.Domain))
+	}
+	if err := srv.Run(ctx); err != nil {
+		cfg.Logger.Error("reflector stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}

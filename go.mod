@@ -1,0 +1,17 @@
+module github.com/reflector-dev/reflector
+
+go 1.26.8
+
+require (
+	github.com/elazarl/goproxy v1.9.3
+	github.com/gorilla/websocket v1.5.3
+	github.com/xtaci/smux v1.5.58
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/crypto v0.59.0
+)
+
+require (
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)

@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+const established = "HTTP/1.1 200 Connection established\r\n\r\n"
+
+// serveConnect handles CONNECT device:port in the fixed order of STYLE.md:
+// authenticate, resolve and authorise, open the stream and wait for the
+// agent's answer, and only then hijack, answer 200 and splice. Every failure
+// before the hijack is an ordinary HTTP response.
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+	id := p.reqID.Add(1)
+	// The open must survive the client's half-close before our 200 (net/http
+	// cancels r.Context() when it reads EOF), so it runs on its own context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.OpenTimeout)
+	defer cancel()
+	a, err := p.authorize(ctx, r, r.Host)
+	if err != nil {
+		p.refuse(w, err)
+		return
+	}
+	log := p.cfg.Logger.With("req", id, "user", a.user.Name, "device", a.device.ID, "port", a.port, "remote", r.RemoteAddr)
+	stream, err := p.cfg.Dial(tunnel.WithClientAddr(ctx, r.RemoteAddr), a.device.ID, a.port)
+	if err != nil {
+		log.Info("connect refused", "err", err)
+		p.refuse(w, err)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		stream.Close()
+		log.Error("hijack", "err", err)
+		http.Error(w, "cannot hijack connection", http.StatusInternalServerError)
+		return
+	}
+	// The splice runs on this handler's goroutine; Close waits for it.
+	p.wg.Add(1)
+	defer p.wg.Done()
+	if _, err := conn.Write([]byte(established)); err != nil {
+		conn.Close()
+		stream.Close()
+		return
+	}
+	// Bytes the client sent right behind its request (early data) are in the
+	// server's reader already: they go first, then the raw connection.
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		if _, err := stream.Write(early); err != nil {
+			conn.Close()
+			stream.Close()
+			return
+		}
+	}
+	start := time.Now()
+	up, down, err := tunnel.Join(p.ctx, conn, stream)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "connect closed",
+		slog.Int64("bytes_up", up), slog.Int64("bytes_down", down),
+		slog.Duration("duration", time.Since(start)), slog.Any("err", err))
+}

@@ -1,0 +1,43 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// Refusals decided by the proxy itself, before any dial.
+var (
+	ErrNotDevice     = errors.New("not a device address")
+	ErrUnknownDevice = errors.New("unknown device")
+	ErrNoAccess      = errors.New("no access to device")
+	ErrPortNotListed = errors.New("port not allowed")
+	ErrBadTarget     = errors.New("bad target address")
+)
+
+// statusFor maps an error of resolving, authorising or dialling to the status
+// the user gets (DESIGN.md, "Errors"). The reason is one line, safe to show.
+func statusFor(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrBadTarget):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, ErrNotDevice), errors.Is(err, ErrNoAccess),
+		errors.Is(err, ErrPortNotListed), errors.Is(err, tunnel.ErrPortNotAllowed):
+		return http.StatusForbidden, reason(err)
+	case errors.Is(err, ErrUnknownDevice), errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, reason(err)
+	case errors.Is(err, tunnel.ErrTimeout):
+		return http.StatusGatewayTimeout, reason(err)
+	case errors.Is(err, tunnel.ErrDeviceOffline), errors.Is(err, tunnel.ErrRefused),
+		errors.Is(err, tunnel.ErrDeviceFailure):
+		return http.StatusBadGateway, reason(err)
+	}
+	return http.StatusBadGateway, "cannot reach device"
+}
+
+// reason is the user-facing text of err: our own wrapping ("dial device x
+// port 22: connection refused by device: dial tcp ...") already names only
+// the device and port, so it is shown as is.
+func reason(err error) string { return err.Error() }

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/reflector-dev/reflector/store"
+)
+
+// Config configures a Proxy. Zero values of the optional fields mean the
+// documented default.
+type Config struct {
+	// Domain devices live under: device "pump-17" is pump-17.<Domain>.
+	// Default "localhost".
+	Domain string
+	// Authenticate checks a proxy credential (user name and password).
+	// Errors wrapping store.ErrBadCredentials answer 407. Required.
+	Authenticate func(ctx context.Context, user, secret string) (store.User, error)
+	// Device returns a device's record; store.ErrNotFound answers 404.
+	// Required.
+	Device func(ctx context.Context, id string) (store.Device, error)
+	// Dial opens a stream to a device port (tunnel.Hub.Dial). Required.
+	Dial func(ctx context.Context, device string, port uint16) (net.Conn, error)
+	// DeviceProperties returns the properties a connected device's agent
+	// declared (httpPort); nil when offline. Optional.
+	DeviceProperties func(device string) map[string]string
+	// Next serves requests that are not proxy requests (admin UI, tunnel
+	// endpoint). Nil answers them 404.
+	Next http.Handler
+	// OpenTimeout bounds a stream open, agent's answer included. Default 15 s.
+	OpenTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Validate checks required fields and fills defaults.
+func (c *Config) Validate() error {
+	if c.Authenticate == nil || c.Device == nil || c.Dial == nil {
+		return errors.New("proxy config: Authenticate, Device and Dial are required")
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Proxy is the HTTP front. It is an http.Handler and never listens itself.
+type Proxy struct {
+	cfg      Config
+	absolute *goproxy.ProxyHttpServer
+	reqID    atomic.Uint64
+
+	// Spliced connections, tracked so Close can end them and wait.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a Proxy for cfg.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.absolute = p.newAbsolute()
+	return p, nil
+}
+
+// Close ends every spliced connection and waits for their goroutines.
+func (p *Proxy) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	p.absolute.Tr.CloseIdleConnections()
+	return nil
+}
+
+// IsProxyRequest reports whether r is for the proxy rather than for a server
+// of the reflector itself: a CONNECT, or a request in absolute form.
+func IsProxyRequest(r *http.Request) bool {
+	return r.Method == http.MethodConnect || r.URL.IsAbs()
+}
+
+// ServeHTTP dispatches by request form: CONNECT and absolute-form requests
+// are proxied, anything else goes to Config.Next.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodConnect:
+		p.serveConnect(w, r)
+	case r.URL.IsAbs():
+		p.absolute.ServeHTTP(w, r)
+	case p.cfg.Next != nil:
+		p.cfg.Next.ServeHTTP(w, r)
+	default:
+		http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
+	}
+}
+
+// access is the outcome of authenticating and authorising one request.
+type access struct {
+	user   store.User
+	device store.Device
+	port   uint16
+}
+
+// authorize runs the checks every proxy request passes, in order:
+// authenticate, resolve the target, look the device up, check access and
+// the device's own port list. hostport is the request's target; a missing
+// port means the device's HTTP port. The returned error maps to the user's
+// status with statusFor, or is errNeedAuth.
+func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string) (access, error) {
+	user, err := p.authenticate(ctx, r)
+	if err != nil {
+		return access{}, err
+	}
+	t, err := resolveHost(hostport, p.cfg.Domain)
+	if err != nil {
+		return access{}, err
+	}
+	d, err := p.cfg.Device(ctx, t.device)
+	if errors.Is(err, store.ErrNotFound) {
+		return access{}, fmt.Errorf("%w %s", ErrUnknownDevice, t.device)
+	}
+	if err != nil {
+		return access{}, fmt.Errorf("look up device %s: %w", t.device, err)
+	}
+	if !store.CanAccess(user, d) {
+		return access{}, fmt.Errorf("%w %s", ErrNoAccess, t.device)
+	}
+	port := t.port
+	if port == 0 {
+		port = p.httpPort(d)
+	}
+	if len(d.Ports) > 0 && !containsPort(d.Ports, port) {
+		return access{}, fmt.Errorf("%w: device %s port %d", ErrPortNotListed, d.ID, port)
+	}
+	return access{user: user, device: d, port: port}, nil
+}
+
+// httpPort is the device's web server port: the reflector's record, else what
+// the agent declared, else 80.
+func (p *Proxy) httpPort(d store.Device) uint16 {
+	if d.HTTPPort != 0 {
+		return d.HTTPPort
+	}
+	if p.cfg.DeviceProperties != nil {
+		if v, ok := p.cfg.DeviceProperties(d.ID)["httpPort"]; ok {
+			if n, err := strconv.ParseUint(v, 10, 16); err == nil && n != 0 {
+				return uint16(n)
+			}
+		}
+	}
+	return 80
+}
+
+func containsPort(ports []uint16, port uint16) bool {
+	for _, p := range ports {
+		if p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// ProxyOnly returns a handler for a listener that serves the proxy alone
+// (--proxy-listen): requests that are not proxy requests get 404.
+func (p *Proxy) ProxyOnly() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !IsProxyRequest(r) {
+			http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
+}

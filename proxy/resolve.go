@@ -1,0 +1,46 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// target is a device port a request asks for.
+type target struct {
+	device string
+	port   uint16 // 0: the device's HTTP port
+}
+
+// resolveHost turns a request's host[:port] into a device and port. The host
+// must be <id>.<domain> or a bare <id>; IP addresses, other domains and the
+// reflector's own name are refused here, before any lookup or dial. A
+// missing port is returned as 0.
+func resolveHost(hostport, domain string) (target, error) {
+	host, portStr := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, portStr = h, p
+	} else if strings.Contains(hostport, ":") && !strings.HasPrefix(hostport, "[") {
+		return target{}, fmt.Errorf("%w %q", ErrBadTarget, hostport)
+	}
+	var port uint16
+	if portStr != "" {
+		n, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil || n == 0 {
+			return target{}, fmt.Errorf("%w: port %q", ErrBadTarget, portStr)
+		}
+		port = uint16(n)
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	id, ok := strings.CutSuffix(host, "."+domain)
+	if !ok {
+		id = host // a bare id has no dot, which ValidDeviceID checks
+	}
+	if host == domain || !tunnel.ValidDeviceID(id) || net.ParseIP(host) != nil {
+		return target{}, fmt.Errorf("%w: %s", ErrNotDevice, host)
+	}
+	return target{device: id, port: port}, nil
+}

@@ -1,0 +1,246 @@
+// Package server assembles a reflector from its parts — store, hub, tunnel
+// endpoint, proxy, control socket — on its listeners, and runs it until its
+// context ends. cmd/reflector only parses flags into a Config; tests build
+// the same server on 127.0.0.1:0.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/reflector-dev/reflector/control"
+	"github.com/reflector-dev/reflector/proxy"
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tlscert"
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// Config configures a Server. Zero values mean the documented default.
+type Config struct {
+	Listen      string // TLS listener for everything; default ":8443"
+	ProxyListen string // optional plain-HTTP proxy listener; "" for none
+	Domain      string // default "localhost"
+	DataDir     string // default "./reflector-data"
+	TLSCert     string // PEM files; both empty: self-signed, kept in DataDir
+	TLSKey      string
+	Logger      *slog.Logger // nil discards
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = ":8443"
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./reflector-data"
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("TLS certificate and key go together")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server is an assembled reflector, listening but not yet serving.
+type Server struct {
+	cfg         Config
+	store       *store.Store
+	hub         *tunnel.Hub
+	proxy       *proxy.Proxy
+	cert        tls.Certificate
+	listeners   []net.Listener
+	servers     []*http.Server
+	control     net.Listener
+	url         string
+	fingerprint string
+}
+
+// New opens the data directory, loads or makes the certificate and opens the
+// listeners. On error everything opened so far is closed again.
+func New(cfg Config) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.store, err = store.Open(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if cfg.TLSCert != "" {
+		s.cert, err = tlscert.Load(cfg.TLSCert, cfg.TLSKey)
+	} else {
+		s.cert, err = tlscert.SelfSigned(cfg.DataDir, cfg.Domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.fingerprint = tlscert.Fingerprint(s.cert)
+	s.hub = tunnel.NewHub(cfg.Logger)
+	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	s.listeners = append(s.listeners, tls.NewListener(ln, tlscert.ServerConfig(s.cert)))
+	s.servers = append(s.servers, newHTTPServer(s.proxy, cfg.Logger))
+	if cfg.ProxyListen != "" {
+		pln, err := net.Listen("tcp", cfg.ProxyListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.ProxyListen, err)
+		}
+		s.listeners = append(s.listeners, pln)
+		s.servers = append(s.servers, newHTTPServer(s.proxy.ProxyOnly(), cfg.Logger))
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	if s.control, err = control.Listen(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// proxyConfig wires the proxy to the store and the hub.
+func (s *Server) proxyConfig() proxy.Config {
+	mux := http.NewServeMux()
+	mux.Handle(tunnel.Path, &tunnel.Server{
+		Hub:    s.hub,
+		Logger: s.cfg.Logger,
+		Authenticate: func(_ context.Context, device, secret string) error {
+			_, err := s.store.CheckDeviceSecret(device, secret)
+			return err
+		},
+		Seen: s.store.TouchDevice,
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "reflector: use this address as an HTTP proxy to reach devices", http.StatusNotFound)
+	})
+	return proxy.Config{
+		Domain: s.cfg.Domain,
+		Authenticate: func(_ context.Context, user, secret string) (store.User, error) {
+			return s.store.CheckPassword(user, secret)
+		},
+		Device: func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },
+		Dial:   s.hub.Dial,
+		DeviceProperties: func(id string) map[string]string {
+			st, _ := s.hub.Status(id)
+			return st.Properties
+		},
+		Next:   mux,
+		Logger: s.cfg.Logger,
+	}
+}
+
+// Run serves until ctx ends or a listener fails, then shuts down: listeners
+// first, then spliced connections, tunnels, the control socket and the store.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint}
+		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
+			s.cfg.Logger.Error("control socket", "err", err)
+		}
+	}()
+	errc := make(chan error, len(s.servers))
+	for i, srv := range s.servers {
+		go func() { errc <- srv.Serve(s.listeners[i]) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.cfg.Logger.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
+	for _, srv := range s.servers {
+		srv.Shutdown(shutdownCtx) // hijacked connections are the proxy's to close
+	}
+	cancel()
+	<-controlDone // admin commands still running finish before the store closes
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// close releases what New opened; safe on a partly built server.
+func (s *Server) close() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	if s.control != nil {
+		s.control.Close()
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.hub != nil {
+		s.hub.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// Addr is the TLS listener's address.
+func (s *Server) Addr() net.Addr { return s.listeners[0].Addr() }
+
+// ProxyAddr is the plain proxy listener's address, nil without one.
+func (s *Server) ProxyAddr() net.Addr {
+	if len(s.listeners) < 2 {
+		return nil
+	}
+	return s.listeners[1].Addr()
+}
+
+// URL is the reflector's address for users and agents: https://<domain>:<port>.
+func (s *Server) URL() string { return s.url }
+
+// Fingerprint is the certificate's SHA-256 pin, "sha256:<hex>".
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Certificate is the TLS certificate in use.
+func (s *Server) Certificate() tls.Certificate { return s.cert }
+
+// Store is the server's store, for in-process admin work (the demo, tests).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Hub is the server's hub of connected devices.
+func (s *Server) Hub() *tunnel.Hub { return s.hub }
+
+// newHTTPServer returns a server with the timeouts a proxy needs: headers
+// must arrive promptly, but there is no write timeout, since tunnels and
+// downloads last as long as they last.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true) // see tlscert.ServerConfig: no h2 on a proxy
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		Protocols:         &protocols,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}

@@ -1,0 +1,338 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Device is a device the reflector accepts tunnels from.
+type Device struct {
+	ID       string    // DNS label [a-z0-9-]{1,63}, no leading or trailing '-'
+	Name     string    // display name, optional
+	Groups   []string  // sorted, without duplicates
+	Ports    []uint16  // allow-list narrowing the agent's; empty means the agent's list; sorted
+	HTTPPort uint16    // 0 means the agent's httpPort property
+	Created  time.Time // set by AddDevice
+	LastSeen time.Time // newest TouchDevice time, zero if never seen
+}
+
+// deviceRecord is the stored form of a device, a JSON value in the devices
+// bucket under the device id. Only a hash of the secret is kept.
+type deviceRecord struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name,omitempty"`
+	Groups     []string  `json:"groups,omitempty"`
+	Ports      []uint16  `json:"ports,omitempty"`
+	HTTPPort   uint16    `json:"http_port,omitempty"`
+	Created    time.Time `json:"created"`
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+	SecretHash string    `json:"secret_hash"`
+}
+
+func (r *deviceRecord) device() Device {
+	return Device{
+		ID:       r.ID,
+		Name:     r.Name,
+		Groups:   r.Groups,
+		Ports:    r.Ports,
+		HTTPPort: r.HTTPPort,
+		Created:  r.Created,
+		LastSeen: r.LastSeen,
+	}
+}
+
+// AddDevice creates a device from d's ID, Name, Groups, Ports and HTTPPort,
+// and returns its secret. The secret is shown to the caller once; the store
+// keeps only its hash. Created is set to the current time and LastSeen is
+// left zero, whatever d holds.
+func (s *Store) AddDevice(d Device) (secret string, err error) {
+	if err := checkDeviceID(d.ID); err != nil {
+		return "", fmt.Errorf("add device %q: %w", truncate(d.ID), err)
+	}
+	if err := checkDeviceName(d.Name); err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	groups, err := normalizeGroups(d.Groups)
+	if err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	ports, err := normalizePorts(d.Ports)
+	if err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	secret, err = newSecret()
+	if err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	rec := deviceRecord{
+		ID:         d.ID,
+		Name:       d.Name,
+		Groups:     groups,
+		Ports:      ports,
+		HTTPPort:   d.HTTPPort,
+		Created:    time.Now().UTC(),
+		SecretHash: hashSecret(secret),
+	}
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		if b.Get([]byte(d.ID)) != nil {
+			return ErrExists
+		}
+		return b.Put([]byte(d.ID), data)
+	})
+	if err != nil {
+		return "", fmt.Errorf("add device %q: %w", d.ID, err)
+	}
+	// A last-seen time left from an earlier device with this id is not
+	// this device's.
+	s.forgetLastSeen(d.ID)
+	return secret, nil
+}
+
+// Device returns the device with the given id, with its newest last-seen
+// time even if that has not been written yet.
+func (s *Store) Device(id string) (Device, error) {
+	if !validDeviceID(id) {
+		return Device{}, fmt.Errorf("device %q: %w", truncate(id), ErrNotFound)
+	}
+	var rec deviceRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getDevice(tx, id)
+		return err
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("device %q: %w", id, err)
+	}
+	d := rec.device()
+	s.seenMu.Lock()
+	s.overlayLastSeen(&d)
+	s.seenMu.Unlock()
+	return d, nil
+}
+
+// Devices returns all devices sorted by id, with their newest last-seen
+// times.
+func (s *Store) Devices() ([]Device, error) {
+	var devices []Device
+	err := s.db.View(func(tx *bolt.Tx) error {
+		// Byte order of the keys is id order.
+		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			var rec deviceRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode device %q: %w", k, err)
+			}
+			devices = append(devices, rec.device())
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	s.seenMu.Lock()
+	for i := range devices {
+		s.overlayLastSeen(&devices[i])
+	}
+	s.seenMu.Unlock()
+	return devices, nil
+}
+
+// RemoveDevice deletes the device with the given id. Its secret stops
+// working at once; closing a tunnel it already has is the caller's job.
+func (s *Store) RemoveDevice(id string) error {
+	if !validDeviceID(id) {
+		return fmt.Errorf("remove device %q: %w", truncate(id), ErrNotFound)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		if b.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("remove device %q: %w", id, err)
+	}
+	s.forgetLastSeen(id)
+	return nil
+}
+
+// CheckDeviceSecret returns the device if secret is its secret, and an
+// error wrapping ErrBadCredentials if it is not or the id is unknown.
+func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
+	if !validDeviceID(id) || secret == "" {
+		return Device{}, fmt.Errorf("check device secret: %w", ErrBadCredentials)
+	}
+	var rec deviceRecord
+	found := true
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getDevice(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("check device secret for %q: %w", id, err)
+	}
+	stored := rec.SecretHash
+	if !found {
+		stored = dummySecretHash
+	}
+	ok, err := verifySecret(stored, secret)
+	if err != nil {
+		return Device{}, fmt.Errorf("check device secret for %q: %w", id, err)
+	}
+	if !found || !ok {
+		return Device{}, fmt.Errorf("check device secret for %q: %w", id, ErrBadCredentials)
+	}
+	d := rec.device()
+	s.seenMu.Lock()
+	s.overlayLastSeen(&d)
+	s.seenMu.Unlock()
+	return d, nil
+}
+
+// TouchDevice records that the device was seen at t. It does not block on
+// the database: the time is kept in memory, visible to Device and Devices at
+// once, and written by the store's writer goroutine within about a second or
+// on Close. Times older than the newest known one and calls after Close are
+// ignored; times for ids that have no device are dropped at the next flush.
+func (s *Store) TouchDevice(id string, t time.Time) {
+	if t.IsZero() || !validDeviceID(id) {
+		return
+	}
+	t = t.UTC() // also drops the monotonic reading, as a stored time has none
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if s.closed {
+		return
+	}
+	if old, ok := s.seen[id]; ok && !t.After(old) {
+		return
+	}
+	s.seen[id] = t
+	s.dirty[id] = struct{}{}
+}
+
+// CanAccess reports whether u may reach d: admins reach every device, other
+// users the devices that share a group with them.
+func CanAccess(u User, d Device) bool {
+	if u.Role == RoleAdmin {
+		return true
+	}
+	for _, g := range u.Groups {
+		if slices.Contains(d.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// overlayLastSeen replaces d.LastSeen by a newer in-memory time. The caller
+// holds s.seenMu.
+func (s *Store) overlayLastSeen(d *Device) {
+	if t, ok := s.seen[d.ID]; ok && t.After(d.LastSeen) {
+		d.LastSeen = t
+	}
+}
+
+func (s *Store) forgetLastSeen(id string) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	delete(s.seen, id)
+	delete(s.dirty, id)
+}
+
+// flushLastSeen writes the dirty last-seen times in one transaction. Only
+// writeLoop calls it, so flushes never overlap. On failure the entries are
+// marked dirty again for the next attempt.
+func (s *Store) flushLastSeen() error {
+	s.seenMu.Lock()
+	if len(s.dirty) == 0 {
+		s.seenMu.Unlock()
+		return nil
+	}
+	batch := make(map[string]time.Time, len(s.dirty))
+	for id := range s.dirty {
+		batch[id] = s.seen[id]
+	}
+	clear(s.dirty)
+	s.seenMu.Unlock()
+
+	var gone []string // ids with no device record
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		gone = gone[:0]
+		b := tx.Bucket(bucketDevices)
+		for id, t := range batch {
+			rec, err := getDevice(tx, id)
+			if errors.Is(err, ErrNotFound) {
+				gone = append(gone, id)
+				continue
+			}
+			if err != nil {
+				// A record that cannot be decoded cannot take a time
+				// either; Device and Devices report it. Do not let it hold
+				// back the others.
+				continue
+			}
+			if !t.After(rec.LastSeen) {
+				continue
+			}
+			rec.LastSeen = t
+			data, err := json.Marshal(&rec)
+			if err != nil {
+				return fmt.Errorf("encode device %q: %w", id, err)
+			}
+			if err := b.Put([]byte(id), data); err != nil {
+				return fmt.Errorf("write device %q: %w", id, err)
+			}
+		}
+		return nil
+	})
+
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if err != nil {
+		for id := range batch {
+			if _, ok := s.seen[id]; ok {
+				s.dirty[id] = struct{}{}
+			}
+		}
+		return fmt.Errorf("flush last-seen times: %w", err)
+	}
+	// Touches of unknown (or just removed) devices are dropped here, so the
+	// map holds at most the devices that exist plus one second of strays.
+	for _, id := range gone {
+		if _, again := s.dirty[id]; !again {
+			delete(s.seen, id)
+		}
+	}
+	return nil
+}
+
+// getDevice reads and decodes a device record inside tx. It returns
+// ErrNotFound itself (unwrapped) when there is no such device.
+func getDevice(tx *bolt.Tx, id string) (deviceRecord, error) {
+	var rec deviceRecord
+	v := tx.Bucket(bucketDevices).Get([]byte(id))
+	if v == nil {
+		return rec, ErrNotFound
+	}
+	// json.Unmarshal copies out of v, which is only valid inside tx.
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("decode device record: %w", err)
+	}
+	return rec, nil
+}

@@ -1,0 +1,260 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Role is what a user may do: administer the reflector, or reach the
+// devices of their groups.
+type Role string
+
+const (
+	RoleAdmin Role = "admin"
+	RoleUser  Role = "user"
+)
+
+// User is a person or program that reaches devices. The password hash stays
+// inside the store.
+type User struct {
+	Name    string
+	Role    Role
+	Groups  []string // sorted, without duplicates
+	Created time.Time
+}
+
+// userRecord is the stored form of a user, a JSON value in the users bucket
+// under the user's name. Names are kept and looked up case-sensitively.
+type userRecord struct {
+	Name         string    `json:"name"`
+	Role         Role      `json:"role"`
+	Groups       []string  `json:"groups,omitempty"`
+	Created      time.Time `json:"created"`
+	PasswordHash string    `json:"password_hash"`
+}
+
+func (r *userRecord) user() User {
+	return User{Name: r.Name, Role: r.Role, Groups: r.Groups, Created: r.Created}
+}
+
+// AddUser creates a user. It fails with ErrExists if the name, or a name
+// differing from it only in letter case, is taken: "Alice" and "alice" would
+// be different users that look the same in logs and the admin UI.
+func (s *Store) AddUser(name, password string, role Role, groups []string) error {
+	if err := checkUserName(name); err != nil {
+		return fmt.Errorf("add user %q: %w", truncate(name), err)
+	}
+	if err := checkRole(role); err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+	if err := checkPassword(password); err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+	groups, err := normalizeGroups(groups)
+	if err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+	// Hash before the write transaction: bbolt has one writer at a time and
+	// argon2id takes tens of milliseconds.
+	hash, err := hashPassword(password)
+	if err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+	rec := userRecord{
+		Name:         name,
+		Role:         role,
+		Groups:       groups,
+		Created:      time.Now().UTC(),
+		PasswordHash: hash,
+	}
+	data, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+
+	defer s.creds.invalidate()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		if b.Get([]byte(name)) != nil {
+			return ErrExists
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if strings.EqualFold(string(k), name) {
+				return fmt.Errorf("%w as %q", ErrExists, k)
+			}
+		}
+		return b.Put([]byte(name), data)
+	})
+	if err != nil {
+		return fmt.Errorf("add user %q: %w", name, err)
+	}
+	return nil
+}
+
+// User returns the named user.
+func (s *Store) User(name string) (User, error) {
+	if checkUserName(name) != nil {
+		// No such name can have been stored.
+		return User{}, fmt.Errorf("user %q: %w", truncate(name), ErrNotFound)
+	}
+	var rec userRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getUser(tx, name)
+		return err
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("user %q: %w", name, err)
+	}
+	return rec.user(), nil
+}
+
+// Users returns all users, sorted by name.
+func (s *Store) Users() ([]User, error) {
+	var users []User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		// bbolt iterates in byte order of the keys, which is the order of
+		// Go string comparison, so the result is already sorted.
+		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+			var rec userRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode user %q: %w", k, err)
+			}
+			users = append(users, rec.user())
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return users, nil
+}
+
+// RemoveUser deletes the named user.
+func (s *Store) RemoveUser(name string) error {
+	if checkUserName(name) != nil {
+		return fmt.Errorf("remove user %q: %w", truncate(name), ErrNotFound)
+	}
+	defer s.creds.invalidate()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		if b.Get([]byte(name)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(name))
+	})
+	if err != nil {
+		return fmt.Errorf("remove user %q: %w", name, err)
+	}
+	return nil
+}
+
+// SetPassword replaces the named user's password.
+func (s *Store) SetPassword(name, password string) error {
+	if err := checkPassword(password); err != nil {
+		return fmt.Errorf("set password for %q: %w", truncate(name), err)
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return fmt.Errorf("set password for %q: %w", truncate(name), err)
+	}
+	err = s.updateUser(name, func(rec *userRecord) error {
+		rec.PasswordHash = hash
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set password for %q: %w", truncate(name), err)
+	}
+	return nil
+}
+
+// CheckPassword returns the named user if password is theirs, and an error
+// wrapping ErrBadCredentials if the user does not exist or the password is
+// wrong. An unknown user costs the same argon2id work as a wrong password.
+// Successful checks are cached for a minute (see credCache), so repeated
+// proxy requests with the same credentials are cheap.
+func (s *Store) CheckPassword(name, password string) (User, error) {
+	// The rules for names and passwords are public, so answering these at
+	// once reveals nothing about which users exist.
+	if checkUserName(name) != nil || checkPassword(password) != nil {
+		return User{}, fmt.Errorf("check password: %w", ErrBadCredentials)
+	}
+	key := newCredKey(name, password)
+	if u, ok := s.creds.get(key); ok {
+		return u, nil
+	}
+	gen := s.creds.generation()
+
+	var rec userRecord
+	found := true
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getUser(tx, name)
+		if errors.Is(err, ErrNotFound) {
+			found = false
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("check password for %q: %w", name, err)
+	}
+	hash := rec.PasswordHash
+	if !found {
+		hash = dummyPasswordHash
+	}
+	ok, err := verifyPassword(hash, password)
+	if err != nil {
+		return User{}, fmt.Errorf("check password for %q: %w", name, err)
+	}
+	if !found || !ok {
+		return User{}, fmt.Errorf("check password for %q: %w", name, ErrBadCredentials)
+	}
+	u := rec.user()
+	s.creds.put(gen, key, u)
+	return u, nil
+}
+
+// updateUser applies fn to the named user's record in one write transaction
+// and drops the credential cache. Every change to a user goes through here.
+func (s *Store) updateUser(name string, fn func(*userRecord) error) error {
+	if checkUserName(name) != nil {
+		return ErrNotFound
+	}
+	defer s.creds.invalidate()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getUser(tx, name)
+		if err != nil {
+			return err
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		data, err := json.Marshal(&rec)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).Put([]byte(name), data)
+	})
+}
+
+// getUser reads and decodes a user record inside tx. It returns ErrNotFound
+// itself (unwrapped) when there is no such user.
+func getUser(tx *bolt.Tx, name string) (userRecord, error) {
+	var rec userRecord
+	v := tx.Bucket(bucketUsers).Get([]byte(name))
+	if v == nil {
+		return rec, ErrNotFound
+	}
+	// json.Unmarshal copies out of v, which is only valid inside tx.
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("decode user record: %w", err)
+	}
+	return rec, nil
+}

@@ -1,0 +1,239 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Tunnel is one connected device tunnel, of whichever wire kind. The hub and
+// everything above it know devices only through this interface.
+type Tunnel interface {
+	// Open opens a stream to port of the device and returns once the device
+	// has answered: with a connection on success, with an *OpenError (or
+	// ErrTimeout when ctx ends first) otherwise. client is the user's
+	// address, for the device's log.
+	Open(ctx context.Context, port uint16, client string) (net.Conn, error)
+	// Close closes the tunnel and every stream in it.
+	Close() error
+	// Done is closed when the tunnel has ended, for whatever reason.
+	Done() <-chan struct{}
+}
+
+// DeviceInfo is what a device declared when its tunnel connected.
+type DeviceInfo struct {
+	Kind         string            // wire kind: "reflector.v1" or "webtunnel"
+	RemoteAddr   string            // the agent's address as seen by the reflector
+	AgentVersion string            // free text from the agent
+	Ports        []uint16          // the agent's allow-list
+	Properties   map[string]string // deviceName, httpPort, sshPort, ...
+}
+
+// DeviceStatus is a snapshot of one connected device.
+type DeviceStatus struct {
+	ID             string
+	ConnectedSince time.Time
+	DeviceInfo
+	OpenStreams int64
+	BytesIn     int64 // from the device to users
+	BytesOut    int64 // from users to the device
+}
+
+// Hub is the registry of connected devices. Dial is the single path from a
+// user to a device port. The hub's lock guards only the map; streams, once
+// open, never touch it.
+type Hub struct {
+	logger *slog.Logger
+
+	mu      sync.RWMutex
+	devices map[string]*connected
+}
+
+// connected is one registered tunnel and its counters.
+type connected struct {
+	id     string
+	tunnel Tunnel
+	info   DeviceInfo
+	since  time.Time
+
+	streams  atomic.Int64
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
+}
+
+// NewHub returns an empty hub. A nil logger discards.
+func NewHub(logger *slog.Logger) *Hub {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{logger: logger, devices: make(map[string]*connected)}
+}
+
+// Registration is the handle of one registered tunnel.
+type Registration struct {
+	hub *Hub
+	c   *connected
+}
+
+// Register makes t the device's tunnel. An older tunnel of the same device is
+// replaced and closed: the newest connection is the one the agent uses.
+func (h *Hub) Register(id string, t Tunnel, info DeviceInfo) *Registration {
+	c := &connected{id: id, tunnel: t, info: info, since: time.Now()}
+	h.mu.Lock()
+	old := h.devices[id]
+	h.devices[id] = c
+	h.mu.Unlock()
+	if old != nil {
+		h.logger.Info("device tunnel replaced by a newer one", "device", id,
+			"old_remote", old.info.RemoteAddr, "remote", info.RemoteAddr)
+		old.tunnel.Close()
+	}
+	return &Registration{hub: h, c: c}
+}
+
+// Unregister removes the tunnel from the hub if it is still the device's
+// current one (a replaced tunnel must not remove its successor) and closes it.
+func (r *Registration) Unregister() {
+	h := r.hub
+	h.mu.Lock()
+	if h.devices[r.c.id] == r.c {
+		delete(h.devices, r.c.id)
+	}
+	h.mu.Unlock()
+	r.c.tunnel.Close()
+}
+
+type clientAddrKey struct{}
+
+// WithClientAddr returns a context carrying the user's address, which Dial
+// passes to the agent for its log.
+func WithClientAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddrKey{}, addr)
+}
+
+// Dial opens a stream to port of the device. Errors wrap ErrDeviceOffline,
+// ErrPortNotAllowed, ErrRefused, ErrTimeout or ErrDeviceFailure.
+func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, error) {
+	h.mu.RLock()
+	c := h.devices[device]
+	h.mu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("dial device %s: %w", device, ErrDeviceOffline)
+	}
+	if !slices.Contains(c.info.Ports, port) {
+		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
+	}
+	client, _ := ctx.Value(clientAddrKey{}).(string)
+	conn, err := c.tunnel.Open(ctx, port, client)
+	if err != nil {
+		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, err)
+	}
+	c.streams.Add(1)
+	return &countedConn{Conn: conn, c: c}, nil
+}
+
+// Status returns a snapshot of one connected device.
+func (h *Hub) Status(device string) (DeviceStatus, bool) {
+	h.mu.RLock()
+	c := h.devices[device]
+	h.mu.RUnlock()
+	if c == nil {
+		return DeviceStatus{}, false
+	}
+	return c.status(), true
+}
+
+// List returns a snapshot of every connected device, sorted by id.
+func (h *Hub) List() []DeviceStatus {
+	h.mu.RLock()
+	out := make([]DeviceStatus, 0, len(h.devices))
+	for _, c := range h.devices {
+		out = append(out, c.status())
+	}
+	h.mu.RUnlock()
+	slices.SortFunc(out, func(a, b DeviceStatus) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Disconnect closes the device's tunnel, if connected.
+func (h *Hub) Disconnect(device string) {
+	h.mu.RLock()
+	c := h.devices[device]
+	h.mu.RUnlock()
+	if c != nil {
+		c.tunnel.Close()
+	}
+}
+
+// Close closes every tunnel.
+func (h *Hub) Close() {
+	h.mu.RLock()
+	all := slices.Collect(maps.Values(h.devices))
+	h.mu.RUnlock()
+	for _, c := range all {
+		c.tunnel.Close()
+	}
+}
+
+func (c *connected) status() DeviceStatus {
+	info := c.info
+	info.Ports = slices.Clone(info.Ports)
+	info.Properties = maps.Clone(info.Properties)
+	return DeviceStatus{
+		ID:             c.id,
+		ConnectedSince: c.since,
+		DeviceInfo:     info,
+		OpenStreams:    c.streams.Load(),
+		BytesIn:        c.bytesIn.Load(),
+		BytesOut:       c.bytesOut.Load(),
+	}
+}
+
+// countedConn counts a stream's bytes into its device's totals. The counters
+// are per device, so streams of different devices never share a cache line.
+type countedConn struct {
+	net.Conn
+	c      *connected
+	closed atomic.Bool
+}
+
+func (s *countedConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	s.c.bytesIn.Add(int64(n))
+	return n, err
+}
+
+func (s *countedConn) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	s.c.bytesOut.Add(int64(n))
+	return n, err
+}
+
+// CloseWrite half-closes the stream when the underlying stream can.
+func (s *countedConn) CloseWrite() error {
+	if cw, ok := s.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return s.Conn.Close()
+}
+
+func (s *countedConn) Close() error {
+	if s.closed.CompareAndSwap(false, true) {
+		s.c.streams.Add(-1)
+	}
+	return s.Conn.Close()
+}

@@ -1,0 +1,101 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// CopyBufferSize is the size of the pooled buffers Join copies through: one
+// smux frame, so a full buffer becomes one frame and one WebSocket message.
+const CopyBufferSize = 64 << 10
+
+var copyPool = sync.Pool{New: func() any {
+	b := make([]byte, CopyBufferSize)
+	return &b
+}}
+
+// closeWriter is a connection that can half-close: *net.TCPConn, *tls.Conn,
+// *smux.Stream and the hub's streams all are.
+type closeWriter interface {
+	CloseWrite() error
+}
+
+// Join copies bytes both ways between a and b until both directions have
+// ended, then closes both. When one side ends its sending cleanly (EOF), the
+// other side's write half is closed, so a client that half-closes still gets
+// the whole reply. An error in either direction, or the end of ctx, closes
+// both at once. It returns the bytes copied each way and the first error that
+// was not a clean end.
+func Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
+	stop := context.AfterFunc(ctx, func() {
+		a.Close()
+		b.Close()
+	})
+	defer stop()
+
+	type result struct {
+		n   int64
+		err error
+	}
+	// Capacity 1: the copier below never blocks on sending its result, so it
+	// cannot leak if we return early.
+	back := make(chan result, 1)
+	go func() {
+		n, err := pipe(a, b)
+		back <- result{n, err}
+	}()
+	aToB, errAB := pipe(b, a)
+	r := <-back
+	bToA = r.n
+	a.Close()
+	b.Close()
+	return aToB, bToA, errors.Join(errAB, r.err)
+}
+
+// pipe copies src to dst through a pooled buffer. On a clean EOF it
+// half-closes dst; on an error it closes both, which also ends the copy in
+// the other direction.
+func pipe(dst, src net.Conn) (int64, error) {
+	bp := copyPool.Get().(*[]byte)
+	defer copyPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				dst.Close()
+				src.Close()
+				return total, werr
+			}
+		}
+		if rerr == io.EOF {
+			if cw, ok := dst.(closeWriter); ok {
+				if err := cw.CloseWrite(); err != nil {
+					dst.Close()
+				}
+			} else {
+				dst.Close()
+			}
+			return total, nil
+		}
+		if rerr != nil {
+			dst.Close()
+			src.Close()
+			if isClosed(rerr) {
+				return total, nil // the other direction closed us; its error counts
+			}
+			return total, rerr
+		}
+	}
+}
+
+// isClosed reports an error that only says the connection was closed by us.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}

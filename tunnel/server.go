@@ -1,0 +1,203 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/xtaci/smux"
+)
+
+// Wire constants of the agent's upgrade request (PROTOCOL.md, "Connect").
+const (
+	Path                 = "/tunnel/v1"
+	Subprotocol          = "reflector.v1"
+	HeaderPorts          = "X-Reflector-Ports"
+	HeaderAgent          = "X-Reflector-Agent"
+	HeaderPropertyPrefix = "X-Reflector-Property-"
+
+	// maxMessage bounds one WebSocket message from an agent: one smux frame
+	// and its header, with room to spare.
+	maxMessage = 1 << 20
+	// maxProperty bounds one property value.
+	maxProperty = 256
+)
+
+// PropertyNames are the device properties an agent may declare, spelled as
+// in WebTunnelAgent's properties file.
+var PropertyNames = []string{"deviceName", "deviceVersion", "httpPort", "httpsEnable",
+	"sshPort", "vncPort", "rdpPort", "appPort"}
+
+var deviceIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidDeviceID reports whether id is a DNS label, the only form of device id.
+func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
+
+// Server is the reflector's end of the tunnel: an http.Handler for Path that
+// authenticates an agent, upgrades to WebSocket, runs the smux session and
+// registers it with the hub until it ends.
+type Server struct {
+	Hub *Hub
+	// Authenticate checks a device's credentials; any error answers 401.
+	Authenticate func(ctx context.Context, device, secret string) error
+	// Seen, if set, is told when a device connects and disconnects.
+	Seen func(device string, at time.Time)
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+var upgrader = websocket.Upgrader{
+	HandshakeTimeout: 10 * time.Second,
+	ReadBufferSize:   0,            // reuse the hijacked connection's reader
+	WriteBufferPool:  &sync.Pool{}, // a write buffer is held only while writing
+	Subprotocols:     []string{Subprotocol},
+	CheckOrigin:      func(*http.Request) bool { return true }, // agents are not browsers; they authenticate
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// ServeHTTP authenticates the agent before upgrading, so a wrong secret costs
+// the reflector no WebSocket and no smux session, then serves the tunnel until
+// it ends. It blocks for the tunnel's lifetime.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := s.logger().With("remote", r.RemoteAddr)
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "tunnel endpoint: WebSocket upgrade required", http.StatusBadRequest)
+		return
+	}
+	device, secret, ok := r.BasicAuth()
+	if !ok || !ValidDeviceID(device) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
+		http.Error(w, "device credentials required", http.StatusUnauthorized)
+		log.Warn("agent without valid device credentials")
+		return
+	}
+	log = log.With("device", device)
+	if err := s.Authenticate(r.Context(), device, secret); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
+		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
+		log.Warn("agent refused", "err", err)
+		return
+	}
+	info, err := parseInfo(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		log.Warn("agent refused", "err", err)
+		return
+	}
+	if !hasSubprotocol(r, Subprotocol) {
+		http.Error(w, "tunnel endpoint: subprotocol "+Subprotocol+" required", http.StatusBadRequest)
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		log.Warn("agent upgrade failed", "err", err) // gorilla has answered already
+		return
+	}
+	ws.SetReadLimit(maxMessage)
+	sess, err := smux.Server(NewWSConn(ws), MuxConfig())
+	if err != nil { // only on a bad config, which MuxConfig is not
+		ws.Close()
+		log.Error("start smux session", "err", err)
+		return
+	}
+	s.serve(device, sess, info, log)
+}
+
+func (s *Server) serve(device string, sess *smux.Session, info DeviceInfo, log *slog.Logger) {
+	reg := s.Hub.Register(device, NewMuxTunnel(sess), info)
+	start := time.Now()
+	if s.Seen != nil {
+		s.Seen(device, start)
+	}
+	log.Info("device connected", "ports", info.Ports, "agent", info.AgentVersion)
+	// smux closes a session only on keep-alive timeout; a read error merely
+	// wakes AcceptStream. Waiting there finds a dropped agent at once. Agents
+	// open no streams in v1, so any stream they open is closed unread.
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		st.Close()
+	}
+	reg.Unregister()
+	if s.Seen != nil {
+		s.Seen(device, time.Now())
+	}
+	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second))
+}
+
+// parseInfo reads the agent's declared ports and properties.
+func parseInfo(r *http.Request) (DeviceInfo, error) {
+	ports, err := ParsePorts(r.Header.Get(HeaderPorts))
+	if err != nil {
+		return DeviceInfo{}, fmt.Errorf("%s: %w", HeaderPorts, err)
+	}
+	if len(ports) == 0 {
+		return DeviceInfo{}, fmt.Errorf("%s: no ports", HeaderPorts)
+	}
+	info := DeviceInfo{
+		Kind:         Subprotocol,
+		RemoteAddr:   r.RemoteAddr,
+		AgentVersion: truncate(r.Header.Get(HeaderAgent), maxProperty),
+		Ports:        ports,
+		Properties:   make(map[string]string),
+	}
+	for _, name := range PropertyNames {
+		if v := r.Header.Get(HeaderPropertyPrefix + name); v != "" {
+			info.Properties[name] = truncate(v, maxProperty)
+		}
+	}
+	return info, nil
+}
+
+// ParsePorts parses a comma-separated list of ports ("80, 22"), dropping
+// duplicates and keeping the order.
+func ParsePorts(s string) ([]uint16, error) {
+	var ports []uint16
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("bad port %q", f)
+		}
+		if p := uint16(n); !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
+
+func hasSubprotocol(r *http.Request, want string) bool {
+	return slices.Contains(websocket.Subprotocols(r), want)
+}
+
+// BasicCredentials encodes user and password for an Authorization header.
+func BasicCredentials(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,124 @@
+package tunnel
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// wsConn adapts a *websocket.Conn to net.Conn: each Write is one binary
+// message, and Read streams the payload of consecutive messages, so message
+// boundaries do not matter to the reader.
+//
+// gorilla allows one concurrent reader and one concurrent writer. smux has
+// exactly one of each (recvLoop, sendLoop); the mutexes make the adapter safe
+// for any other caller too, at no cost when uncontended.
+type wsConn struct {
+	ws *websocket.Conn
+
+	// Owned by the reader.
+	readMu sync.Mutex
+	reader io.Reader // the current message; nil between messages
+
+	// Owned by the writer.
+	writeMu sync.Mutex
+}
+
+// NewWSConn returns ws as a net.Conn carrying binary messages. Reads use
+// NextReader, so no message is ever copied whole; an expired deadline breaks
+// the connection for good, as gorilla does.
+func NewWSConn(ws *websocket.Conn) net.Conn {
+	return &wsConn{ws: ws}
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for {
+		if c.reader == nil {
+			kind, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, normalizeClose(err)
+			}
+			if kind != websocket.BinaryMessage {
+				continue // text messages carry nothing of ours; skip them
+			}
+			c.reader = r
+		}
+		n, err := c.reader.Read(p)
+		if err == io.EOF {
+			c.reader = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// scratchPool holds buffers for WriteBuffers: one smux frame (64 KiB) plus its
+// 8-byte header.
+var scratchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, MaxFrameSize+8)
+	return &b
+}}
+
+// WriteBuffers writes v as one binary message. smux calls it with a frame's
+// header and payload; joining them here saves smux its own 64 KiB send buffer
+// per session and sends each frame as one WebSocket message.
+func (c *wsConn) WriteBuffers(v [][]byte) (int, error) {
+	bp := scratchPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for _, b := range v {
+		buf = append(buf, b...)
+	}
+	n, err := c.Write(buf)
+	*bp = buf[:0]
+	if cap(buf) <= 2*(MaxFrameSize+8) { // don't keep a buffer an odd caller grew
+		scratchPool.Put(bp)
+	}
+	return n, err
+}
+
+// Close sends a close message (best effort, bounded by a short deadline) and
+// closes the underlying connection.
+func (c *wsConn) Close() error {
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	return c.ws.Close()
+}
+
+func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.ws.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}
+
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+
+// normalizeClose turns a normal WebSocket close into io.EOF, which is not an
+// error to anyone reading a stream.
+func normalizeClose(err error) error {
+	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+		return io.EOF
+	}
+	return err
+}
