@@ -84,7 +84,7 @@ func TestStreamToAClosedPortIsRefused(t *testing.T) {
 	}
 }
 
-func TestStreamWithABadHeaderIsClosedWithoutReply(t *testing.T) {
+func TestStreamWithAnUnknownHeaderVersionIsAnsweredOtherAndClosed(t *testing.T) {
 	a := newTestAgent(t, 80)
 	agentEnd, reflectorEnd := net.Pipe()
 	defer reflectorEnd.Close()
@@ -95,6 +95,10 @@ func TestStreamWithABadHeaderIsClosedWithoutReply(t *testing.T) {
 	}()
 	reflectorEnd.SetDeadline(time.Now().Add(5 * time.Second))
 	reflectorEnd.Write([]byte{9, tunnel.KindTCP, 0, 80, 0}) // version 9
+	status, msg, err := tunnel.ReadReply(reflectorEnd)
+	if err != nil || status != tunnel.StatusOther {
+		t.Fatalf("reply %v %q %v, want other", status, msg, err)
+	}
 	if n, err := reflectorEnd.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("read %d, %v; want the stream closed", n, err)
 	}

@@ -57,10 +57,14 @@ type Server struct {
 
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: 10 * time.Second,
-	ReadBufferSize:   0,            // reuse the hijacked connection's reader
-	WriteBufferPool:  &sync.Pool{}, // a write buffer is held only while writing
-	Subprotocols:     []string{Subprotocol},
-	CheckOrigin:      func(*http.Request) bool { return true }, // agents are not browsers; they authenticate
+	ReadBufferSize:   0, // reuse the hijacked connection's reader
+	// One smux frame fits the write buffer, so each message is one TLS write
+	// rather than a 4 KiB record plus the rest; the pool means a buffer is
+	// held only while writing, not per idle device.
+	WriteBufferSize: MaxFrameSize + 64,
+	WriteBufferPool: &sync.Pool{},
+	Subprotocols:    []string{Subprotocol},
+	CheckOrigin:     func(*http.Request) bool { return true }, // agents are not browsers; they authenticate
 }
 
 func (s *Server) logger() *slog.Logger {
