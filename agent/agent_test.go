@@ -55,7 +55,7 @@ func newReflector(t *testing.T) *reflector {
 			r.attempts = append(r.attempts, time.Now())
 			r.mu.Unlock()
 			if device != testDevice || subtle.ConstantTimeCompare([]byte(secret), []byte(testSecret)) != 1 {
-				return errors.New("wrong secret")
+				return tunnel.ErrUnauthorized
 			}
 			return nil
 		},

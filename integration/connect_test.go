@@ -35,13 +35,10 @@ func newFleet(t *testing.T) *fleet {
 	s.addUser("bob", "bob-pass", false, "plant-b")
 	secret := s.addDevice(store.Device{ID: "dev1", Groups: []string{"plant-a"}})
 	s.addDevice(store.Device{ID: "dev2", Groups: []string{"plant-a"}}) // never online
-	s.addDevice(store.Device{ID: "narrow", Groups: []string{"plant-a"}, Ports: []uint16{f.echoPortFor()}})
+	s.addDevice(store.Device{ID: "narrow", Groups: []string{"plant-a"}, Ports: []uint16{7}})
 	s.startAgent(agent.Config{DeviceID: "dev1", Secret: secret, Ports: []uint16{f.echo, f.web, f.closed}, HTTPPort: f.web})
 	return f
 }
-
-// echoPortFor is a port number for a device record's own allow-list.
-func (f *fleet) echoPortFor() uint16 { return 7 }
 
 func TestConnectEchoes64MiBVerifiedByChecksum(t *testing.T) {
 	f := newFleet(t)

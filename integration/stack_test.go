@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -235,5 +234,3 @@ func closedPort(t testing.TB) uint16 {
 	ln.Close()
 	return p
 }
-
-var errAny = errors.New("any")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -147,7 +148,7 @@ func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string)
 	if port == 0 {
 		port = p.httpPort(d)
 	}
-	if len(d.Ports) > 0 && !containsPort(d.Ports, port) {
+	if len(d.Ports) > 0 && !slices.Contains(d.Ports, port) {
 		return access{}, fmt.Errorf("%w: device %s port %d", ErrPortNotListed, d.ID, port)
 	}
 	return access{user: user, device: d, port: port}, nil
@@ -167,15 +168,6 @@ func (p *Proxy) httpPort(d store.Device) uint16 {
 		}
 	}
 	return 80
-}
-
-func containsPort(ports []uint16, port uint16) bool {
-	for _, p := range ports {
-		if p == port {
-			return true
-		}
-	}
-	return false
 }
 
 // ProxyOnly returns a handler for a listener that serves the proxy alone

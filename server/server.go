@@ -125,6 +125,9 @@ func (s *Server) proxyConfig() proxy.Config {
 		Logger: s.cfg.Logger,
 		Authenticate: func(_ context.Context, device, secret string) error {
 			_, err := s.store.CheckDeviceSecret(device, secret)
+			if errors.Is(err, store.ErrBadCredentials) {
+				return fmt.Errorf("device %s: %w", device, tunnel.ErrUnauthorized)
+			}
 			return err
 		},
 		Seen: s.store.TouchDevice,

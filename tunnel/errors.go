@@ -19,6 +19,10 @@ var (
 	ErrBadHeader = errors.New("bad stream header")
 	// ErrInvalidDeviceID: a device id is not a DNS label.
 	ErrInvalidDeviceID = errors.New("invalid device id")
+	// ErrUnauthorized: Server.Authenticate refused the device's credentials.
+	// Any other error from it is the reflector's own failure (503), so agents
+	// retry with their normal backoff rather than the long 401 wait.
+	ErrUnauthorized = errors.New("wrong device credentials")
 )
 
 // OpenError is a refusal the agent answered to a stream open. It unwraps to

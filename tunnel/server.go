@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -47,7 +48,8 @@ func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
 // registers it with the hub until it ends.
 type Server struct {
 	Hub *Hub
-	// Authenticate checks a device's credentials; any error answers 401.
+	// Authenticate checks a device's credentials: an error wrapping
+	// ErrUnauthorized answers 401, any other 503.
 	Authenticate func(ctx context.Context, device, secret string) error
 	// Seen, if set, is told when a device connects and disconnects.
 	Seen func(device string, at time.Time)
@@ -91,7 +93,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("device", device)
-	if err := s.Authenticate(r.Context(), device, secret); err != nil {
+	if err := s.Authenticate(r.Context(), device, secret); err != nil && !errors.Is(err, ErrUnauthorized) {
+		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
+		log.Error("check device credentials", "err", err)
+		return
+	} else if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
 		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
 		log.Warn("agent refused", "err", err)

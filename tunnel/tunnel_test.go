@@ -29,8 +29,11 @@ func newTestReflector(t *testing.T) *testReflector {
 	t.Helper()
 	hub := NewHub(nil)
 	ts := &Server{Hub: hub, Authenticate: func(_ context.Context, device, secret string) error {
+		if device == "broken" {
+			return errors.New("store unavailable")
+		}
 		if secret != "secret-"+device {
-			return errors.New("wrong secret")
+			return ErrUnauthorized
 		}
 		return nil
 	}}
@@ -272,6 +275,7 @@ func TestServerRefusesBadAgents(t *testing.T) {
 		{"no credentials", wsHeaders(nil), http.StatusUnauthorized},
 		{"wrong secret", wsHeaders(map[string]string{"Authorization": BasicCredentials("dev1", "x"), HeaderPorts: "80"}), http.StatusUnauthorized},
 		{"invalid device id", wsHeaders(map[string]string{"Authorization": BasicCredentials("Dev_1", "secret-Dev_1"), HeaderPorts: "80"}), http.StatusUnauthorized},
+		{"credential check failing", wsHeaders(map[string]string{"Authorization": BasicCredentials("broken", "x"), HeaderPorts: "80"}), http.StatusServiceUnavailable},
 		{"no ports", wsHeaders(map[string]string{"Authorization": BasicCredentials("dev1", "secret-dev1")}), http.StatusBadRequest},
 		{"bad port", wsHeaders(map[string]string{"Authorization": BasicCredentials("dev1", "secret-dev1"), HeaderPorts: "80,70000"}), http.StatusBadRequest},
 		{"no subprotocol", wsHeaders(map[string]string{"Authorization": BasicCredentials("dev1", "secret-dev1"), HeaderPorts: "80", "Sec-WebSocket-Protocol": ""}), http.StatusBadRequest},
