@@ -29,7 +29,9 @@ type benchDevice struct {
 	source, sink, echo, hello uint16
 }
 
-func serve(b testing.TB, handle func(net.Conn)) uint16 {
+// serveTCP runs handle for each connection to a new listener on 127.0.0.1
+// (a device port) until the test ends, and returns its port.
+func serveTCP(b testing.TB, handle func(net.Conn)) uint16 {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -50,19 +52,19 @@ func serve(b testing.TB, handle func(net.Conn)) uint16 {
 func newBenchDevice(b testing.TB) benchDevice {
 	zeros := make([]byte, 64<<10)
 	return benchDevice{
-		source: serve(b, func(c net.Conn) { // sends until the client goes
+		source: serveTCP(b, func(c net.Conn) { // sends until the client goes
 			for {
 				if _, err := c.Write(zeros); err != nil {
 					return
 				}
 			}
 		}),
-		sink: serve(b, func(c net.Conn) { // reads to EOF, then acknowledges
+		sink: serveTCP(b, func(c net.Conn) { // reads to EOF, then acknowledges
 			io.Copy(io.Discard, c)
 			c.Write([]byte{1})
 		}),
-		echo: serve(b, func(c net.Conn) { io.Copy(c, c) }),
-		hello: serve(b, func(c net.Conn) { // first byte at once
+		echo: serveTCP(b, func(c net.Conn) { io.Copy(c, c) }),
+		hello: serveTCP(b, func(c net.Conn) { // first byte at once
 			c.Write([]byte{1})
 			io.Copy(io.Discard, c)
 		}),

@@ -21,27 +21,11 @@ import (
 // replyServer reads its client's whole request (to EOF), then answers with
 // a reply that names how many bytes it got, padded to 1 MiB.
 func replyServer(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, _ := io.ReadAll(c)
-				head := fmt.Sprintf("got %d bytes: %q\n", len(req), req)
-				io.WriteString(c, head+strings.Repeat(".", 1<<20-len(head)))
-			}()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return serveTCP(t, func(c net.Conn) {
+		req, _ := io.ReadAll(c)
+		head := fmt.Sprintf("got %d bytes: %q\n", len(req), req)
+		io.WriteString(c, head+strings.Repeat(".", 1<<20-len(head)))
+	})
 }
 
 func edgeStack(t *testing.T) (*stack, uint16) {

@@ -189,26 +189,10 @@ func (l *countingListener) port() uint16 { return uint16(l.Addr().(*net.TCPAddr)
 // echoServer is a local TCP echo service (a device port) that half-closes
 // when its client does.
 func echoServer(t testing.TB) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return serveTCP(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 // webServer is a local HTTP server (a device's web UI).
