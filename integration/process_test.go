@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running binary whose output the test watches.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	out    bytes.Buffer // stdout and stderr, interleaved
@@ -53,7 +53,7 @@ type proc struct {
 	waitMu sync.Once
 }
 
-func startProc(t *testing.T, env []string, name string, args ...string) *proc {
+func startProc(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, cmd: exec.Command(filepath.Join(binDir, name), args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -136,7 +136,7 @@ func reflectorCmd(t *testing.T, stdin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func freePort(t *testing.T) int {
 }
 
 // serveProc starts `reflector serve` on 127.0.0.1:port with dataDir.
-func serveProc(t *testing.T, dataDir string, port int, extra ...string) (*proc, string) {
+func serveProc(t testing.TB, dataDir string, port int, extra ...string) (*proc, string) {
 	t.Helper()
 	args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data", dataDir}, extra...)
 	p := startProc(t, nil, "reflector", args...)
