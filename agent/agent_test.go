@@ -86,7 +86,7 @@ func (r *reflector) config(ports ...uint16) Config {
 		DeviceName:   "Pump 17",
 		Secret:       testSecret,
 		Ports:        ports,
-		Fingerprint:  Fingerprint(r.srv.Certificate()),
+		Fingerprint:  tunnel.Fingerprint(r.srv.Certificate().Raw),
 	}
 }
 

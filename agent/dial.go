@@ -216,13 +216,6 @@ func parseFingerprint(s string) ([]byte, error) {
 	return pin, nil
 }
 
-// Fingerprint returns the pin of a certificate in the form Config.Fingerprint
-// takes: "sha256:" and the lowercase hex SHA-256 of its DER bytes.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
 // dial opens the tunnel's WebSocket. A 401 answer becomes errUnauthorized;
 // any other refusal carries the reflector's status and first line of reason.
 func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {

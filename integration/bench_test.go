@@ -129,6 +129,19 @@ func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 const chunk = 1 << 20
 
+// readChunk reads one chunk from c through buf, as a client copying a
+// download with a 64 KiB buffer does.
+func readChunk(c net.Conn, buf []byte) error {
+	for n := 0; n < chunk; {
+		m, err := c.Read(buf[:min(len(buf), chunk-n)])
+		if err != nil {
+			return err
+		}
+		n += m
+	}
+	return nil
+}
+
 func BenchmarkDownload(b *testing.B) {
 	paths, dev := benchPaths(b)
 	for _, p := range paths {
@@ -139,12 +152,8 @@ func BenchmarkDownload(b *testing.B) {
 			b.SetBytes(chunk)
 			b.ResetTimer()
 			for range b.N {
-				for n := 0; n < chunk; {
-					m, err := c.Read(buf[:min(len(buf), chunk-n)])
-					if err != nil {
-						b.Fatal(err)
-					}
-					n += m
+				if err := readChunk(c, buf); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
@@ -194,13 +203,9 @@ func BenchmarkParallel8Download(b *testing.B) {
 					defer wg.Done()
 					buf := make([]byte, 64<<10)
 					for range b.N {
-						for n := 0; n < chunk; {
-							m, err := c.Read(buf[:min(len(buf), chunk-n)])
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							n += m
+						if err := readChunk(c, buf); err != nil {
+							b.Error(err)
+							return
 						}
 					}
 				}()

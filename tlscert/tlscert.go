@@ -8,11 +8,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // File names of the self-signed certificate in the data directory.
@@ -105,8 +105,7 @@ func Fingerprint(cert tls.Certificate) string {
 	if len(cert.Certificate) == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(cert.Certificate[0])
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return tunnel.Fingerprint(cert.Certificate[0])
 }
 
 // ServerConfig returns the TLS configuration of the reflector's listener.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,15 +158,7 @@ func (h *Hub) List() []DeviceStatus {
 		out = append(out, c.status())
 	}
 	h.mu.RUnlock()
-	slices.SortFunc(out, func(a, b DeviceStatus) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b DeviceStatus) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
