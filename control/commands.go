@@ -26,6 +26,10 @@ type Env struct {
 	Hub          *tunnel.Hub // nil when no server runs: every device is offline
 	ReflectorURL string      // e.g. https://localhost:8443, for the agent command line
 	Fingerprint  string      // "sha256:<hex>" of the reflector's certificate, "" if unknown
+	// AccessChanged, when set, is called after every change that may take
+	// access away (users, groups, tokens, device groups, ports, disable,
+	// removal), so the server re-checks open streams. Nil when no server runs.
+	AccessChanged func()
 }
 
 // command is one admin command. Its run function gets the arguments after

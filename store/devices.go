@@ -19,6 +19,7 @@ type Device struct {
 	HTTPPort uint16    // 0 means the agent's httpPort property
 	Created  time.Time // set by AddDevice
 	LastSeen time.Time // newest TouchDevice time, zero if never seen
+	Disabled bool      // refused at the tunnel endpoint
 }
 
 // deviceRecord is the stored form of a device, a JSON value in the devices
@@ -336,3 +337,22 @@ func getDevice(tx *bolt.Tx, id string) (deviceRecord, error) {
 	}
 	return rec, nil
 }
+
+// DeviceUpdate is a change to a device; nil fields stay as they are.
+type DeviceUpdate struct {
+	Name     *string
+	Groups   *[]string // every group must exist and have room (ErrQuota)
+	Ports    *[]uint16
+	HTTPPort *uint16
+}
+
+// UpdateDevice applies u to the device and returns the result.
+func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) { return Device{}, errTODO }
+
+// RotateDeviceSecret gives the device a new secret and returns it; the old
+// one stops working at once. Dropping the connected agent is the caller's.
+func (s *Store) RotateDeviceSecret(id string) (string, error) { return "", errTODO }
+
+// SetDeviceDisabled disables or enables a device. A disabled device's
+// secret check fails with ErrDisabled.
+func (s *Store) SetDeviceDisabled(id string, disabled bool) error { return errTODO }

@@ -19,4 +19,13 @@ var (
 	// ErrInUse: another process (or another Store in this one) holds the
 	// lock on the database file.
 	ErrInUse = errors.New("data directory in use by another reflector")
+	// ErrExpired: a token or enrolment key is past its expiry time.
+	ErrExpired = errors.New("expired")
+	// ErrQuota: a group's device quota or an enrolment key's use count is
+	// exhausted.
+	ErrQuota = errors.New("quota exhausted")
+	// ErrDisabled: the device is disabled; its agent is refused.
+	ErrDisabled = errors.New("disabled")
+	// ErrNotEmpty: a group still has users, devices or enrolment keys.
+	ErrNotEmpty = errors.New("still in use")
 )

@@ -42,6 +42,10 @@ var (
 	bucketUsers   = []byte("users")
 	bucketDevices = []byte("devices")
 	bucketMeta    = []byte("meta")
+	bucketGroups  = []byte("groups")
+	bucketTokens  = []byte("tokens")
+	bucketEnroll  = []byte("enroll")
+	bucketAudit   = []byte("audit")
 
 	keySchema = []byte("schema")
 )
@@ -52,6 +56,10 @@ type Store struct {
 	dir   string
 	db    *bolt.DB
 	creds *credCache
+	now   func() time.Time // time.Now; tests replace it before use
+
+	tokenUse tokenUse // token last-use times, written by writeLoop (tokens.go)
+	audit    auditLog // pending audit events, written by writeLoop (audit.go)
 
 	// Last-seen times, written by TouchDevice (any goroutine) and drained by
 	// writeLoop. seen holds the newest time known for each device, flushed or
@@ -100,6 +108,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 		dir:        dir,
 		db:         db,
 		creds:      newCredCache(),
+		now:        time.Now,
 		seen:       make(map[string]time.Time),
 		dirty:      make(map[string]struct{}),
 		done:       make(chan struct{}),
@@ -112,7 +121,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 // initSchema creates the buckets of a new database and checks the schema
 // version of an existing one.
 func initSchema(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta} {
+	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta, bucketGroups, bucketTokens, bucketEnroll, bucketAudit} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -164,8 +173,12 @@ func (s *Store) writeLoop(every time.Duration) {
 		select {
 		case <-t.C:
 			_ = s.flushLastSeen()
+			_ = s.flushTokenUse()
+			_ = s.flushAudit()
+		case <-s.audit.full:
+			_ = s.flushAudit()
 		case <-s.done:
-			s.flushErr = s.flushLastSeen()
+			s.flushErr = errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushAudit())
 			return
 		}
 	}

@@ -25,6 +25,7 @@ type User struct {
 	Name    string
 	Role    Role
 	Groups  []string // sorted, without duplicates
+	TOTP    bool     // a second factor is enabled: the password alone is not a proxy credential
 	Created time.Time
 }
 
@@ -258,3 +259,9 @@ func getUser(tx *bolt.Tx, name string) (userRecord, error) {
 	}
 	return rec, nil
 }
+
+// SetUserRole changes the named user's role.
+func (s *Store) SetUserRole(name string, role Role) error { return errTODO }
+
+// SetUserGroups replaces the named user's groups; every group must exist.
+func (s *Store) SetUserGroups(name string, groups []string) error { return errTODO }
