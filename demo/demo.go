@@ -55,6 +55,11 @@ func Start(ctx context.Context, cfg Config) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The group outlives restarts like the user; users and devices may only
+	// join groups that exist.
+	if err := cfg.Store.AddGroup(store.Group{Name: groupName}); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, fmt.Errorf("demo group: %w", err)
+	}
 	err = cfg.Store.AddUser(UserName, password, store.RoleAdmin, []string{groupName})
 	if errors.Is(err, store.ErrExists) {
 		err = cfg.Store.SetPassword(UserName, password)

@@ -1,6 +1,12 @@
 package store
 
-import "path"
+import (
+	"errors"
+	"fmt"
+	"path"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // Credential is who a request acts as, once authenticated: a user, and the
 // token used if any.
@@ -28,17 +34,143 @@ func (c Credential) Allows(d Device) bool {
 // that user (wrong, revoked, expired or another user's: ErrBadCredentials;
 // expired also wraps ErrExpired); it records the token's use. Any other
 // secret is the user's password, refused for users with TOTP (they use
-// tokens). Every failure wraps ErrBadCredentials, with a reason in the
-// message fit for the audit log, never for the client.
-func (s *Store) Authenticate(name, secret string) (Credential, error) { return Credential{}, errTODO }
+// tokens). Every failure of the credential wraps ErrBadCredentials, with a
+// reason in the message fit for the audit log, never for the client; an
+// error that does not is a fault of the store (an unreadable record).
+func (s *Store) Authenticate(name, secret string) (Credential, error) {
+	if checkUserName(name) != nil {
+		// The name is not quoted: a malformed one may be a misplaced secret.
+		return Credential{}, fmt.Errorf("authenticate: malformed user name: %w", ErrBadCredentials)
+	}
+	if LooksLikeToken(secret) {
+		c, err := s.checkToken(secret, name)
+		if err != nil {
+			return Credential{}, fmt.Errorf("authenticate %q: %w", name, err)
+		}
+		return c, nil
+	}
+	// The password is checked even for a user with TOTP, so the answer
+	// takes the same time whether or not the user has TOTP.
+	u, err := s.CheckPassword(name, secret)
+	if err != nil {
+		return Credential{}, fmt.Errorf("authenticate %q with password: %w", name, err)
+	}
+	if u.TOTP {
+		return Credential{}, fmt.Errorf("authenticate %q: password not accepted for a user with TOTP; use an API token: %w", name, ErrBadCredentials)
+	}
+	return Credential{User: u}, nil
+}
 
 // AuthenticateToken checks a bearer token on its own (the user is the
 // token's), as Authenticate does for tokens.
-func (s *Store) AuthenticateToken(token string) (Credential, error) { return Credential{}, errTODO }
+func (s *Store) AuthenticateToken(token string) (Credential, error) {
+	c, err := s.checkToken(token, "")
+	if err != nil {
+		return Credential{}, fmt.Errorf("authenticate token: %w", err)
+	}
+	return c, nil
+}
 
-// CredentialValid reports whether c would still be accepted now: the user
-// exists with the same role and groups as in c (callers re-run Allows with
-// the refreshed credential), and c's token, if any, still exists and has
-// not expired. It returns the refreshed credential. Used to re-check open
-// streams after admin changes.
-func (s *Store) CredentialValid(c Credential) (Credential, bool) { return c, false }
+// checkToken checks token, which must belong to owner unless owner is "",
+// and records its use. An unknown id costs the same hash and comparison as
+// a wrong secret.
+func (s *Store) checkToken(token, owner string) (Credential, error) {
+	id, secret, ok := parseToken(token)
+	if !ok {
+		return Credential{}, fmt.Errorf("malformed token: %w", ErrBadCredentials)
+	}
+	now := s.now()
+	var (
+		r         tokenRecord
+		u         userRecord
+		found     = true
+		userFound = true
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getToken(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("token %s: %w", id, err)
+		}
+		u, err = getUser(tx, r.User)
+		if errors.Is(err, ErrNotFound) {
+			userFound = false
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("user %q of token %s: %w", r.User, id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Credential{}, err
+	}
+	stored := r.SecretHash
+	if !found {
+		stored = dummySecretHash
+	}
+	match, err := verifySecret(stored, string(secret))
+	if err != nil {
+		return Credential{}, fmt.Errorf("token %s: %w", id, err)
+	}
+	switch {
+	case !found:
+		return Credential{}, fmt.Errorf("unknown token %s: %w", id, ErrBadCredentials)
+	case !match:
+		return Credential{}, fmt.Errorf("wrong secret for token %s: %w", id, ErrBadCredentials)
+	case owner != "" && r.User != owner:
+		return Credential{}, fmt.Errorf("token %s belongs to another user: %w", id, ErrBadCredentials)
+	case r.expired(now):
+		return Credential{}, fmt.Errorf("token %s expired: %w: %w", id, ErrBadCredentials, ErrExpired)
+	case !userFound:
+		// RemoveUser deletes a user's tokens with it; this is a leftover.
+		return Credential{}, fmt.Errorf("token %s: user %q does not exist: %w", id, r.User, ErrBadCredentials)
+	}
+	s.recordTokenUse(&r, now)
+	return Credential{User: u.user(), TokenID: r.ID, Devices: r.Devices}, nil
+}
+
+// CredentialValid reports whether c would still be accepted now, and
+// returns it refreshed from the records: the user still exists (the
+// refreshed credential carries their current role and groups; callers
+// re-run Allows with it); a password credential's user has not enabled
+// TOTP since; c's token, if any, still exists, is the user's and has not
+// expired. Used to re-check open streams after admin changes. When it
+// reports false the returned credential is the zero Credential, which
+// allows nothing.
+func (s *Store) CredentialValid(c Credential) (Credential, bool) {
+	now := s.now()
+	var fresh Credential
+	err := s.db.View(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, c.User.Name)
+		if err != nil {
+			return err
+		}
+		if c.TokenID == "" {
+			if u.TOTPSecret != "" {
+				return ErrBadCredentials
+			}
+			fresh = Credential{User: u.user()}
+			return nil
+		}
+		r, err := getToken(tx, c.TokenID)
+		if err != nil {
+			return err
+		}
+		if r.User != u.Name || r.expired(now) {
+			return ErrBadCredentials
+		}
+		fresh = Credential{User: u.user(), TokenID: r.ID, Devices: r.Devices}
+		return nil
+	})
+	if err != nil {
+		// Also when the records cannot be read: a stream is not kept open
+		// on a credential that cannot be confirmed.
+		return Credential{}, false
+	}
+	return fresh, true
+}

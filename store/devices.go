@@ -33,6 +33,7 @@ type deviceRecord struct {
 	Created    time.Time `json:"created"`
 	LastSeen   time.Time `json:"last_seen,omitzero"`
 	SecretHash string    `json:"secret_hash"`
+	Disabled   bool      `json:"disabled,omitempty"`
 }
 
 func (r *deviceRecord) device() Device {
@@ -44,52 +45,21 @@ func (r *deviceRecord) device() Device {
 		HTTPPort: r.HTTPPort,
 		Created:  r.Created,
 		LastSeen: r.LastSeen,
+		Disabled: r.Disabled,
 	}
 }
 
 // AddDevice creates a device from d's ID, Name, Groups, Ports and HTTPPort,
 // and returns its secret. The secret is shown to the caller once; the store
-// keeps only its hash. Created is set to the current time and LastSeen is
-// left zero, whatever d holds.
+// keeps only its hash. Created is set to the current time, LastSeen is left
+// zero and the device is enabled, whatever d holds. Every group must exist
+// (ErrNotFound) and have room under its device quota (ErrQuota).
 func (s *Store) AddDevice(d Device) (secret string, err error) {
-	if err := checkDeviceID(d.ID); err != nil {
+	rec, secret, err := s.newDeviceRecord(d)
+	if err != nil {
 		return "", fmt.Errorf("add device %q: %w", truncate(d.ID), err)
 	}
-	if err := checkDeviceName(d.Name); err != nil {
-		return "", fmt.Errorf("add device %q: %w", d.ID, err)
-	}
-	groups, err := normalizeGroups(d.Groups)
-	if err != nil {
-		return "", fmt.Errorf("add device %q: %w", d.ID, err)
-	}
-	ports, err := normalizePorts(d.Ports)
-	if err != nil {
-		return "", fmt.Errorf("add device %q: %w", d.ID, err)
-	}
-	secret, err = newSecret()
-	if err != nil {
-		return "", fmt.Errorf("add device %q: %w", d.ID, err)
-	}
-	rec := deviceRecord{
-		ID:         d.ID,
-		Name:       d.Name,
-		Groups:     groups,
-		Ports:      ports,
-		HTTPPort:   d.HTTPPort,
-		Created:    time.Now().UTC(),
-		SecretHash: hashSecret(secret),
-	}
-	data, err := json.Marshal(&rec)
-	if err != nil {
-		return "", fmt.Errorf("add device %q: %w", d.ID, err)
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		if b.Get([]byte(d.ID)) != nil {
-			return ErrExists
-		}
-		return b.Put([]byte(d.ID), data)
-	})
+	err = s.db.Update(func(tx *bolt.Tx) error { return insertDevice(tx, &rec) })
 	if err != nil {
 		return "", fmt.Errorf("add device %q: %w", d.ID, err)
 	}
@@ -97,6 +67,63 @@ func (s *Store) AddDevice(d Device) (secret string, err error) {
 	// this device's.
 	s.forgetLastSeen(d.ID)
 	return secret, nil
+}
+
+// newDeviceRecord validates d and returns the record of a new device made
+// from it, with a fresh secret and its hash. AddDevice and Enroll share it;
+// the record is stored by insertDevice.
+func (s *Store) newDeviceRecord(d Device) (deviceRecord, string, error) {
+	if err := checkDeviceID(d.ID); err != nil {
+		return deviceRecord{}, "", err
+	}
+	if err := checkDeviceName(d.Name); err != nil {
+		return deviceRecord{}, "", err
+	}
+	groups, err := normalizeGroups(d.Groups)
+	if err != nil {
+		return deviceRecord{}, "", err
+	}
+	ports, err := normalizePorts(d.Ports)
+	if err != nil {
+		return deviceRecord{}, "", err
+	}
+	secret, err := newSecret()
+	if err != nil {
+		return deviceRecord{}, "", err
+	}
+	rec := deviceRecord{
+		ID:         d.ID,
+		Name:       d.Name,
+		Groups:     groups,
+		Ports:      ports,
+		HTTPPort:   d.HTTPPort,
+		Created:    s.now().UTC(),
+		SecretHash: hashSecret(secret),
+	}
+	return rec, secret, nil
+}
+
+// insertDevice stores rec as a new device inside tx. The id must be free
+// (ErrExists), and every group of the device must exist (ErrNotFound) and
+// have room (ErrQuota). Checking inside the writing transaction is what
+// makes the quota hold: bbolt has one writer at a time, so two devices
+// cannot both take a group's last place.
+func insertDevice(tx *bolt.Tx, rec *deviceRecord) error {
+	b := tx.Bucket(bucketDevices)
+	if b.Get([]byte(rec.ID)) != nil {
+		return ErrExists
+	}
+	if err := checkGroupsExist(tx, rec.Groups); err != nil {
+		return err
+	}
+	if err := checkGroupQuota(tx, rec.Groups, ""); err != nil {
+		return err
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode device record: %w", err)
+	}
+	return b.Put([]byte(rec.ID), data)
 }
 
 // Device returns the device with the given id, with its newest last-seen
@@ -168,7 +195,10 @@ func (s *Store) RemoveDevice(id string) error {
 }
 
 // CheckDeviceSecret returns the device if secret is its secret, and an
-// error wrapping ErrBadCredentials if it is not or the id is unknown.
+// error wrapping ErrBadCredentials if it is not or the id is unknown. A
+// disabled device's right secret fails with an error wrapping ErrDisabled
+// instead; a wrong one is ErrBadCredentials as for any device, so only the
+// holder of the secret learns that the device is disabled.
 func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	if !validDeviceID(id) || secret == "" {
 		return Device{}, fmt.Errorf("check device secret: %w", ErrBadCredentials)
@@ -197,6 +227,9 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	}
 	if !found || !ok {
 		return Device{}, fmt.Errorf("check device secret for %q: %w", id, ErrBadCredentials)
+	}
+	if rec.Disabled {
+		return Device{}, fmt.Errorf("check device secret for %q: %w", id, ErrDisabled)
 	}
 	d := rec.device()
 	s.seenMu.Lock()
@@ -346,13 +379,121 @@ type DeviceUpdate struct {
 	HTTPPort *uint16
 }
 
-// UpdateDevice applies u to the device and returns the result.
-func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) { return Device{}, errTODO }
+// UpdateDevice applies u to the device and returns the result. A device
+// moved into groups must find them existing (ErrNotFound) and with room
+// (ErrQuota); groups it already belongs to are not counted again, so a
+// device stays in a group whose quota was lowered below its member count.
+func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) {
+	if u.Name != nil {
+		if err := checkDeviceName(*u.Name); err != nil {
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+		}
+	}
+	var groups []string
+	if u.Groups != nil {
+		var err error
+		if groups, err = normalizeGroups(*u.Groups); err != nil {
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+		}
+	}
+	var ports []uint16
+	if u.Ports != nil {
+		var err error
+		if ports, err = normalizePorts(*u.Ports); err != nil {
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+		}
+	}
+	rec, err := s.updateDevice(id, func(tx *bolt.Tx, rec *deviceRecord) error {
+		if u.Name != nil {
+			rec.Name = *u.Name
+		}
+		if u.Groups != nil {
+			if err := checkGroupsExist(tx, groups); err != nil {
+				return err
+			}
+			if err := checkGroupQuota(tx, addedGroups(rec.Groups, groups), rec.ID); err != nil {
+				return err
+			}
+			rec.Groups = groups
+		}
+		if u.Ports != nil {
+			rec.Ports = ports
+		}
+		if u.HTTPPort != nil {
+			rec.HTTPPort = *u.HTTPPort
+		}
+		return nil
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+	}
+	d := rec.device()
+	s.seenMu.Lock()
+	s.overlayLastSeen(&d)
+	s.seenMu.Unlock()
+	return d, nil
+}
 
 // RotateDeviceSecret gives the device a new secret and returns it; the old
 // one stops working at once. Dropping the connected agent is the caller's.
-func (s *Store) RotateDeviceSecret(id string) (string, error) { return "", errTODO }
+func (s *Store) RotateDeviceSecret(id string) (string, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return "", fmt.Errorf("rotate secret of device %q: %w", truncate(id), err)
+	}
+	_, err = s.updateDevice(id, func(_ *bolt.Tx, rec *deviceRecord) error {
+		rec.SecretHash = hashSecret(secret)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("rotate secret of device %q: %w", truncate(id), err)
+	}
+	return secret, nil
+}
 
 // SetDeviceDisabled disables or enables a device. A disabled device's
-// secret check fails with ErrDisabled.
-func (s *Store) SetDeviceDisabled(id string, disabled bool) error { return errTODO }
+// secret check fails with ErrDisabled. Dropping the connected agent of a
+// device being disabled is the caller's.
+func (s *Store) SetDeviceDisabled(id string, disabled bool) error {
+	_, err := s.updateDevice(id, func(_ *bolt.Tx, rec *deviceRecord) error {
+		rec.Disabled = disabled
+		return nil
+	})
+	if err != nil {
+		verb := "enable"
+		if disabled {
+			verb = "disable"
+		}
+		return fmt.Errorf("%s device %q: %w", verb, truncate(id), err)
+	}
+	return nil
+}
+
+// updateDevice applies fn to the device's record in one write transaction
+// and returns the record as written. Every change to an existing device,
+// other than last-seen times, goes through here.
+func (s *Store) updateDevice(id string, fn func(*bolt.Tx, *deviceRecord) error) (deviceRecord, error) {
+	if !validDeviceID(id) {
+		return deviceRecord{}, ErrNotFound
+	}
+	var rec deviceRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = getDevice(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, &rec); err != nil {
+			return err
+		}
+		data, err := json.Marshal(&rec)
+		if err != nil {
+			return fmt.Errorf("encode device record: %w", err)
+		}
+		return tx.Bucket(bucketDevices).Put([]byte(id), data)
+	})
+	if err != nil {
+		return deviceRecord{}, err
+	}
+	return rec, nil
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 func TestAddDeviceReturnsSecretThatChecks(t *testing.T) {
 	s := newTestStore(t)
+	addGroups(t, s, "plant-a")
 	secret, err := s.AddDevice(Device{ID: "pump-17", Groups: []string{"plant-a"}})
 	if err != nil {
 		t.Fatalf("AddDevice: %v", err)
@@ -103,6 +105,7 @@ func TestAddDeviceTwiceIsErrExists(t *testing.T) {
 
 func TestAddDeviceNormalizesListsAndSetsCreated(t *testing.T) {
 	s := newTestStore(t)
+	addGroups(t, s, "plant-a", "plant-b")
 	in := Device{
 		ID:       "pump-17",
 		Name:     "Pump 17 — hall B",
@@ -418,6 +421,7 @@ func TestConcurrentUseIsSafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	addGroups(t, s, "g")
 	if err := s.AddUser("alice", "pw", RoleUser, []string{"g"}); err != nil {
 		t.Fatal(err)
 	}
@@ -468,4 +472,281 @@ func rawLastSeen(t *testing.T, s *Store, id string) time.Time {
 		t.Fatalf("raw device %q: %v", id, err)
 	}
 	return rec.LastSeen
+}
+
+func TestAddDeviceEnforcesGroupQuota(t *testing.T) {
+	s := newTestStore(t)
+	addGroups(t, s, "ops")
+	if err := s.AddGroup(Group{Name: "plant-a", MaxDevices: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"pump-1", "pump-2"} {
+		if err := addDevice(s, Device{ID: id, Groups: []string{"plant-a"}}); err != nil {
+			t.Fatalf("AddDevice %s within the quota: %v", id, err)
+		}
+	}
+	err := addDevice(s, Device{ID: "pump-3", Groups: []string{"plant-a"}})
+	if !errors.Is(err, ErrQuota) {
+		t.Fatalf("AddDevice past the quota = %v, want ErrQuota", err)
+	}
+	for _, part := range []string{`"pump-3"`, `"plant-a"`, "at most 2"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q does not say %q", err, part)
+		}
+	}
+	// One full group refuses the device, whatever its other groups.
+	if err := addDevice(s, Device{ID: "pump-4", Groups: []string{"ops", "plant-a"}}); !errors.Is(err, ErrQuota) {
+		t.Errorf("AddDevice into a free and a full group = %v, want ErrQuota", err)
+	}
+	for _, id := range []string{"pump-3", "pump-4"} {
+		if _, err := s.Device(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("refused device %s was stored: %v", id, err)
+		}
+	}
+	// Removing a member makes room; a group without a quota has no limit.
+	if err := s.RemoveDevice("pump-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := addDevice(s, Device{ID: "pump-3", Groups: []string{"plant-a"}}); err != nil {
+		t.Errorf("AddDevice after a member left: %v", err)
+	}
+	for i := range 5 {
+		if err := addDevice(s, Device{ID: fmt.Sprint("ops-", i), Groups: []string{"ops"}}); err != nil {
+			t.Errorf("AddDevice to a group without quota: %v", err)
+		}
+	}
+}
+
+func TestUpdateDeviceEnforcesGroupsAndQuota(t *testing.T) {
+	s := newTestStore(t)
+	addGroups(t, s, "ops")
+	if err := s.AddGroup(Group{Name: "plant-a", MaxDevices: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := addDevice(s, Device{ID: "pump-1", Groups: []string{"plant-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := addDevice(s, Device{ID: "pump-2", Groups: []string{"ops"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	full := []string{"plant-a"}
+	if _, err := s.UpdateDevice("pump-2", DeviceUpdate{Groups: &full}); !errors.Is(err, ErrQuota) {
+		t.Errorf("UpdateDevice into a full group = %v, want ErrQuota", err)
+	}
+	missing := []string{"ops", "plant-z"}
+	if _, err := s.UpdateDevice("pump-2", DeviceUpdate{Groups: &missing}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateDevice into a missing group = %v, want ErrNotFound", err)
+	}
+	if d, _ := s.Device("pump-2"); !slices.Equal(d.Groups, []string{"ops"}) {
+		t.Errorf("Groups = %q after refused updates, want [ops]", d.Groups)
+	}
+	// The device in the full group is not counted against itself.
+	both := []string{"plant-a", "ops"}
+	d, err := s.UpdateDevice("pump-1", DeviceUpdate{Groups: &both})
+	if err != nil {
+		t.Fatalf("UpdateDevice of the full group's member: %v", err)
+	}
+	if want := []string{"ops", "plant-a"}; !slices.Equal(d.Groups, want) {
+		t.Errorf("Groups = %q, want %q", d.Groups, want)
+	}
+	// Leaving makes room for another.
+	none := []string{}
+	if _, err := s.UpdateDevice("pump-1", DeviceUpdate{Groups: &none}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateDevice("pump-2", DeviceUpdate{Groups: &full}); err != nil {
+		t.Errorf("UpdateDevice into a group with room: %v", err)
+	}
+}
+
+func TestUpdateDeviceChangesOnlyGivenFields(t *testing.T) {
+	s := newTestStore(t)
+	addGroups(t, s, "plant-a", "plant-b")
+	secret, err := s.AddDevice(Device{ID: "pump-17", Name: "Pump", Groups: []string{"plant-a"}, Ports: []uint16{22}, HTTPPort: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	s.TouchDevice("pump-17", seen)
+	before, _ := s.Device("pump-17")
+
+	name := "Pump 17 — hall B"
+	d, err := s.UpdateDevice("pump-17", DeviceUpdate{Name: &name})
+	if err != nil {
+		t.Fatalf("UpdateDevice name: %v", err)
+	}
+	want := before
+	want.Name = name
+	assertDeviceEqual(t, d, want)
+
+	groups := []string{"plant-b", "plant-a", "plant-b"}
+	ports := []uint16{502, 22, 502}
+	httpPort := uint16(8080)
+	d, err = s.UpdateDevice("pump-17", DeviceUpdate{Groups: &groups, Ports: &ports, HTTPPort: &httpPort})
+	if err != nil {
+		t.Fatalf("UpdateDevice groups, ports, HTTP port: %v", err)
+	}
+	want.Groups, want.Ports, want.HTTPPort = []string{"plant-a", "plant-b"}, []uint16{22, 502}, 8080
+	assertDeviceEqual(t, d, want)
+	got, _ := s.Device("pump-17")
+	assertDeviceEqual(t, got, want)
+	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+		t.Errorf("secret after UpdateDevice: %v", err)
+	}
+	noPorts := []uint16{}
+	if d, err = s.UpdateDevice("pump-17", DeviceUpdate{Ports: &noPorts}); err != nil || len(d.Ports) != 0 {
+		t.Errorf("UpdateDevice to the agent's ports = %+v, %v; want no ports", d, err)
+	}
+}
+
+func TestUpdateDeviceRejectsInvalid(t *testing.T) {
+	s := newTestStore(t)
+	if err := addDevice(s, Device{ID: "pump-17", Name: "Pump"}); err != nil {
+		t.Fatal(err)
+	}
+	badName := "a\nb"
+	badGroups := []string{"a b"}
+	badPorts := []uint16{0}
+	for _, tc := range []struct {
+		desc string
+		u    DeviceUpdate
+	}{
+		{"name with newline", DeviceUpdate{Name: &badName}},
+		{"group invalid", DeviceUpdate{Groups: &badGroups}},
+		{"port 0", DeviceUpdate{Ports: &badPorts}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if _, err := s.UpdateDevice("pump-17", tc.u); !errors.Is(err, ErrInvalid) {
+				t.Errorf("UpdateDevice = %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if d, _ := s.Device("pump-17"); d.Name != "Pump" {
+		t.Errorf("Name = %q after refused updates, want Pump", d.Name)
+	}
+	name := "x"
+	for _, id := range []string{"pump-99", "Pump-17", ""} {
+		if _, err := s.UpdateDevice(id, DeviceUpdate{Name: &name}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateDevice(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestRotateDeviceSecretReplacesOldAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	s, err := open(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.AddDevice(Device{ID: "pump-17"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.RotateDeviceSecret("pump-17")
+	if err != nil {
+		t.Fatalf("RotateDeviceSecret: %v", err)
+	}
+	if secret == old || len(secret) != len(old) {
+		t.Errorf("new secret %d characters, same as old: %v", len(secret), secret == old)
+	}
+	if _, err := s.CheckDeviceSecret("pump-17", old); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("old secret after rotation = %v, want ErrBadCredentials", err)
+	}
+	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+		t.Errorf("new secret after rotation: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = open(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CheckDeviceSecret("pump-17", old); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("old secret after reopen = %v, want ErrBadCredentials", err)
+	}
+	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+		t.Errorf("new secret after reopen: %v", err)
+	}
+	for _, id := range []string{"pump-99", "Pump-17"} {
+		if _, err := s.RotateDeviceSecret(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("RotateDeviceSecret(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestDisabledDeviceIsRefusedUntilEnabled(t *testing.T) {
+	dir := t.TempDir()
+	s, err := open(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.AddDevice(Device{ID: "pump-17"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDeviceDisabled("pump-17", true); err != nil {
+		t.Fatalf("SetDeviceDisabled: %v", err)
+	}
+	checkDisabled := func(when string) {
+		t.Helper()
+		_, err := s.CheckDeviceSecret("pump-17", secret)
+		if !errors.Is(err, ErrDisabled) || errors.Is(err, ErrBadCredentials) {
+			t.Errorf("%s: CheckDeviceSecret = %v, want ErrDisabled only", when, err)
+		}
+		// Without the secret, a disabled device looks like any other.
+		_, err = s.CheckDeviceSecret("pump-17", secret+"x")
+		if !errors.Is(err, ErrBadCredentials) || errors.Is(err, ErrDisabled) {
+			t.Errorf("%s: CheckDeviceSecret with a wrong secret = %v, want ErrBadCredentials only", when, err)
+		}
+		if d, err := s.Device("pump-17"); err != nil || !d.Disabled {
+			t.Errorf("%s: Device = %+v, %v; want Disabled", when, d, err)
+		}
+	}
+	checkDisabled("disabled")
+	// Other changes keep the device disabled.
+	name := "Pump 17"
+	if d, err := s.UpdateDevice("pump-17", DeviceUpdate{Name: &name}); err != nil || !d.Disabled {
+		t.Errorf("UpdateDevice of a disabled device = %+v, %v; want still Disabled", d, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = open(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkDisabled("after reopen")
+	if err := s.SetDeviceDisabled("pump-17", false); err != nil {
+		t.Fatalf("SetDeviceDisabled false: %v", err)
+	}
+	if d, err := s.CheckDeviceSecret("pump-17", secret); err != nil || d.Disabled {
+		t.Errorf("CheckDeviceSecret after enabling = %+v, %v; want the enabled device", d, err)
+	}
+	for _, id := range []string{"pump-99", "Pump-17"} {
+		if err := s.SetDeviceDisabled(id, true); !errors.Is(err, ErrNotFound) {
+			t.Errorf("SetDeviceDisabled(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestDeviceErrorsNeverContainSecret(t *testing.T) {
+	s := newTestStore(t)
+	secret, err := s.AddDevice(Device{ID: "pump-17"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDeviceDisabled("pump-17", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, try := range []string{secret, secret + "x"} {
+		if _, err := s.CheckDeviceSecret("pump-17", try); err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("CheckDeviceSecret error %v contains the secret (or is nil)", err)
+		}
+	}
 }

@@ -1,14 +1,42 @@
 package store
 
-import "time"
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // Enrolment keys let agents register themselves: `reflector enroll create`
 // makes a key for a group, an agent started with it and a device id calls
 // Enroll and receives its own secret. Keys have the same shape as tokens
 // with EnrollKeyPrefix: a public 8-byte id and a 128-bit secret, hashed.
+//
+// A key is EnrollKeyPrefix followed by unpadded base64url of 24 random
+// bytes, 36 characters in all:
+//
+//	rfe_ <base64url( id [8 bytes] | secret [16 bytes] )>
+//
+// The record, a JSON value in the enroll bucket under the id as 16 hex
+// digits, holds hashSecret of the 16 secret bytes; the key itself is never
+// stored.
 
 // EnrollKeyPrefix starts every enrolment key.
 const EnrollKeyPrefix = "rfe_"
+
+const (
+	enrollIDLen     = 8
+	enrollSecretLen = 16
+	// enrollKeyLen is the length of a whole key string.
+	enrollKeyLen = len(EnrollKeyPrefix) + (8*(enrollIDLen+enrollSecretLen)+5)/6
+)
 
 // EnrollKey is an enrolment key's record; the secret is not in it.
 type EnrollKey struct {
@@ -20,21 +48,254 @@ type EnrollKey struct {
 	Expires time.Time // zero: never
 }
 
+// enrollRecord is the stored form of an enrolment key.
+type enrollRecord struct {
+	ID         string    `json:"id"`
+	Group      string    `json:"group"`
+	Max        int       `json:"max,omitempty"`
+	Uses       int       `json:"uses,omitempty"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires,omitzero"`
+	SecretHash string    `json:"secret_hash"`
+}
+
+func (r *enrollRecord) key() EnrollKey {
+	return EnrollKey{ID: r.ID, Group: r.Group, Max: r.Max, Uses: r.Uses, Created: r.Created, Expires: r.Expires}
+}
+
 // CreateEnrollKey makes a key from k.Group (which must exist), k.Max and
-// k.Expires, and returns the key string (shown once) and its record.
+// k.Expires, and returns the key string (shown once) and its record. A
+// negative Max, or an Expires that is not in the future, is ErrInvalid.
 func (s *Store) CreateEnrollKey(k EnrollKey) (key string, rec EnrollKey, err error) {
-	return "", EnrollKey{}, errTODO
+	if err := checkGroupName(k.Group); err != nil {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", truncate(k.Group), err)
+	}
+	if k.Max < 0 {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: maximum uses %d %w: want 0 (no limit) or more", k.Group, k.Max, ErrInvalid)
+	}
+	now := s.now().UTC()
+	if !k.Expires.IsZero() && !k.Expires.After(now) {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: expiry %v %w: not in the future", k.Group, k.Expires, ErrInvalid)
+	}
+	key, id, secret, err := newEnrollKey()
+	if err != nil {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group, err)
+	}
+	r := enrollRecord{
+		ID:         id,
+		Group:      k.Group,
+		Max:        k.Max,
+		Created:    now,
+		SecretHash: hashSecret(secret),
+	}
+	if !k.Expires.IsZero() {
+		r.Expires = k.Expires.UTC()
+	}
+	data, err := json.Marshal(&r)
+	if err != nil {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := checkGroupsExist(tx, []string{k.Group}); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketEnroll)
+		if b.Get([]byte(id)) != nil {
+			// 64 random bits: this does not happen, but if it did,
+			// overwriting would hand out someone else's key.
+			return fmt.Errorf("key id %s %w", id, ErrExists)
+		}
+		return b.Put([]byte(id), data)
+	})
+	if err != nil {
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group, err)
+	}
+	return key, r.key(), nil
 }
 
 // EnrollKeys returns all enrolment keys sorted by creation time.
-func (s *Store) EnrollKeys() ([]EnrollKey, error) { return nil, errTODO }
+func (s *Store) EnrollKeys() ([]EnrollKey, error) {
+	var keys []EnrollKey
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEnroll).ForEach(func(k, v []byte) error {
+			var rec enrollRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode enrolment key %s: %w", k, err)
+			}
+			keys = append(keys, rec.key())
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list enrolment keys: %w", err)
+	}
+	// Ids are random, so ties (keys made within a clock tick) are broken
+	// by id only to keep the order stable between calls.
+	slices.SortFunc(keys, func(a, b EnrollKey) int {
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	})
+	return keys, nil
+}
 
-// RevokeEnrollKey deletes an enrolment key by id.
-func (s *Store) RevokeEnrollKey(id string) error { return errTODO }
+// RevokeEnrollKey deletes an enrolment key by id. Devices already enrolled
+// with it keep their own secrets.
+func (s *Store) RevokeEnrollKey(id string) error {
+	if !validEnrollID(id) {
+		return fmt.Errorf("revoke enrolment key %q: %w", truncate(id), ErrNotFound)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEnroll)
+		if b.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("revoke enrolment key %s: %w", id, err)
+	}
+	return nil
+}
 
 // Enroll registers device deviceID with an enrolment key, in one
 // transaction: the key must match (ErrBadCredentials), not be expired
 // (ErrExpired) nor used up (ErrQuota); the device id must be valid
 // (ErrInvalid) and free (ErrExists); the key's group must have room
 // (ErrQuota). It returns the new device and its secret, and counts the use.
-func (s *Store) Enroll(key, deviceID string) (Device, string, error) { return Device{}, "", errTODO }
+//
+// The key is checked before anything about the device, so a caller without
+// a valid key learns nothing about which device ids are taken. A key of the
+// wrong shape fails at once (the shape is public); a well-formed key with
+// an unknown id costs the same hash and comparison as a wrong secret.
+func (s *Store) Enroll(key, deviceID string) (Device, string, error) {
+	id, secret, ok := parseEnrollKey(key)
+	if !ok {
+		return Device{}, "", fmt.Errorf("enroll device %q: %w", truncate(deviceID), ErrBadCredentials)
+	}
+	var (
+		rec    deviceRecord
+		devSec string
+	)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		// Read the clock once the write lock is held: a wait for it must
+		// not let a key be used past its expiry.
+		now := s.now()
+		b := tx.Bucket(bucketEnroll)
+		k, err := getEnrollKey(tx, id)
+		found := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		stored := k.SecretHash
+		if !found {
+			stored = dummySecretHash
+		}
+		match, err := verifySecret(stored, secret)
+		if err != nil {
+			return err
+		}
+		if !found || !match {
+			return ErrBadCredentials
+		}
+		if !k.Expires.IsZero() && !now.Before(k.Expires) {
+			return fmt.Errorf("%w at %v", ErrExpired, k.Expires)
+		}
+		if k.Max > 0 && k.Uses >= k.Max {
+			return fmt.Errorf("%w: used %d of %d times", ErrQuota, k.Uses, k.Max)
+		}
+		// The device record is made here, not before the transaction, so
+		// an invalid device id is reported only to the holder of a key.
+		rec, devSec, err = s.newDeviceRecord(Device{ID: deviceID, Groups: []string{k.Group}})
+		if err != nil {
+			return err
+		}
+		if err := insertDevice(tx, &rec); err != nil {
+			return err
+		}
+		k.Uses++
+		data, err := json.Marshal(&k)
+		if err != nil {
+			return fmt.Errorf("encode enrolment key record: %w", err)
+		}
+		return b.Put([]byte(id), data)
+	})
+	if err != nil {
+		return Device{}, "", fmt.Errorf("enroll device %q with key %s: %w", truncate(deviceID), id, err)
+	}
+	s.forgetLastSeen(deviceID)
+	return rec.device(), devSec, nil
+}
+
+// getEnrollKey reads and decodes an enrolment key record inside tx. It
+// returns ErrNotFound itself (unwrapped) when there is no such key.
+func getEnrollKey(tx *bolt.Tx, id string) (enrollRecord, error) {
+	var rec enrollRecord
+	v := tx.Bucket(bucketEnroll).Get([]byte(id))
+	if v == nil {
+		return rec, ErrNotFound
+	}
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("decode enrolment key record: %w", err)
+	}
+	return rec, nil
+}
+
+// countEnrollKeys returns how many enrolment keys name group.
+func countEnrollKeys(tx *bolt.Tx, group string) (int, error) {
+	n := 0
+	err := tx.Bucket(bucketEnroll).ForEach(func(k, v []byte) error {
+		var rec struct {
+			Group string `json:"group"`
+		}
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode enrolment key %s: %w", k, err)
+		}
+		if rec.Group == group {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// newEnrollKey returns a fresh key string, its public id (hex) and its
+// secret part (raw bytes in a string, to be given to hashSecret).
+func newEnrollKey() (key, id, secret string, err error) {
+	var b [enrollIDLen + enrollSecretLen]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", "", fmt.Errorf("enrolment key: %w", err)
+	}
+	key = EnrollKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return key, hex.EncodeToString(b[:enrollIDLen]), string(b[enrollIDLen:]), nil
+}
+
+// parseEnrollKey splits a key string into its id (hex) and secret. It
+// reports false for anything that is not exactly the shape newEnrollKey
+// makes; the length is checked before decoding, so an over-long input
+// costs nothing.
+func parseEnrollKey(key string) (id, secret string, ok bool) {
+	if len(key) != enrollKeyLen || key[:len(EnrollKeyPrefix)] != EnrollKeyPrefix {
+		return "", "", false
+	}
+	var b [enrollIDLen + enrollSecretLen]byte
+	// A CR or LF, which the decoder skips, leaves n short of len(b).
+	n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(key[len(EnrollKeyPrefix):]))
+	if err != nil || n != len(b) {
+		return "", "", false
+	}
+	return hex.EncodeToString(b[:enrollIDLen]), string(b[enrollIDLen:]), true
+}
+
+// validEnrollID reports whether id is 16 lower-case hex digits, the form in
+// which ids are stored.
+func validEnrollID(id string) bool {
+	if len(id) != 2*enrollIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

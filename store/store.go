@@ -114,6 +114,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	s.audit.init()
 	go s.writeLoop(every)
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,43 @@ func newTestStore(t *testing.T) *Store {
 		}
 	})
 	return s
+}
+
+// manualClock is a Store's clock that moves only when told.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// setClock makes s's clock a manualClock at t. Call it before s is used
+// from other goroutines.
+func setClock(s *Store, t time.Time) *manualClock {
+	c := &manualClock{t: t}
+	s.now = c.now
+	return c
+}
+
+// addGroups creates groups without a device quota; users and devices may
+// only join groups that exist.
+func addGroups(t *testing.T, s *Store, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if err := s.AddGroup(Group{Name: name}); err != nil {
+			t.Fatalf("AddGroup %q: %v", name, err)
+		}
+	}
 }
 
 func TestOpenCreatesPrivateDirectoryAndFile(t *testing.T) {
@@ -117,6 +155,7 @@ func TestReopenKeepsUsersAndDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addGroups(t, s, "plant-a", "plant-b")
 	if err := s.AddUser("alice", "pw-alice", RoleAdmin, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +252,7 @@ func assertDeviceEqual(t *testing.T, got, want Device) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || !slices.Equal(got.Groups, want.Groups) ||
 		!slices.Equal(got.Ports, want.Ports) || got.HTTPPort != want.HTTPPort ||
-		!got.Created.Equal(want.Created) || !got.LastSeen.Equal(want.LastSeen) {
+		!got.Created.Equal(want.Created) || !got.LastSeen.Equal(want.LastSeen) || got.Disabled != want.Disabled {
 		t.Errorf("device = %+v, want %+v", got, want)
 	}
 }

@@ -1,8 +1,20 @@
 package store
 
 import (
+	"cmp"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // API tokens. A token is TokenPrefix followed by unpadded base64url of 24
@@ -13,6 +25,23 @@ import (
 // TokenPrefix starts every API token, so a token is recognisable in a
 // password field, in logs and to secret scanners.
 const TokenPrefix = "rfl_"
+
+const (
+	tokenIDLen     = 8
+	tokenSecretLen = 16
+
+	// tokenLen is the length of a token string: the prefix and 24 bytes
+	// in unpadded base64, 32 characters.
+	tokenLen = len(TokenPrefix) + (tokenIDLen+tokenSecretLen)*4/3
+
+	maxTokenNameLen    = 64
+	maxTokenPatternLen = 128
+
+	// tokenUseEvery is how stale a stored last-use time may get while the
+	// token is in use: a busy token costs one write a minute, not one per
+	// request.
+	tokenUseEvery = time.Minute
+)
 
 // Token is an API token's record; the secret is not in it.
 type Token struct {
@@ -25,29 +54,361 @@ type Token struct {
 	LastUsed time.Time // at most a minute old while in use; zero if never used
 }
 
+// tokenRecord is the stored form of a token, a JSON value in the tokens
+// bucket under the id's 16 hex digits. SecretHash has the form of a device
+// secret's hash (hashSecret) over the 16 raw secret bytes.
+type tokenRecord struct {
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	Name       string    `json:"name"`
+	Devices    string    `json:"devices,omitempty"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires,omitzero"`
+	LastUsed   time.Time `json:"last_used,omitzero"`
+	SecretHash string    `json:"secret_hash"`
+}
+
+func (r *tokenRecord) token() Token {
+	return Token{
+		ID:       r.ID,
+		User:     r.User,
+		Name:     r.Name,
+		Devices:  r.Devices,
+		Created:  r.Created,
+		Expires:  r.Expires,
+		LastUsed: r.LastUsed,
+	}
+}
+
+// expired reports whether the token is past its expiry at now.
+func (r *tokenRecord) expired(now time.Time) bool {
+	return !r.Expires.IsZero() && !now.Before(r.Expires)
+}
+
 // LooksLikeToken reports whether secret has the shape of an API token
 // (prefix and length), without checking it.
-func LooksLikeToken(secret string) bool { return false }
+func LooksLikeToken(secret string) bool {
+	return len(secret) == tokenLen && strings.HasPrefix(secret, TokenPrefix)
+}
+
+// parseToken splits a token string into its hex id and raw secret.
+func parseToken(token string) (id string, secret []byte, ok bool) {
+	if !LooksLikeToken(token) {
+		return "", nil, false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token[len(TokenPrefix):])
+	if err != nil || len(b) != tokenIDLen+tokenSecretLen {
+		return "", nil, false
+	}
+	return hex.EncodeToString(b[:tokenIDLen]), b[tokenIDLen:], true
+}
 
 // CreateToken makes a token for t.User with t.Name, t.Devices and
 // t.Expires, and returns the token string (shown once) and its record. The
 // user must exist (ErrNotFound); the name must be unique for the user
-// (ErrExists); the pattern must be a valid path.Match pattern (ErrInvalid).
+// (ErrExists); the pattern must be a valid path.Match pattern (ErrInvalid),
+// and Expires zero or in the future (ErrInvalid).
 func (s *Store) CreateToken(t Token) (token string, rec Token, err error) {
-	return "", Token{}, errTODO
+	if checkUserName(t.User) != nil {
+		return "", Token{}, fmt.Errorf("create token for %q: user %w", truncate(t.User), ErrNotFound)
+	}
+	if err := checkTokenName(t.Name); err != nil {
+		return "", Token{}, fmt.Errorf("create token for %q: %w", t.User, err)
+	}
+	if err := checkDevicePattern(t.Devices); err != nil {
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
+	}
+	now := s.now().UTC()
+	if !t.Expires.IsZero() && !t.Expires.After(now) {
+		return "", Token{}, fmt.Errorf("create token %q for %q: expiry %w: in the past", t.Name, t.User, ErrInvalid)
+	}
+	b := make([]byte, tokenIDLen+tokenSecretLen)
+	if _, err := rand.Read(b); err != nil {
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
+	}
+	r := tokenRecord{
+		ID:         hex.EncodeToString(b[:tokenIDLen]),
+		User:       t.User,
+		Name:       t.Name,
+		Devices:    t.Devices,
+		Created:    now,
+		SecretHash: hashSecret(string(b[tokenIDLen:])),
+	}
+	if !t.Expires.IsZero() {
+		r.Expires = t.Expires.UTC()
+	}
+	data, err := json.Marshal(&r)
+	if err != nil {
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if _, err := getUser(tx, t.User); err != nil {
+			return fmt.Errorf("user %w", err)
+		}
+		b := tx.Bucket(bucketTokens)
+		err := b.ForEach(func(k, v []byte) error {
+			var old tokenRecord
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode token %s: %w", k, err)
+			}
+			if old.User == t.User && old.Name == t.Name {
+				return ErrExists
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(r.ID)) != nil {
+			// 2^-64 for any pair of tokens; not worth a retry loop.
+			return fmt.Errorf("token id %s %w", r.ID, ErrExists)
+		}
+		return b.Put([]byte(r.ID), data)
+	})
+	if err != nil {
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), r.token(), nil
 }
 
 // Tokens returns the tokens of user, or all tokens for "", sorted by user
-// then name, with their newest last-use times.
-func (s *Store) Tokens(user string) ([]Token, error) { return nil, errTODO }
-
-// RevokeToken deletes the token with the given id and returns its record.
-func (s *Store) RevokeToken(id string) (Token, error) { return Token{}, errTODO }
-
-// tokenUse holds last-use times not yet written; writeLoop flushes them,
-// at most one write a minute per token.
-type tokenUse struct {
-	mu sync.Mutex
+// then name, with their newest last-use times. A user who does not exist
+// has no tokens.
+func (s *Store) Tokens(user string) ([]Token, error) {
+	var tokens []Token
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			var r tokenRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode token %s: %w", k, err)
+			}
+			if user == "" || r.User == user {
+				tokens = append(tokens, r.token())
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	slices.SortFunc(tokens, func(a, b Token) int {
+		return cmp.Or(strings.Compare(a.User, b.User), strings.Compare(a.Name, b.Name))
+	})
+	s.tokenUse.mu.Lock()
+	for i := range tokens {
+		if t, ok := s.tokenUse.last[tokens[i].ID]; ok && t.After(tokens[i].LastUsed) {
+			tokens[i].LastUsed = t
+		}
+	}
+	s.tokenUse.mu.Unlock()
+	return tokens, nil
 }
 
-func (s *Store) flushTokenUse() error { return nil }
+// RevokeToken deletes the token with the given id and returns its record.
+// The token stops working at once; closing streams opened with it is the
+// caller's job (CredentialValid).
+func (s *Store) RevokeToken(id string) (Token, error) {
+	if !validTokenID(id) {
+		return Token{}, fmt.Errorf("revoke token %q: %w", truncate(id), ErrNotFound)
+	}
+	var r tokenRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if r, err = getToken(tx, id); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTokens).Delete([]byte(id))
+	})
+	if err != nil {
+		return Token{}, fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	s.forgetTokenUse(id)
+	return r.token(), nil
+}
+
+// getToken reads and decodes a token record inside tx. It returns
+// ErrNotFound itself (unwrapped) when there is no such token.
+func getToken(tx *bolt.Tx, id string) (tokenRecord, error) {
+	var r tokenRecord
+	v := tx.Bucket(bucketTokens).Get([]byte(id))
+	if v == nil {
+		return r, ErrNotFound
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("decode token record: %w", err)
+	}
+	return r, nil
+}
+
+// deleteUserTokens deletes the tokens of user inside tx and returns their
+// ids.
+func deleteUserTokens(tx *bolt.Tx, user string) ([]string, error) {
+	b := tx.Bucket(bucketTokens)
+	var ids []string
+	err := b.ForEach(func(k, v []byte) error {
+		var r tokenRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode token %s: %w", k, err)
+		}
+		if r.User == user {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// bbolt forbids changing a bucket while ForEach walks it.
+	for _, id := range ids {
+		if err := b.Delete([]byte(id)); err != nil {
+			return nil, fmt.Errorf("delete token %s: %w", id, err)
+		}
+	}
+	return ids, nil
+}
+
+// checkTokenName accepts 1–64 characters of [A-Za-z0-9._@-].
+func checkTokenName(name string) error {
+	if !validName(name, maxTokenNameLen, "._@-") {
+		return fmt.Errorf("token name %q %w: want 1-%d characters of A-Z a-z 0-9 . _ @ -", truncate(name), ErrInvalid, maxTokenNameLen)
+	}
+	return nil
+}
+
+// checkDevicePattern accepts "" (all devices) or a path.Match pattern of up
+// to 128 printable ASCII characters.
+func checkDevicePattern(p string) error {
+	if len(p) > maxTokenPatternLen {
+		return fmt.Errorf("device pattern %w: longer than %d bytes", ErrInvalid, maxTokenPatternLen)
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < ' ' || p[i] > '~' {
+			return fmt.Errorf("device pattern %q %w: want printable ASCII", truncate(p), ErrInvalid)
+		}
+	}
+	// Match checks the whole pattern's syntax even when it does not match.
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("device pattern %q %w: %v", p, ErrInvalid, err)
+	}
+	return nil
+}
+
+// validTokenID reports whether id is 16 lower-case hex digits.
+func validTokenID(id string) bool {
+	if len(id) != 2*tokenIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenUse holds last-use times not yet written; writeLoop flushes them,
+// at most one write a minute per token. last holds the newest use of each
+// token, written or not, so Tokens shows it; dirty the ids whose stored
+// time was a minute old or more when they were used.
+type tokenUse struct {
+	mu    sync.Mutex
+	last  map[string]time.Time
+	dirty map[string]struct{}
+}
+
+// recordTokenUse notes that token r, as just read from the database, was
+// used at t. It is marked for writing only if its stored time is a minute
+// old, so between flushes a busy token is not marked again.
+func (s *Store) recordTokenUse(r *tokenRecord, t time.Time) {
+	t = t.UTC()
+	u := &s.tokenUse
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.last == nil {
+		u.last = make(map[string]time.Time)
+		u.dirty = make(map[string]struct{})
+	}
+	if old, ok := u.last[r.ID]; ok && !t.After(old) {
+		return
+	}
+	u.last[r.ID] = t
+	if t.Sub(r.LastUsed) >= tokenUseEvery {
+		u.dirty[r.ID] = struct{}{}
+	}
+}
+
+// forgetTokenUse drops the in-memory use times of deleted tokens.
+func (s *Store) forgetTokenUse(ids ...string) {
+	u := &s.tokenUse
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, id := range ids {
+		delete(u.last, id)
+		delete(u.dirty, id)
+	}
+}
+
+// flushTokenUse writes the dirty last-use times in one transaction. Only
+// writeLoop calls it, so flushes never overlap. A time is written only if
+// the stored one is at least tokenUseEvery older, which holds even when a
+// use raced with the previous flush. On failure the entries are marked
+// dirty again.
+func (s *Store) flushTokenUse() error {
+	u := &s.tokenUse
+	u.mu.Lock()
+	if len(u.dirty) == 0 {
+		u.mu.Unlock()
+		return nil
+	}
+	batch := make(map[string]time.Time, len(u.dirty))
+	for id := range u.dirty {
+		batch[id] = u.last[id]
+	}
+	clear(u.dirty)
+	u.mu.Unlock()
+
+	var gone []string // ids with no token record
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		gone = gone[:0]
+		b := tx.Bucket(bucketTokens)
+		for id, t := range batch {
+			r, err := getToken(tx, id)
+			if errors.Is(err, ErrNotFound) {
+				gone = append(gone, id)
+				continue
+			}
+			if err != nil || t.Sub(r.LastUsed) < tokenUseEvery {
+				// An undecodable record cannot authenticate, so it has no
+				// uses to record; a fresh stored time needs no update.
+				continue
+			}
+			r.LastUsed = t
+			data, err := json.Marshal(&r)
+			if err != nil {
+				return fmt.Errorf("encode token %s: %w", id, err)
+			}
+			if err := b.Put([]byte(id), data); err != nil {
+				return fmt.Errorf("write token %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		for id := range batch {
+			if _, ok := u.last[id]; ok {
+				u.dirty[id] = struct{}{}
+			}
+		}
+		return fmt.Errorf("flush token last-use times: %w", err)
+	}
+	for _, id := range gone {
+		if _, again := u.dirty[id]; !again {
+			delete(u.last, id)
+		}
+	}
+	return nil
+}

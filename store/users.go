@@ -37,10 +37,18 @@ type userRecord struct {
 	Groups       []string  `json:"groups,omitempty"`
 	Created      time.Time `json:"created"`
 	PasswordHash string    `json:"password_hash"`
+
+	// TOTP state (totp.go): the enabled secret and the one waiting for its
+	// first code, both base32 as in the otpauth URL, and the newest time
+	// step whose code was accepted. The step outlives the secrets: time
+	// only moves forward, so keeping it costs nothing.
+	TOTPSecret   string `json:"totp_secret,omitempty"`
+	TOTPPending  string `json:"totp_pending,omitempty"`
+	TOTPLastStep int64  `json:"totp_last_step,omitempty"`
 }
 
 func (r *userRecord) user() User {
-	return User{Name: r.Name, Role: r.Role, Groups: r.Groups, Created: r.Created}
+	return User{Name: r.Name, Role: r.Role, Groups: r.Groups, TOTP: r.TOTPSecret != "", Created: r.Created}
 }
 
 // AddUser creates a user. It fails with ErrExists if the name, or a name
@@ -90,6 +98,9 @@ func (s *Store) AddUser(name, password string, role Role, groups []string) error
 				return fmt.Errorf("%w as %q", ErrExists, k)
 			}
 		}
+		if err := checkGroupsExist(tx, groups); err != nil {
+			return err
+		}
 		return b.Put([]byte(name), data)
 	})
 	if err != nil {
@@ -137,22 +148,28 @@ func (s *Store) Users() ([]User, error) {
 	return users, nil
 }
 
-// RemoveUser deletes the named user.
+// RemoveUser deletes the named user and their API tokens.
 func (s *Store) RemoveUser(name string) error {
 	if checkUserName(name) != nil {
 		return fmt.Errorf("remove user %q: %w", truncate(name), ErrNotFound)
 	}
 	defer s.creds.invalidate()
+	var tokens []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
 			return ErrNotFound
+		}
+		var err error
+		if tokens, err = deleteUserTokens(tx, name); err != nil {
+			return err
 		}
 		return b.Delete([]byte(name))
 	})
 	if err != nil {
 		return fmt.Errorf("remove user %q: %w", name, err)
 	}
+	s.forgetTokenUse(tokens...)
 	return nil
 }
 
@@ -223,18 +240,25 @@ func (s *Store) CheckPassword(name, password string) (User, error) {
 }
 
 // updateUser applies fn to the named user's record in one write transaction
-// and drops the credential cache. Every change to a user goes through here.
+// and drops the credential cache. Every change to a user goes through here
+// or updateUserTx.
 func (s *Store) updateUser(name string, fn func(*userRecord) error) error {
+	return s.updateUserTx(name, func(_ *bolt.Tx, rec *userRecord) error { return fn(rec) })
+}
+
+// updateUserTx is updateUser for changes that read other records in the
+// same transaction. If fn fails nothing is written, and the credential
+// cache is kept: a wrong TOTP code must not cost every user an argon2id.
+func (s *Store) updateUserTx(name string, fn func(*bolt.Tx, *userRecord) error) error {
 	if checkUserName(name) != nil {
 		return ErrNotFound
 	}
-	defer s.creds.invalidate()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		rec, err := getUser(tx, name)
 		if err != nil {
 			return err
 		}
-		if err := fn(&rec); err != nil {
+		if err := fn(tx, &rec); err != nil {
 			return err
 		}
 		data, err := json.Marshal(&rec)
@@ -243,6 +267,10 @@ func (s *Store) updateUser(name string, fn func(*userRecord) error) error {
 		}
 		return tx.Bucket(bucketUsers).Put([]byte(name), data)
 	})
+	if err == nil {
+		s.creds.invalidate()
+	}
+	return err
 }
 
 // getUser reads and decodes a user record inside tx. It returns ErrNotFound
@@ -261,7 +289,36 @@ func getUser(tx *bolt.Tx, name string) (userRecord, error) {
 }
 
 // SetUserRole changes the named user's role.
-func (s *Store) SetUserRole(name string, role Role) error { return errTODO }
+func (s *Store) SetUserRole(name string, role Role) error {
+	if err := checkRole(role); err != nil {
+		return fmt.Errorf("set role of %q: %w", truncate(name), err)
+	}
+	err := s.updateUser(name, func(rec *userRecord) error {
+		rec.Role = role
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set role of %q: %w", truncate(name), err)
+	}
+	return nil
+}
 
-// SetUserGroups replaces the named user's groups; every group must exist.
-func (s *Store) SetUserGroups(name string, groups []string) error { return errTODO }
+// SetUserGroups replaces the named user's groups; every group must exist
+// (ErrNotFound otherwise).
+func (s *Store) SetUserGroups(name string, groups []string) error {
+	groups, err := normalizeGroups(groups)
+	if err != nil {
+		return fmt.Errorf("set groups of %q: %w", truncate(name), err)
+	}
+	err = s.updateUserTx(name, func(tx *bolt.Tx, rec *userRecord) error {
+		if err := checkGroupsExist(tx, groups); err != nil {
+			return err
+		}
+		rec.Groups = groups
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set groups of %q: %w", truncate(name), err)
+	}
+	return nil
+}

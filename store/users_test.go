@@ -12,6 +12,7 @@ import (
 
 func TestAddUserThenUserReturnsItWithoutHash(t *testing.T) {
 	s := newTestStore(t)
+	addGroups(t, s, "plant-a", "plant-b")
 	before := time.Now()
 	if err := s.AddUser("alice@example.com", "secret-1", RoleUser, []string{"plant-b", "plant-a", "plant-b"}); err != nil {
 		t.Fatalf("AddUser: %v", err)
@@ -123,6 +124,7 @@ func TestSetPasswordRejectsEmptyPassword(t *testing.T) {
 
 func TestCheckPasswordAcceptsRightPassword(t *testing.T) {
 	s := newTestStore(t)
+	addGroups(t, s, "ops")
 	if err := s.AddUser("alice", "correct horse", RoleAdmin, []string{"ops"}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +237,13 @@ func TestCheckPasswordCacheDroppedOnUserWrites(t *testing.T) {
 		{"add user", func(s *Store) error { return s.AddUser("bob", "pw", RoleUser, nil) }},
 		{"remove user", func(s *Store) error { return s.RemoveUser("alice") }},
 		{"set password", func(s *Store) error { return s.SetPassword("alice", "other") }},
+		{"set role", func(s *Store) error { return s.SetUserRole("alice", RoleAdmin) }},
+		{"set groups", func(s *Store) error {
+			if err := s.AddGroup(Group{Name: "ops"}); err != nil {
+				return err
+			}
+			return s.SetUserGroups("alice", []string{"ops"})
+		}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := newTestStore(t)
@@ -296,6 +305,7 @@ func TestCheckPasswordCacheExpiresAfter60s(t *testing.T) {
 
 func TestCheckPasswordResultDoesNotAliasCache(t *testing.T) {
 	s := newTestStore(t)
+	addGroups(t, s, "ops")
 	if err := s.AddUser("alice", "pw", RoleUser, []string{"ops"}); err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +320,125 @@ func TestCheckPasswordResultDoesNotAliasCache(t *testing.T) {
 	}
 	if !slices.Equal(u.Groups, []string{"ops"}) {
 		t.Errorf("cached Groups = %q after caller changed its copy, want [ops]", u.Groups)
+	}
+}
+
+func TestAddUserToUnknownGroupIsNotFound(t *testing.T) {
+	s := newTestStore(t)
+	addGroups(t, s, "ops")
+	if err := s.AddUser("alice", "pw", RoleUser, []string{"ops", "plant-a"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("AddUser with unknown group = %v, want ErrNotFound", err)
+	}
+	if _, err := s.User("alice"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("User after refused AddUser = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSetUserRole(t *testing.T) {
+	s := newTestStore(t)
+	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUserRole("alice", RoleAdmin); err != nil {
+		t.Fatalf("SetUserRole: %v", err)
+	}
+	// Through the credential cache too.
+	if u, err := s.CheckPassword("alice", "pw"); err != nil || u.Role != RoleAdmin {
+		t.Errorf("CheckPassword after SetUserRole = %+v, %v; want admin", u, err)
+	}
+	if err := s.SetUserRole("alice", "root"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SetUserRole(root) = %v, want ErrInvalid", err)
+	}
+	if err := s.SetUserRole("alice", ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("SetUserRole(\"\") = %v, want ErrInvalid", err)
+	}
+	if u, _ := s.User("alice"); u.Role != RoleAdmin {
+		t.Errorf("Role after refused changes = %q, want admin", u.Role)
+	}
+	if err := s.SetUserRole("nobody", RoleUser); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetUserRole of unknown user = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSetUserGroups(t *testing.T) {
+	s := newTestStore(t)
+	addGroups(t, s, "ops", "plant-a", "plant-b")
+	if err := s.AddUser("alice", "pw", RoleUser, []string{"ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUserGroups("alice", []string{"plant-b", "plant-a", "plant-b"}); err != nil {
+		t.Fatalf("SetUserGroups: %v", err)
+	}
+	if u, _ := s.User("alice"); !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
+		t.Errorf("Groups = %q, want [plant-a plant-b] (sorted, deduplicated)", u.Groups)
+	}
+	if u, err := s.CheckPassword("alice", "pw"); err != nil || !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
+		t.Errorf("CheckPassword after SetUserGroups = %+v, %v", u, err)
+	}
+
+	for _, tc := range []struct {
+		desc   string
+		groups []string
+		want   error
+	}{
+		{"unknown group", []string{"plant-a", "plant-c"}, ErrNotFound},
+		{"invalid group", []string{"a@b"}, ErrInvalid},
+		{"empty group", []string{""}, ErrInvalid},
+	} {
+		if err := s.SetUserGroups("alice", tc.groups); !errors.Is(err, tc.want) {
+			t.Errorf("%s: SetUserGroups(%q) = %v, want %v", tc.desc, tc.groups, err, tc.want)
+		}
+	}
+	if u, _ := s.User("alice"); !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
+		t.Errorf("Groups after refused changes = %q, want unchanged", u.Groups)
+	}
+
+	if err := s.SetUserGroups("alice", nil); err != nil {
+		t.Fatalf("SetUserGroups(nil): %v", err)
+	}
+	if u, _ := s.User("alice"); len(u.Groups) != 0 {
+		t.Errorf("Groups after SetUserGroups(nil) = %q, want none", u.Groups)
+	}
+	if err := s.SetUserGroups("nobody", nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetUserGroups of unknown user = %v, want ErrNotFound", err)
+	}
+}
+
+// A refused change writes nothing, so it keeps the cached passwords.
+func TestRefusedUserChangeKeepsCredentialCache(t *testing.T) {
+	s := newTestStore(t)
+	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUserGroups("alice", []string{"missing"}); err == nil {
+		t.Fatal("SetUserGroups with unknown group succeeded")
+	}
+	if n := s.creds.len(); n != 1 {
+		t.Errorf("cache holds %d entries after a refused change, want 1", n)
+	}
+}
+
+func TestUserTOTPFlagFollowsEnabledSecret(t *testing.T) {
+	s := newTestStore(t)
+	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
+		t.Fatal(err)
+	}
+	putRawUser(t, s, "alice", func(r *userRecord) { r.TOTPPending = "JBSWY3DPEHPK3PXP" })
+	if u, _ := s.User("alice"); u.TOTP {
+		t.Error("User.TOTP true with only a pending secret")
+	}
+	putRawUser(t, s, "alice", func(r *userRecord) { r.TOTPSecret = "JBSWY3DPEHPK3PXP" })
+	if u, _ := s.User("alice"); !u.TOTP {
+		t.Error("User.TOTP false with an enabled secret")
+	}
+	if users, _ := s.Users(); len(users) != 1 || !users[0].TOTP {
+		t.Errorf("Users() = %+v, want alice with TOTP", users)
 	}
 }
 
