@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -39,6 +42,53 @@ func (p *Proxy) newAbsolute() *goproxy.ProxyHttpServer {
 	return gp
 }
 
+// absoluteState carries what filterAbsolute decided back to serveAbsolute,
+// through the request's context.
+type absoluteState struct {
+	access  access
+	session *session
+}
+
+type absoluteStateKey struct{}
+
+// serveAbsolute runs one absolute-form request through goproxy, and once it
+// has ended — response copied, or connection hijacked for a WebSocket and
+// closed — writes its audit event.
+func (p *Proxy) serveAbsolute(w http.ResponseWriter, r *http.Request) {
+	st := &absoluteState{}
+	r = r.WithContext(context.WithValue(r.Context(), absoluteStateKey{}, st))
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	start := time.Now()
+	p.absolute.ServeHTTP(cw, r)
+	if st.session == nil {
+		return // refused before any stream: nothing was reached
+	}
+	p.sessions.remove(st.session)
+	revoked := false
+	select {
+	case <-st.session.done:
+		revoked = true
+	default:
+	}
+	st.session.cancel()
+	ev := st.access.event(store.AuditRequest)
+	ev.OK = cw.status != 0 && cw.status < 500
+	ev.BytesDown, ev.Duration = cw.n, time.Since(start)
+	if body != nil {
+		ev.BytesUp = body.n.Load()
+	}
+	ev.Reason = fmt.Sprintf("%s %s %d", r.Method, truncatePath(r.URL.Path), cw.status)
+	if revoked {
+		ev.Reason += " (closed: access revoked)"
+	}
+	p.cfg.Audit(ev)
+}
+
 // filterAbsolute authenticates and authorises an absolute-form request and
 // points its URL at "device:port", which the Transport's dialer resolves and
 // by which it pools streams. The Host header stays as the client sent it.
@@ -51,8 +101,30 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 		return r, p.response(r, err)
 	}
 	r.URL.Host = net.JoinHostPort(a.device.ID, strconv.Itoa(int(a.port)))
-	r = r.WithContext(tunnel.WithClientAddr(r.Context(), r.RemoteAddr))
-	return r, nil
+	rctx := tunnel.WithClientAddr(r.Context(), a.client.String())
+	st, ok := r.Context().Value(absoluteStateKey{}).(*absoluteState)
+	if !ok { // not from serveAbsolute: nothing to track it with
+		return r.WithContext(rctx), nil
+	}
+	rctx, cancel := context.WithCancel(rctx)
+	done := make(chan struct{})
+	var once sync.Once
+	st.access = a
+	st.session = &session{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
+		once.Do(func() { close(done) })
+		cancel()
+	}}
+	p.sessions.add(st.session)
+	return r.WithContext(rctx), nil
+}
+
+// truncatePath shortens a request path for the audit log.
+func truncatePath(path string) string {
+	const limit = 200
+	if len(path) <= limit {
+		return path
+	}
+	return path[:limit] + "…"
 }
 
 // filterAbsoluteError answers a failed round trip with the status of its
@@ -83,13 +155,16 @@ func (p *Proxy) dialForHTTP(ctx context.Context, network, addr string) (net.Conn
 
 // response builds the refusal for err, as refuse does for CONNECT.
 func (p *Proxy) response(r *http.Request, err error) *http.Response {
-	if errors.Is(err, errNeedAuth) {
-		resp := goproxy.NewResponse(r, "text/plain; charset=utf-8", http.StatusProxyAuthRequired, "proxy authentication required\n")
-		resp.Header.Set("Proxy-Authenticate", `Basic realm="reflector"`)
-		return resp
-	}
 	status, msg := statusFor(err)
-	return goproxy.NewResponse(r, "text/plain; charset=utf-8", status, msg+"\n")
+	resp := goproxy.NewResponse(r, "text/plain; charset=utf-8", status, msg+"\n")
+	var locked *throttle.LockedOutError
+	switch {
+	case status == http.StatusProxyAuthRequired:
+		resp.Header.Set("Proxy-Authenticate", `Basic realm="reflector"`)
+	case errors.As(err, &locked):
+		resp.Header.Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
+	}
+	return resp
 }
 
 // discardPrintf silences goproxy's own logger: our hooks log what matters,

@@ -1,14 +1,16 @@
 package proxy
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/throttle"
 )
 
 // errNeedAuth is every authentication failure: the user gets 407 with a
@@ -18,31 +20,45 @@ var errNeedAuth = errors.New("proxy authentication required")
 // maxCredential bounds a decoded Proxy-Authorization value.
 const maxCredential = 1024
 
-// authenticate checks the request's Proxy-Authorization (Basic user:secret).
-func (p *Proxy) authenticate(ctx context.Context, r *http.Request) (store.User, error) {
-	user, secret, ok := parseProxyBasic(r.Header.Get("Proxy-Authorization"))
+// authenticate checks the request's Proxy-Authorization: Basic user:secret
+// (a password or an API token) or Bearer token.
+func (p *Proxy) authenticate(r *http.Request, client netip.Addr) (store.Credential, error) {
+	user, secret, ok := parseProxyAuth(r.Header.Get("Proxy-Authorization"))
 	if !ok {
-		return store.User{}, errNeedAuth
+		return store.Credential{}, errNeedAuth
 	}
-	u, err := p.cfg.Authenticate(ctx, user, secret)
-	if errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) {
-		p.cfg.Logger.Warn("proxy authentication failed", "user", user, "remote", r.RemoteAddr)
-		return store.User{}, errNeedAuth
+	cred, err := p.cfg.Authenticate(client, user, secret)
+	var locked *throttle.LockedOutError
+	switch {
+	case err == nil:
+		return cred, nil
+	case errors.As(err, &locked):
+		return store.Credential{}, err
+	case errors.Is(err, store.ErrBadCredentials), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNotFound):
+		// The login package audits and rate-limits failures; the log gets
+		// one debug line.
+		p.cfg.Logger.Debug("proxy authentication failed", "user", user, "client", client, "err", err)
+		return store.Credential{}, errNeedAuth
 	}
-	if err != nil {
-		return store.User{}, fmt.Errorf("authenticate %s: %w", user, err)
-	}
-	return u, nil
+	return store.Credential{}, fmt.Errorf("%w: authenticate %s: %w", errInternal, user, err)
 }
 
-// parseProxyBasic decodes "Basic base64(user:secret)". The scheme is case
-// insensitive (RFC 9110 §11.1).
-func parseProxyBasic(h string) (user, secret string, ok bool) {
-	scheme, enc, found := strings.Cut(h, " ")
-	if !found || !strings.EqualFold(scheme, "Basic") || len(enc) > maxCredential*4/3+4 {
+// parseProxyAuth decodes "Basic base64(user:secret)" or "Bearer token"
+// (user ""). Schemes are case insensitive (RFC 9110 §11.1).
+func parseProxyAuth(h string) (user, secret string, ok bool) {
+	scheme, value, found := strings.Cut(h, " ")
+	value = strings.TrimSpace(value)
+	if !found || value == "" || len(value) > maxCredential*4/3+4 {
 		return "", "", false
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		return "", value, true
+	case strings.EqualFold(scheme, "Basic"):
+	default:
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(value)
 	if err != nil {
 		return "", "", false
 	}
@@ -57,11 +73,27 @@ func parseProxyBasic(h string) (user, secret string, ok bool) {
 // hijacked. The connection stays usable, so a client can retry with
 // credentials on it.
 func (p *Proxy) refuse(w http.ResponseWriter, err error) {
-	if errors.Is(err, errNeedAuth) {
-		w.Header().Set("Proxy-Authenticate", `Basic realm="reflector"`)
-		http.Error(w, "proxy authentication required", http.StatusProxyAuthRequired)
-		return
-	}
 	status, msg := statusFor(err)
+	switch status {
+	case http.StatusProxyAuthRequired:
+		w.Header().Set("Proxy-Authenticate", `Basic realm="reflector"`)
+	case http.StatusTooManyRequests:
+		var locked *throttle.LockedOutError
+		errors.As(err, &locked)
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
+	}
 	http.Error(w, msg, status)
+}
+
+// socketAddr is the IP of the request's peer.
+func socketAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
 }

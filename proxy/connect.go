@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -26,7 +27,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, err)
 		return
 	}
-	log := p.cfg.Logger.With("req", id, "user", a.user.Name, "device", a.device.ID, "port", a.port, "remote", r.RemoteAddr)
+	log := p.cfg.Logger.With("req", id, "user", a.cred.User.Name, "device", a.device.ID, "port", a.port, "client", a.client)
 	stream, err := p.cfg.Dial(tunnel.WithClientAddr(ctx, r.RemoteAddr), a.device.ID, a.port)
 	if err != nil {
 		log.Info("connect refused", "err", err)
@@ -59,8 +60,33 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	start := time.Now()
-	up, down, err := tunnel.Join(p.ctx, conn, stream)
+	sctx, end := context.WithCancel(p.ctx)
+	sess := &session{cred: a.cred, device: a.device.ID, cancel: end}
+	p.sessions.add(sess)
+	up, down, err := tunnel.Join(sctx, conn, stream)
+	p.sessions.remove(sess)
+	revoked := sctx.Err() != nil && p.ctx.Err() == nil
+	end()
+	d := time.Since(start)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "connect closed",
 		slog.Int64("bytes_up", up), slog.Int64("bytes_down", down),
-		slog.Duration("duration", time.Since(start)), slog.Any("err", err))
+		slog.Duration("duration", d), slog.Any("err", err))
+	ev := a.event(store.AuditStream)
+	ev.OK, ev.BytesUp, ev.BytesDown, ev.Duration = true, up, down, d
+	switch {
+	case revoked:
+		ev.Reason = "closed: access revoked"
+	case err != nil:
+		ev.Reason = err.Error()
+	}
+	p.cfg.Audit(ev)
+}
+
+// event is an audit event for this access, without outcome.
+func (a access) event(kind string) store.AuditEvent {
+	ev := store.AuditEvent{Kind: kind, User: a.cred.User.Name, Token: a.cred.TokenID, Device: a.device.ID, Port: a.port}
+	if a.client.IsValid() {
+		ev.Client = a.client.String()
+	}
+	return ev
 }

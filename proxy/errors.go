@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -15,12 +16,23 @@ var (
 	ErrNoAccess      = errors.New("no access to device")
 	ErrPortNotListed = errors.New("port not allowed")
 	ErrBadTarget     = errors.New("bad target address")
+
+	// errInternal: the reflector could not decide (its store failed). The
+	// user sees 500 and no detail; the log has the cause.
+	errInternal = errors.New("internal error")
 )
 
 // statusFor maps an error of resolving, authorising or dialling to the status
 // the user gets (DESIGN.md, "Errors"). The reason is one line, safe to show.
 func statusFor(err error) (int, string) {
+	var locked *throttle.LockedOutError
 	switch {
+	case errors.Is(err, errNeedAuth):
+		return http.StatusProxyAuthRequired, "proxy authentication required"
+	case errors.As(err, &locked):
+		return http.StatusTooManyRequests, locked.Error()
+	case errors.Is(err, errInternal):
+		return http.StatusInternalServerError, "internal error: the reflector cannot check this request now"
 	case errors.Is(err, ErrBadTarget):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, ErrNotDevice), errors.Is(err, ErrNoAccess),

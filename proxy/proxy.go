@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,9 +25,20 @@ type Config struct {
 	// Domain devices live under: device "pump-17" is pump-17.<Domain>.
 	// Default "localhost".
 	Domain string
-	// Authenticate checks a proxy credential (user name and password).
-	// Errors wrapping store.ErrBadCredentials answer 407. Required.
-	Authenticate func(ctx context.Context, user, secret string) (store.User, error)
+	// Authenticate checks a proxy credential sent from client: a user name
+	// and a password or token (Basic), or a bearer token alone (user "").
+	// Errors wrapping store.ErrBadCredentials answer 407, a
+	// *throttle.LockedOutError 429 with Retry-After. Required.
+	Authenticate func(client netip.Addr, user, secret string) (store.Credential, error)
+	// Recheck reports whether an open stream's credential may still reach
+	// the device, after an admin change (Revalidate). Nil keeps every stream.
+	Recheck func(cred store.Credential, device string) bool
+	// ClientAddr is the client's address for throttling and the audit log
+	// (clientip.Resolver.Addr). Nil means the socket's.
+	ClientAddr func(r *http.Request) netip.Addr
+	// Audit, if set, receives a stream event when a CONNECT stream closes
+	// and a request event when an absolute-form request ends.
+	Audit func(store.AuditEvent)
 	// Device returns a device's record; store.ErrNotFound answers 404.
 	// Required.
 	Device func(ctx context.Context, id string) (store.Device, error)
@@ -58,6 +70,12 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.ClientAddr == nil {
+		c.ClientAddr = socketAddr
+	}
+	if c.Audit == nil {
+		c.Audit = func(store.AuditEvent) {}
+	}
 	return nil
 }
 
@@ -71,6 +89,8 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	sessions sessions // open streams and requests, for Revalidate
 }
 
 // New returns a Proxy for cfg.
@@ -105,7 +125,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodConnect:
 		p.serveConnect(w, r)
 	case r.URL.IsAbs():
-		p.absolute.ServeHTTP(w, r)
+		p.serveAbsolute(w, r)
 	case p.cfg.Next != nil:
 		p.cfg.Next.ServeHTTP(w, r)
 	default:
@@ -115,7 +135,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // access is the outcome of authenticating and authorising one request.
 type access struct {
-	user   store.User
+	cred   store.Credential
+	client netip.Addr
 	device store.Device
 	port   uint16
 }
@@ -126,7 +147,8 @@ type access struct {
 // port means the device's HTTP port. The returned error maps to the user's
 // status with statusFor, or is errNeedAuth.
 func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string) (access, error) {
-	user, err := p.authenticate(ctx, r)
+	client := p.cfg.ClientAddr(r)
+	cred, err := p.authenticate(r, client)
 	if err != nil {
 		return access{}, err
 	}
@@ -139,9 +161,9 @@ func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string)
 		return access{}, fmt.Errorf("%w %s", ErrUnknownDevice, t.device)
 	}
 	if err != nil {
-		return access{}, fmt.Errorf("look up device %s: %w", t.device, err)
+		return access{}, fmt.Errorf("%w: look up device %s: %w", errInternal, t.device, err)
 	}
-	if !store.CanAccess(user, d) {
+	if !cred.Allows(d) {
 		return access{}, fmt.Errorf("%w %s", ErrNoAccess, t.device)
 	}
 	port := t.port
@@ -151,7 +173,7 @@ func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string)
 	if len(d.Ports) > 0 && !slices.Contains(d.Ports, port) {
 		return access{}, fmt.Errorf("%w: device %s port %d", ErrPortNotListed, d.ID, port)
 	}
-	return access{user: user, device: d, port: port}, nil
+	return access{cred: cred, client: client, device: d, port: port}, nil
 }
 
 // httpPort is the device's web server port: the reflector's record, else what

@@ -12,11 +12,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
+	"github.com/reflector-dev/reflector/clientip"
 	"github.com/reflector-dev/reflector/control"
+	"github.com/reflector-dev/reflector/enroll"
+	"github.com/reflector-dev/reflector/login"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tlscert"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -30,6 +35,16 @@ type Config struct {
 	TLSCert     string // PEM files; both empty: self-signed, kept in DataDir
 	TLSKey      string
 	Logger      *slog.Logger // nil discards
+
+	// TrustedProxies are the CIDRs of reverse proxies whose
+	// X-Forwarded-For names the client (--trusted-proxy); others are
+	// ignored and the socket's address is the client's.
+	TrustedProxies []string
+	// AuditRetention is how long audit events are kept; default 90 days.
+	AuditRetention time.Duration
+	// Throttle tunes the failed-login limiter; zero fields take its
+	// defaults (5 failures a minute, then 1 min doubling to 1 h).
+	Throttle throttle.Config
 }
 
 // Validate checks the configuration and fills defaults.
@@ -49,6 +64,12 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = 90 * 24 * time.Hour
+	}
+	if c.AuditRetention < 0 {
+		return errors.New("audit retention must be positive")
+	}
 	return nil
 }
 
@@ -57,6 +78,8 @@ type Server struct {
 	cfg         Config
 	store       *store.Store
 	hub         *tunnel.Hub
+	guard       *login.Guard
+	clients     clientip.Resolver
 	proxy       *proxy.Proxy
 	cert        tls.Certificate
 	listeners   []net.Listener
@@ -78,9 +101,14 @@ func New(cfg Config) (s *Server, err error) {
 			s.close()
 		}
 	}()
+	if s.clients.Trusted, err = clientip.ParseTrusted(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
 	if s.store, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	s.store.SetAuditRetention(cfg.AuditRetention)
+	s.guard = login.New(s.store, throttle.New(cfg.Throttle), cfg.Logger)
 	if cfg.TLSCert != "" {
 		s.cert, err = tlscert.Load(cfg.TLSCert, cfg.TLSKey)
 	} else {
@@ -121,27 +149,35 @@ func New(cfg Config) (s *Server, err error) {
 func (s *Server) proxyConfig() proxy.Config {
 	mux := http.NewServeMux()
 	mux.Handle(tunnel.Path, &tunnel.Server{
-		Hub:    s.hub,
+		Hub:          s.hub,
+		Logger:       s.cfg.Logger,
+		ClientAddr:   func(r *http.Request) string { return addrString(s.clients.Addr(r)) },
+		Authenticate: s.authenticateDevice,
+		Seen:         s.store.TouchDevice,
+	})
+	mux.Handle(enroll.Path, &enroll.Handler{
 		Logger: s.cfg.Logger,
-		Authenticate: func(_ context.Context, device, secret string) error {
-			_, err := s.store.CheckDeviceSecret(device, secret)
-			if errors.Is(err, store.ErrBadCredentials) {
-				return fmt.Errorf("device %s: %w", device, tunnel.ErrUnauthorized)
-			}
-			return err
+		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
+			_, secret, err := s.guard.Enroll(s.clients.Addr(r), key, device)
+			return secret, err
 		},
-		Seen: s.store.TouchDevice,
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reflector: use this address as an HTTP proxy to reach devices", http.StatusNotFound)
 	})
 	return proxy.Config{
 		Domain: s.cfg.Domain,
-		Authenticate: func(_ context.Context, user, secret string) (store.User, error) {
-			return s.store.CheckPassword(user, secret)
+		Authenticate: func(client netip.Addr, user, secret string) (store.Credential, error) {
+			if user == "" {
+				return s.guard.Token(client, secret)
+			}
+			return s.guard.User(client, user, secret)
 		},
-		Device: func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },
-		Dial:   s.hub.Dial,
+		Recheck:    s.recheck,
+		ClientAddr: s.clients.Addr,
+		Audit:      s.store.Audit,
+		Device:     func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },
+		Dial:       s.hub.Dial,
 		DeviceProperties: func(id string) map[string]string {
 			st, _ := s.hub.Status(id)
 			return st.Properties
@@ -150,6 +186,38 @@ func (s *Server) proxyConfig() proxy.Config {
 		Logger: s.cfg.Logger,
 	}
 }
+
+// authenticateDevice checks an agent's credentials for the tunnel endpoint.
+func (s *Server) authenticateDevice(ctx context.Context, device, secret string) error {
+	client, _ := netip.ParseAddr(tunnel.ClientAddrFrom(ctx))
+	_, err := s.guard.Device(client, device, secret)
+	if errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrDisabled) {
+		return fmt.Errorf("device %s: %w: %w", device, tunnel.ErrUnauthorized, err)
+	}
+	return err
+}
+
+// recheck reports whether an open stream's credential may still reach the
+// device: the user and token still valid, the device still there, enabled
+// and shared with the user. A store failure keeps the stream.
+func (s *Server) recheck(cred store.Credential, device string) bool {
+	fresh, ok := s.store.CredentialValid(cred)
+	if !ok {
+		return false
+	}
+	d, err := s.store.Device(device)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		s.cfg.Logger.Error("re-check access", "device", device, "err", err)
+		return true
+	}
+	return !d.Disabled && fresh.Allows(d)
+}
+
+// accessChanged re-checks open streams after an admin change.
+func (s *Server) accessChanged() { s.proxy.Revalidate() }
 
 // Run serves until ctx ends or a listener fails, then shuts down: listeners
 // first, then spliced connections, tunnels, the control socket and the store.
@@ -160,11 +228,13 @@ func (s *Server) Run(ctx context.Context) error {
 	controlDone := make(chan struct{})
 	go func() {
 		defer close(controlDone)
-		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint}
+		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint,
+			AccessChanged: s.accessChanged}
 		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
 			s.cfg.Logger.Error("control socket", "err", err)
 		}
 	}()
+	go s.revalidateLoop(ctx)
 	errc := make(chan error, len(s.servers))
 	for i, srv := range s.servers {
 		go func() { errc <- srv.Serve(s.listeners[i]) }()
@@ -186,6 +256,30 @@ func (s *Server) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// revalidateEvery is how often open streams are re-checked without an admin
+// change, so that tokens expiring while in use take effect.
+const revalidateEvery = 30 * time.Second
+
+func (s *Server) revalidateLoop(ctx context.Context) {
+	t := time.NewTicker(revalidateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.proxy.Revalidate()
+		}
+	}
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // close releases what New opened; safe on a partly built server.

@@ -118,6 +118,12 @@ func WithClientAddr(ctx context.Context, addr string) context.Context {
 	return context.WithValue(ctx, clientAddrKey{}, addr)
 }
 
+// ClientAddrFrom returns the address WithClientAddr put in ctx, or "".
+func ClientAddrFrom(ctx context.Context) string {
+	addr, _ := ctx.Value(clientAddrKey{}).(string)
+	return addr
+}
+
 // Dial opens a stream to port of the device. Errors wrap ErrDeviceOffline,
 // ErrPortNotAllowed, ErrRefused, ErrTimeout or ErrDeviceFailure.
 func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, error) {
@@ -130,8 +136,7 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, e
 	if !slices.Contains(c.info.Ports, port) {
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
 	}
-	client, _ := ctx.Value(clientAddrKey{}).(string)
-	conn, err := c.tunnel.Open(ctx, port, client)
+	conn, err := c.tunnel.Open(ctx, port, ClientAddrFrom(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, err)
 	}

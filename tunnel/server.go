@@ -16,6 +16,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/xtaci/smux"
+
+	"github.com/reflector-dev/reflector/throttle"
 )
 
 // Wire constants of the agent's upgrade request (PROTOCOL.md, "Connect").
@@ -48,9 +50,13 @@ func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
 // registers it with the hub until it ends.
 type Server struct {
 	Hub *Hub
-	// Authenticate checks a device's credentials: an error wrapping
-	// ErrUnauthorized answers 401, any other 503.
+	// Authenticate checks a device's credentials; ctx carries the agent's
+	// address (ClientAddrFrom). An error wrapping ErrUnauthorized answers
+	// 401, a *throttle.LockedOutError 429 with Retry-After, any other 503.
 	Authenticate func(ctx context.Context, device, secret string) error
+	// ClientAddr, if set, gives the agent's address (behind a trusted
+	// proxy, the forwarded one); nil means the socket's.
+	ClientAddr func(r *http.Request) string
 	// Seen, if set, is told when a device connects and disconnects.
 	Seen func(device string, at time.Time)
 	// Logger; nil discards.
@@ -80,7 +86,11 @@ func (s *Server) logger() *slog.Logger {
 // the reflector no WebSocket and no smux session, then serves the tunnel until
 // it ends. It blocks for the tunnel's lifetime.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := s.logger().With("remote", r.RemoteAddr)
+	client := r.RemoteAddr
+	if s.ClientAddr != nil {
+		client = s.ClientAddr(r)
+	}
+	log := s.logger().With("remote", client)
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "tunnel endpoint: WebSocket upgrade required", http.StatusBadRequest)
 		return
@@ -93,14 +103,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("device", device)
-	if err := s.Authenticate(r.Context(), device, secret); err != nil && !errors.Is(err, ErrUnauthorized) {
-		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
-		log.Error("check device credentials", "err", err)
+	var locked *throttle.LockedOutError
+	switch err := s.Authenticate(WithClientAddr(r.Context(), client), device, secret); {
+	case err == nil:
+	case errors.As(err, &locked):
+		// Logged once by whoever locked it out, not per attempt.
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
+		http.Error(w, locked.Error(), http.StatusTooManyRequests)
 		return
-	} else if err != nil {
+	case errors.Is(err, ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
 		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
 		log.Warn("agent refused", "err", err)
+		return
+	default:
+		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
+		log.Error("check device credentials", "err", err)
 		return
 	}
 	info, err := parseInfo(r)

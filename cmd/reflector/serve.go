@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/reflector-dev/reflector/demo"
 	"github.com/reflector-dev/reflector/server"
@@ -25,6 +28,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); default: a self-signed one kept in --data")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key file (PEM), with --tls-cert")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.Func("trusted-proxy", "CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable); others are ignored", func(v string) error {
+		cfg.TrustedProxies = append(cfg.TrustedProxies, v)
+		return nil
+	})
+	retention := daysFlag(90 * 24 * time.Hour)
+	fs.Var(&retention, "audit-retention", "how long audit log entries are kept, e.g. 90d or 720h")
 	fs.BoolVar(&withDemo, "demo", false, "also run an in-process demo device \"demo\" and a demo admin, and print a curl line")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -33,6 +42,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "reflector serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	cfg.AuditRetention = time.Duration(retention)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fmt.Fprintf(stderr, "reflector serve: --log-level: %v\n", err)
@@ -78,6 +88,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// daysFlag is a duration flag that also takes whole days: "90d".
+type daysFlag time.Duration
+
+func (d *daysFlag) String() string { return time.Duration(*d).String() }
+
+func (d *daysFlag) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return fmt.Errorf("bad duration %q: want e.g. 90d or 720h", s)
+		}
+		*d = daysFlag(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("bad duration %q: want e.g. 90d or 720h", s)
+	}
+	*d = daysFlag(v)
+	return nil
 }
 
 func absDir(dir string) string {
