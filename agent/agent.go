@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -54,6 +56,12 @@ type Agent struct {
 	url    string // the tunnel endpoint, wss://host/tunnel/v1
 	header http.Header
 	dialer *websocket.Dialer
+
+	// How the secret was found: nil state and an empty cfg.Secret mean Run
+	// enrols first with cfg.EnrollKey.
+	state      *State // the state file's, when the secret came from it
+	keyUnused  bool   // an enrolment key was given, but state had a secret
+	stateLoose bool   // the state file is readable by group or others
 }
 
 // New validates cfg and returns an agent with the default reconnect delays.
@@ -64,9 +72,42 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 
 // NewWithOptions is New with reconnect delays other than the defaults; tests
 // use it to reconnect in milliseconds.
+//
+// Without cfg.Secret, it reads cfg.StateFile: a secret found there for
+// cfg.DeviceID is used (and cfg.EnrollKey is not); a missing file with an
+// enrolment key makes Run enrol first; a missing file without a key, or a
+// file that cannot be read, does not parse, holds no secret or is another
+// device's, is an error naming the file.
 func NewWithOptions(cfg Config, logger *slog.Logger, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil { // also fills in the defaults
 		return nil, err
+	}
+	var (
+		state            *State
+		keyUnused, loose bool
+	)
+	if cfg.Secret == "" { // Validate made sure there is a state file
+		path, err := filepath.Abs(cfg.StateFile) // for clear logs, whatever the working directory
+		if err != nil {
+			return nil, fmt.Errorf("state file %s: %w", cfg.StateFile, err)
+		}
+		cfg.StateFile = path
+		st, err := loadState(path, cfg.DeviceID)
+		switch {
+		case err == nil:
+			state, keyUnused = &st, cfg.EnrollKey != ""
+			cfg.Secret, cfg.EnrollKey = st.Secret, ""
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				loose = true
+			}
+		case errors.Is(err, errNoState) && cfg.EnrollKey != "":
+			// Run enrols.
+		case errors.Is(err, errNoState):
+			return nil, fmt.Errorf("%w: device secret is not set (webtunnel.password, or $%s), and state file %s does not exist: enrol the device with an enrolment key ($%s)",
+				ErrInvalidConfig, SecretEnv, path, EnrollKeyEnv)
+		default:
+			return nil, err
+		}
 	}
 	u, err := tunnelURL(cfg.ReflectorURL)
 	if err != nil {
@@ -80,19 +121,36 @@ func NewWithOptions(cfg Config, logger *slog.Logger, opts Options) (*Agent, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Agent{
-		cfg:    cfg,
-		opts:   opts,
-		log:    logger.With("device", cfg.DeviceID),
-		url:    u,
-		header: upgradeHeader(cfg),
-		dialer: d,
+		cfg:        cfg,
+		opts:       opts,
+		log:        logger.With("device", cfg.DeviceID),
+		url:        u,
+		header:     upgradeHeader(cfg),
+		dialer:     d,
+		state:      state,
+		keyUnused:  keyUnused,
+		stateLoose: loose,
 	}, nil
 }
 
 // Run connects to the reflector and keeps reconnecting, with backoff, until
 // ctx ends; then it closes the tunnel, waits for every stream's goroutine
 // and returns nil. Errors of single attempts are logged, not returned.
+//
+// An agent without a secret enrols first (see enrol). Run returns an error
+// only when that fails for good: the reflector refused the enrolment, or
+// the state file cannot be written.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Secret == "" {
+		if err := a.enrol(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	} else if a.state != nil {
+		a.logState()
+	}
 	b := newBackoff(a.opts)
 	var fails failureLog
 	a.log.Info("connecting", "reflector", a.url)
@@ -119,17 +177,29 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("disconnected", "err", describe(err), "connected_for", up.Round(time.Second))
 			a.log.Info("connecting", "reflector", a.url, "retry_in", delay.Round(time.Millisecond))
 		} else {
-			unauthorized := errors.Is(err, errUnauthorized)
-			delay = b.next(unauthorized)
-			a.logFailure(&fails, err, unauthorized, delay)
+			var throttled *throttledError
+			if errors.As(err, &throttled) {
+				delay = b.retryAfter(throttled.after)
+			} else {
+				delay = b.next(errors.Is(err, errUnauthorized))
+			}
+			a.logFailure(&fails, opConnect, err, delay)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, delay) {
 			return nil
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d, or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -214,17 +284,32 @@ func (f *failureLog) record(err error) (first, again bool) {
 	return false, false
 }
 
-func (a *Agent) logFailure(f *failureLog, err error, unauthorized bool, delay time.Duration) {
+// What a failed attempt tried to do, for logFailure.
+const (
+	opConnect = "connect"
+	opEnrol   = "enrol"
+)
+
+// logFailure logs a failed attempt of op as f says: a new kind of failure
+// at Warn, a repeated one at Debug, and again at Warn every
+// stillFailingEvery.
+func (a *Agent) logFailure(f *failureLog, op string, err error, delay time.Duration) {
 	first, again := f.record(err)
 	retry := delay.Round(time.Millisecond)
 	switch {
-	case first && unauthorized:
+	case first && errors.Is(err, errUnauthorized):
 		a.log.Warn("device credentials refused (401); waiting", "retry_in", retry)
+	case first && errors.Is(err, errThrottled):
+		a.log.Warn("reflector is throttling this device's logins (429); waiting", "retry_in", retry)
+	case first && op == opEnrol:
+		a.log.Warn("cannot enrol", "err", err, "retry_in", retry)
 	case first:
 		a.log.Warn("cannot connect", "err", err, "retry_in", retry)
 	case again:
-		a.log.Warn("still failing", "err", err, "attempts", f.count,
+		a.log.Warn("still failing", "op", op, "err", err, "attempts", f.count,
 			"since", f.since.Format(time.RFC3339), "retry_in", retry)
+	case op == opEnrol:
+		a.log.Debug("enrol failed", "err", err, "retry_in", retry)
 	default:
 		a.log.Debug("connect failed", "err", err, "retry_in", retry)
 	}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -36,28 +37,42 @@ var fastRetry = Options{BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Mil
 	UnauthorizedDelay: 300 * time.Millisecond}
 
 // reflector is a real reflector-side tunnel endpoint on a TLS test server.
+// newStoreReflector adds a store and the enrolment endpoint.
 type reflector struct {
-	hub *tunnel.Hub
-	srv *httptest.Server
+	hub   *tunnel.Hub
+	srv   *httptest.Server
+	store *store.Store // nil for newReflector
 
 	mu       sync.Mutex
 	attempts []time.Time // every Authenticate call
 }
 
+// newReflector accepts device testDevice with testSecret.
 func newReflector(t *testing.T) *reflector {
 	t.Helper()
+	return startReflector(t, nil, func(device, secret string) error {
+		if device != testDevice || subtle.ConstantTimeCompare([]byte(secret), []byte(testSecret)) != 1 {
+			return tunnel.ErrUnauthorized
+		}
+		return nil
+	})
+}
+
+// startReflector serves the tunnel endpoint, checking credentials with
+// authenticate, and whatever else mux holds (nil for nothing).
+func startReflector(t *testing.T, mux *http.ServeMux, authenticate func(device, secret string) error) *reflector {
+	t.Helper()
 	r := &reflector{hub: tunnel.NewHub(nil)}
-	mux := http.NewServeMux()
+	if mux == nil {
+		mux = http.NewServeMux()
+	}
 	mux.Handle(tunnel.Path, &tunnel.Server{
 		Hub: r.hub,
 		Authenticate: func(_ context.Context, device, secret string) error {
 			r.mu.Lock()
 			r.attempts = append(r.attempts, time.Now())
 			r.mu.Unlock()
-			if device != testDevice || subtle.ConstantTimeCompare([]byte(secret), []byte(testSecret)) != 1 {
-				return tunnel.ErrUnauthorized
-			}
-			return nil
+			return authenticate(device, secret)
 		},
 	})
 	r.srv = httptest.NewUnstartedServer(mux)
@@ -462,4 +477,34 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestAgentWaitsRetryAfterWhenTheReflectorThrottles(t *testing.T) {
+	var mu sync.Mutex
+	var attempts []time.Time
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		attempts = append(attempts, time.Now())
+		mu.Unlock()
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, "too many failed attempts; retry in 2s", http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	cfg := Config{ReflectorURL: srv.URL, DeviceID: testDevice, Secret: testSecret, Ports: []uint16{80},
+		Fingerprint: tunnel.Fingerprint(srv.Certificate().Raw)}
+	var logs lockedBuffer
+	runAgent(t, cfg, fastRetry, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+
+	waitFor(t, "a second attempt, logged", func() bool {
+		return strings.Contains(logs.String(), `msg="connect failed"`)
+	})
+	mu.Lock()
+	at := slices.Clone(attempts)
+	mu.Unlock()
+	if gap := at[1].Sub(at[0]); gap < 2*time.Second {
+		t.Errorf("attempt after 429 with Retry-After: 2 came %v later, want ≥ 2s", gap)
+	}
+	if n := strings.Count(logs.String(), "throttling this device's logins (429); waiting"); n != 1 {
+		t.Errorf("429 logged at Warn %d times over %d attempts, want once:\n%s", n, len(at), logs.String())
+	}
 }

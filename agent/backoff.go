@@ -18,6 +18,10 @@ const (
 	// the device's credentials (401): retrying sooner cannot help, since
 	// someone has to change the secret on one side.
 	DefaultUnauthorizedDelay = 60 * time.Second
+	// MaxRetryAfter caps the wait a reflector's Retry-After (429) can
+	// impose: the reflector's lockouts double up to an hour, and a header
+	// asking for more is not obeyed past that.
+	MaxRetryAfter = time.Hour
 	// stableAfter is how long a tunnel must stay up for the next failure to
 	// start again from BaseDelay; a tunnel that drops at once keeps backing
 	// off.
@@ -68,6 +72,17 @@ func (b *backoff) next(unauthorized bool) time.Duration {
 	d := b.jitter(b.bound)
 	b.bound = min(2*b.bound, b.max)
 	return d
+}
+
+// retryAfter returns the delay after the reflector answered 429 with
+// Retry-After d: at least d (capped at MaxRetryAfter) plus a jitter of up
+// to a quarter of it, so that devices locked out together do not return
+// together, and never less than next(false), whose bound it doubles too.
+// The total stays within MaxRetryAfter.
+func (b *backoff) retryAfter(d time.Duration) time.Duration {
+	normal := b.next(false)
+	d = min(max(d, 0), MaxRetryAfter)
+	return max(normal, min(d+b.jitter(d/4), MaxRetryAfter))
 }
 
 // connected tells the backoff that a tunnel was up for d before it ended.

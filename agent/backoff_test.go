@@ -138,3 +138,37 @@ func TestFailureLogOncePerKindThenEveryTenMinutes(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestBackoffRetryAfterWaitsAtLeastTheReflectorsDelay(t *testing.T) {
+	tests := []struct {
+		name     string
+		after    time.Duration
+		min, max time.Duration // the delay's range over every draw
+	}{
+		{"2s", 2 * time.Second, 2 * time.Second, 2500 * time.Millisecond},
+		{"shorter than the backoff's", time.Millisecond, 0, time.Second}, // the backoff's draw wins
+		{"none given", 0, 0, time.Second},
+		{"an hour", time.Hour, time.Hour, time.Hour},
+		{"more than an hour is capped", 5 * time.Hour, time.Hour, time.Hour},
+		{"negative", -time.Second, 0, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, draw := range []func(int64) int64{zeroRand, maxRand} {
+				b := newBackoff(Options{})
+				b.randN = draw
+				got := b.retryAfter(tt.after)
+				if got < tt.min || got > tt.max {
+					t.Errorf("retryAfter(%v) = %v, want in [%v, %v]", tt.after, got, tt.min, tt.max)
+				}
+			}
+		})
+	}
+	// A 429 is a failure like any other: the bound doubles.
+	b := newBackoff(Options{})
+	b.randN = maxRand
+	b.retryAfter(2 * time.Second)
+	if got := b.next(false); got != 2*time.Second-1 {
+		t.Errorf("delay after a 429 %v, want just under 2s (the doubled bound)", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -27,6 +28,10 @@ const (
 // when the properties file sets none (webtunnel.password is empty in the
 // stock file), so the secret need not sit in a file.
 const SecretEnv = "REFLECTOR_DEVICE_SECRET"
+
+// EnrollKeyEnv names the environment variable that supplies the enrolment
+// key when no flag does, for the same reason as SecretEnv.
+const EnrollKeyEnv = "REFLECTOR_ENROLL_KEY"
 
 // ErrInvalidConfig wraps every error of Validate, and of LoadProperties about
 // the file's content (not about opening it).
@@ -47,8 +52,20 @@ type Config struct {
 	// (webtunnel.deviceName, webtunnel.deviceVersion).
 	DeviceName    string
 	DeviceVersion string
-	// Secret is the device's password (webtunnel.password, else $REFLECTOR_DEVICE_SECRET).
+	// Secret is the device's password (webtunnel.password, else
+	// $REFLECTOR_DEVICE_SECRET). When it is empty, the secret comes from
+	// StateFile, or, the first time, from enrolling with EnrollKey.
 	Secret string
+	// EnrollKey is an enrolment key ("rfe_…", a flag or
+	// $REFLECTOR_ENROLL_KEY; no WebTunnelAgent key). When Secret is empty
+	// and StateFile holds no secret yet, the agent enrols with it, receives
+	// its own secret and keeps it in StateFile. Once StateFile holds a
+	// secret the key is not used. It excludes Secret.
+	EnrollKey string
+	// StateFile keeps the secret an enrolment obtained, as JSON, mode 0600
+	// (see State). It is read when Secret is empty, and required with
+	// EnrollKey.
+	StateFile string
 	// Ports is the allow-list of local ports (webtunnel.ports: "80, 22";
 	// POCO also splits on ';').
 	Ports []uint16
@@ -106,6 +123,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("device", c.DeviceID),
 		slog.Any("ports", c.Ports),
 		slog.String("local", c.LocalAddr),
+	}
+	if c.Secret == "" && c.StateFile != "" {
+		attrs = append(attrs, slog.String("state_file", c.StateFile))
 	}
 	if c.Proxy != nil {
 		attrs = append(attrs, slog.String("proxy", net.JoinHostPort(c.Proxy.Host, strconv.Itoa(int(c.Proxy.Port)))))
@@ -185,8 +205,18 @@ func (c *Config) Validate() error {
 		bad("device id %q is not a DNS label: 1 to 63 of a-z, 0-9 and '-', not beginning or ending with '-'", id)
 	}
 
-	if c.Secret == "" {
-		bad("device secret is not set (webtunnel.password, or $%s)", SecretEnv)
+	switch {
+	case c.Secret != "" && c.EnrollKey != "":
+		// Which one should win is a guess either way; the key is meant for
+		// a first start without a secret.
+		bad("both a device secret and an enrolment key are given: give the key alone on a device without a secret, or the secret alone")
+	case c.EnrollKey != "" && c.StateFile == "":
+		bad("enrolment needs a state file to keep the device's secret in")
+	case c.EnrollKey != "" && !strings.HasPrefix(c.EnrollKey, enroll.KeyPrefix):
+		// Not quoted: it may be a secret pasted in the wrong place.
+		bad("enrolment key does not start with %q: is it a device secret?", enroll.KeyPrefix)
+	case c.Secret == "" && c.EnrollKey == "" && c.StateFile == "":
+		bad("device secret is not set (webtunnel.password, or $%s), nor an enrolment key ($%s)", SecretEnv, EnrollKeyEnv)
 	}
 
 	if len(c.Ports) == 0 {

@@ -17,9 +17,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -27,10 +29,23 @@ var (
 	// errUnauthorized: the reflector answered 401 to the upgrade; the agent
 	// waits at least the unauthorized delay before trying again.
 	errUnauthorized = errors.New("device credentials refused (401)")
+	// errThrottled: the reflector answered 429; see throttledError.
+	errThrottled = errors.New("reflector is throttling this device's logins (429)")
 	// errFingerprint: the reflector's leaf certificate does not match the
 	// configured pin.
 	errFingerprint = errors.New("reflector certificate does not match the configured fingerprint")
 )
+
+// throttledError is a 429 answer: the reflector locked out the device's id
+// or address after failed logins (issue 3, item 5) and says, in
+// Retry-After, when to come back. It unwraps to errThrottled; its text does
+// not vary with the wait, so a repeated lockout is logged once.
+type throttledError struct {
+	after time.Duration // 0 when the reflector sent no Retry-After
+}
+
+func (e *throttledError) Error() string { return errThrottled.Error() }
+func (e *throttledError) Unwrap() error { return errThrottled }
 
 const (
 	// wsWriteBuffer holds one whole smux frame plus its 8-byte header and
@@ -98,25 +113,53 @@ func newDialer(cfg Config) (*websocket.Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &websocket.Dialer{
-		Proxy:             http.ProxyFromEnvironment, // HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+	return &websocket.Dialer{
+		Proxy:             proxyFunc(cfg),
 		TLSClientConfig:   tlsConf,
 		HandshakeTimeout:  cfg.ConnectTimeout,
 		ReadBufferSize:    wsReadBuffer,
 		WriteBufferSize:   wsWriteBuffer,
 		Subprotocols:      []string{tunnel.Subprotocol},
 		EnableCompression: false,
+	}, nil
+}
+
+// proxyFunc is the proxy to reach the reflector through: the configured one,
+// else HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment.
+func proxyFunc(cfg Config) func(*http.Request) (*url.URL, error) {
+	p := cfg.Proxy
+	if p == nil {
+		return http.ProxyFromEnvironment
 	}
-	if p := cfg.Proxy; p != nil {
-		// gorilla speaks CONNECT to http:// proxies only, with Basic auth
-		// taken from the URL.
-		u := &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))}
-		if p.Username != "" {
-			u.User = url.UserPassword(p.Username, p.Password)
-		}
-		d.Proxy = http.ProxyURL(u)
+	// Both gorilla and net/http speak CONNECT to an http:// proxy, with
+	// Basic auth taken from the URL.
+	u := &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))}
+	if p.Username != "" {
+		u.User = url.UserPassword(p.Username, p.Password)
 	}
-	return d, nil
+	return http.ProxyURL(u)
+}
+
+// newHTTPClient returns a client that reaches the reflector as the tunnel
+// dialer d does: the same TLS verification (CA file, pin or insecure), the
+// same proxy and connect timeout. Enrolment uses it, so an agent that
+// enrols can connect and one that cannot connect does not enrol either.
+// HTTP/1.1 only, as the reflector's listener (DESIGN.md, "Libraries").
+func newHTTPClient(d *websocket.Dialer) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               d.Proxy,
+			TLSClientConfig:     d.TLSClientConfig.Clone(),
+			DialContext:         (&net.Dialer{Timeout: d.HandshakeTimeout}).DialContext,
+			TLSHandshakeTimeout: d.HandshakeTimeout,
+			ForceAttemptHTTP2:   false,
+			MaxIdleConns:        1,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		// Connecting takes at most HandshakeTimeout; the answer is one small
+		// database write away, so as long again is plenty.
+		Timeout: 2 * d.HandshakeTimeout,
+	}
 }
 
 // tlsConfig verifies the reflector against the system roots plus
@@ -216,14 +259,18 @@ func parseFingerprint(s string) ([]byte, error) {
 	return pin, nil
 }
 
-// dial opens the tunnel's WebSocket. A 401 answer becomes errUnauthorized;
-// any other refusal carries the reflector's status and first line of reason.
+// dial opens the tunnel's WebSocket. A 401 answer becomes errUnauthorized,
+// a 429 a *throttledError with its Retry-After; any other refusal carries the reflector's status and first line of reason.
 func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
 	ws, resp, err := a.dialer.DialContext(ctx, a.url, a.header)
 	if err != nil {
 		if resp != nil {
-			if resp.StatusCode == http.StatusUnauthorized {
+			switch resp.StatusCode {
+			case http.StatusUnauthorized:
 				return nil, errUnauthorized
+			case http.StatusTooManyRequests:
+				after, _ := enroll.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+				return nil, &throttledError{after: after}
 			}
 			return nil, fmt.Errorf("reflector refused the tunnel: %s%s", resp.Status, reason(resp))
 		}

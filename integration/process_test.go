@@ -171,6 +171,9 @@ func TestAdminCommandsWhileServerRunsAndAfter(t *testing.T) {
 	port := freePort(t)
 	srv, fp := serveProc(t, data, port)
 
+	if out, err := reflectorCmd(t, "", "group", "add", "plant-a", "--data", data); err != nil {
+		t.Fatalf("group add: %v\n%s", err, out)
+	}
 	if out, err := reflectorCmd(t, "alice-pass\n", "user", "add", "alice", "--group", "plant-a", "--password-stdin", "--data", data); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}
@@ -282,4 +285,68 @@ func connectVia(t *testing.T, port int, user, password, target string) net.Conn 
 		}
 	}
 	return c
+}
+
+// TestAgentEnrolsWithAKeyAndKeepsItsSecret runs the real agent binary with
+// an enrolment key: it registers itself, keeps its secret in the state file
+// (0600) and, restarted without the key, comes back with that secret. A key
+// for one device is used up by the second, and an expired key is refused.
+func TestAgentEnrolsWithAKeyAndKeepsItsSecret(t *testing.T) {
+	data, dir := t.TempDir(), t.TempDir()
+	port := freePort(t)
+	_, fp := serveProc(t, data, port)
+	for _, args := range [][]string{{"group", "add", "field", "--max-devices", "3"}, {"user", "add", "op", "--group", "field", "--password-stdin"}} {
+		if out, err := reflectorCmd(t, "op-pass\n", append(args, "--data", data)...); err != nil {
+			t.Fatalf("%s: %v\n%s", args, err, out)
+		}
+	}
+	out, err := reflectorCmd(t, "", "enroll", "create", "--group", "field", "--max", "1", "--data", data)
+	if err != nil {
+		t.Fatalf("enroll create: %v\n%s", err, out)
+	}
+	key := regexp.MustCompile(`rfe_[A-Za-z0-9_-]+`).FindString(out)
+	if key == "" {
+		t.Fatalf("no key in:\n%s", out)
+	}
+	echo := echoServer(t)
+	reflectorURL := fmt.Sprintf("https://127.0.0.1:%d", port)
+	state := filepath.Join(dir, "pump-1.state")
+	agentArgs := []string{"--reflector", reflectorURL, "--device", "pump-1", "--ports", fmt.Sprint(echo),
+		"--fingerprint", fp, "--state", state}
+	a := startProc(t, []string{"REFLECTOR_ENROLL_KEY=" + key}, "reflector-agent", agentArgs...)
+	online := func() bool {
+		out, _ := reflectorCmd(t, "", "device", "list", "--data", data)
+		return regexp.MustCompile(`(?m)^pump-1\s.*online`).MatchString(out)
+	}
+	waitFor(t, online)
+	fi, err := os.Stat(state)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v, mode %v", err, fi.Mode().Perm())
+	}
+	if strings.Contains(a.output(), key) {
+		t.Fatal("the agent logged its enrolment key")
+	}
+	c := connectVia(t, port, "op", "op-pass", fmt.Sprintf("pump-1.localhost:%d", echo))
+	io.WriteString(c, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+	c.Close()
+
+	// Restarted without the key, the agent uses the secret it kept.
+	a.stop()
+	waitFor(t, func() bool { return !online() })
+	startProc(t, nil, "reflector-agent", agentArgs...)
+	waitFor(t, online)
+
+	// The key was for one device: a second agent is refused, for good.
+	second := startProc(t, []string{"REFLECTOR_ENROLL_KEY=" + key}, "reflector-agent",
+		"--reflector", reflectorURL, "--device", "pump-2", "--ports", fmt.Sprint(echo),
+		"--fingerprint", fp, "--state", filepath.Join(dir, "pump-2.state"))
+	second.waitOutput(`(?i)quota|used up`)
+	out, _ = reflectorCmd(t, "", "audit", "--kind", "device.enroll", "--data", data)
+	if !strings.Contains(out, "pump-1") || !strings.Contains(out, "pump-2") {
+		t.Fatalf("audit lacks the enrolments:\n%s", out)
+	}
 }

@@ -6,17 +6,20 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/reflector-dev/reflector/agent"
+	"github.com/reflector-dev/reflector/control"
 	"github.com/reflector-dev/reflector/server"
 	"github.com/reflector-dev/reflector/store"
 )
@@ -62,8 +65,38 @@ func newStack(t testing.TB) *stack {
 	return s
 }
 
+// addGroups creates the groups that do not exist yet.
+func (s *stack) addGroups(groups ...string) {
+	s.t.Helper()
+	for _, g := range groups {
+		if err := s.srv.Store().AddGroup(store.Group{Name: g}); err != nil && !errors.Is(err, store.ErrExists) {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// admin runs an admin command the way `reflector` does: over the control
+// socket of the running server. It returns stdout and fails the test on a
+// non-zero exit.
+func (s *stack) admin(args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.adminCode("", args...)
+	if code != 0 {
+		s.t.Fatalf("reflector %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// adminCode is admin with stdin, returning the exit code instead of failing.
+func (s *stack) adminCode(stdin string, args ...string) (stdout, stderr string, code int) {
+	var out, errOut strings.Builder
+	code = control.Main(context.Background(), s.srv.Store().Dir(), args, strings.NewReader(stdin), &out, &errOut, nil)
+	return out.String(), errOut.String(), code
+}
+
 func (s *stack) addUser(name, password string, admin bool, groups ...string) {
 	s.t.Helper()
+	s.addGroups(groups...)
 	role := store.RoleUser
 	if admin {
 		role = store.RoleAdmin
@@ -75,6 +108,7 @@ func (s *stack) addUser(name, password string, admin bool, groups ...string) {
 
 func (s *stack) addDevice(d store.Device) string {
 	s.t.Helper()
+	s.addGroups(d.Groups...)
 	secret, err := s.srv.Store().AddDevice(d)
 	if err != nil {
 		s.t.Fatal(err)
@@ -88,7 +122,7 @@ func (s *stack) startAgent(cfg agent.Config) {
 	s.t.Helper()
 	cfg.ReflectorURL = "https://" + s.srv.Addr().String()
 	cfg.Fingerprint = s.srv.Fingerprint()
-	a, err := agent.NewWithOptions(cfg, testLogger(s.t), agent.Options{BaseDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond})
+	a, err := agent.NewWithOptions(cfg, testLogger(s.t), agent.Options{BaseDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond, UnauthorizedDelay: 100 * time.Millisecond})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/throttle"
 )
@@ -126,9 +127,11 @@ func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, erro
 }
 
 // Enroll registers a device with an enrolment key sent from client and
-// returns it with its secret. Wrong keys are throttled per address.
+// returns it with its secret. Wrong keys are throttled per address. Errors
+// wrap the enroll package's reasons, which set the endpoint's status.
 func (g *Guard) Enroll(client netip.Addr, key, id string) (store.Device, string, error) {
 	d, secret, err := g.store.Enroll(key, id)
+	err = enrollError(err)
 	ev := store.AuditEvent{Kind: store.AuditEnroll, Device: id, Client: addrString(client)}
 	if err == nil {
 		ev.OK = true
@@ -204,4 +207,27 @@ func groupOf(d store.Device) string {
 		return ""
 	}
 	return d.Groups[0]
+}
+
+// enrollError gives a store error of enrolment the enrolment endpoint's
+// meaning. The store's error stays wrapped for the log and errors.Is.
+func enrollError(err error) error {
+	var to error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrExpired):
+		to = enroll.ErrKeyExpired
+	case errors.Is(err, store.ErrBadCredentials):
+		to = enroll.ErrKeyInvalid
+	case errors.Is(err, store.ErrQuota):
+		to = enroll.ErrQuota
+	case errors.Is(err, store.ErrExists):
+		to = enroll.ErrDeviceExists
+	case errors.Is(err, store.ErrInvalid):
+		to = enroll.ErrDeviceInvalid
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", to, err)
 }

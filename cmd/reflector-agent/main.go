@@ -10,8 +10,18 @@
 // prefer the environment, since a command line is visible to every user of
 // the device. SIGINT and SIGTERM stop the agent gracefully.
 //
+// A device without a secret can enrol itself instead: given an enrolment key
+// (--enroll, or REFLECTOR_ENROLL_KEY), it registers at the reflector on its
+// first start, receives its own secret and keeps it in a state file (--state;
+// by default beside the config file, else reflector-agent.state in the
+// working directory), which every later start reads; the key is then no
+// longer used. A refused enrolment (bad, expired or used-up key, device id
+// taken) stops the agent with exit status 1.
+//
 //	REFLECTOR_DEVICE_SECRET=… reflector-agent --reflector https://reflector.example.com:8443 \
 //	    --device pump-17 --ports 80,22 --http-port 80
+//	REFLECTOR_ENROLL_KEY=rfe_… reflector-agent --reflector https://reflector.example.com:8443 \
+//	    --device pump-17 --ports 80,22 --state /var/lib/reflector-agent/pump-17.state
 //	reflector-agent --config /etc/WebTunnelAgent.properties
 package main
 
@@ -20,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,11 +41,18 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string) int {
+// run is the whole command: it returns the exit status, 2 for a usage or
+// configuration error, 1 when the agent stopped on an error (a refused
+// enrolment). It runs until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reflector-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var (
 		reflector   = fs.String("reflector", "", "reflector base `URL`, e.g. https://reflector.example.com:8443")
 		device      = fs.String("device", "", "device `ID`, a lower-case DNS label")
@@ -46,12 +64,22 @@ func run(args []string) int {
 		fingerprint = fs.String("fingerprint", "", "pin the reflector's certificate: sha256:`HEX` (replaces chain verification)")
 		insecure    = fs.Bool("insecure", false, "accept any reflector certificate (testing only)")
 		configFile  = fs.String("config", "", "WebTunnelAgent.properties `file` to read first; flags given override it")
-		logLevel    = fs.String("log-level", "info", "log `level`: info or debug (also warn, error)")
+		enrollKey   = fs.String("enroll", "", "enrolment `key` (rfe_…) for a device without a secret: the first start registers the device\n"+
+			"and keeps the secret it receives in the --state file; later starts use that and ignore the key.\n"+
+			"Prefer $"+agent.EnrollKeyEnv+", as a command line is visible to other users")
+		stateFile = fs.String("state", "", "`file` keeping the secret an enrolment obtained (JSON, mode 0600), read at every start\n"+
+			"without a device secret (default: beside --config, named after it with the extension .state,\n"+
+			"e.g. /etc/WebTunnelAgent.properties → /etc/WebTunnelAgent.state; without --config,\n"+
+			agent.DefaultStateName+" in the working directory)")
+		logLevel = fs.String("log-level", "info", "log `level`: info or debug (also warn, error)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: reflector-agent [flags]\n\n"+
 			"Keeps a tunnel from this device to a reflector and forwards the reflector's\n"+
-			"connections to the allowed local ports. The secret is best given in $%s.\n\n", agent.SecretEnv)
+			"connections to the allowed local ports. The device secret is best given in\n"+
+			"$%s; a device without one enrols with a key from\n"+
+			"$%s (or --enroll) and keeps the secret it receives in the\n"+
+			"--state file.\n\n", agent.SecretEnv, agent.EnrollKeyEnv)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,22 +89,22 @@ func run(args []string) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "reflector-agent: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(stderr, "reflector-agent: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "reflector-agent: --log-level %q: want info or debug\n", *logLevel)
+		fmt.Fprintf(stderr, "reflector-agent: --log-level %q: want info or debug\n", *logLevel)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var cfg agent.Config
 	if *configFile != "" {
 		var err error
 		if cfg, err = agent.LoadProperties(*configFile, logger); err != nil {
-			fmt.Fprintf(os.Stderr, "reflector-agent: %v\n", err)
+			fmt.Fprintf(stderr, "reflector-agent: %v\n", err)
 			return 2
 		}
 	}
@@ -109,27 +137,35 @@ func run(args []string) int {
 			cfg.Fingerprint = *fingerprint
 		case "insecure":
 			cfg.Insecure = *insecure
+		case "enroll":
+			cfg.EnrollKey = *enrollKey
+		case "state":
+			cfg.StateFile = *stateFile
 		}
 	})
 	if flagErr != nil {
-		fmt.Fprintf(os.Stderr, "reflector-agent: %v\n", flagErr)
+		fmt.Fprintf(stderr, "reflector-agent: %v\n", flagErr)
 		return 2
 	}
 	if cfg.Secret == "" {
-		cfg.Secret = os.Getenv(agent.SecretEnv)
+		cfg.Secret = getenv(agent.SecretEnv)
+	}
+	if cfg.EnrollKey == "" {
+		cfg.EnrollKey = getenv(agent.EnrollKeyEnv)
+	}
+	if cfg.StateFile == "" {
+		cfg.StateFile = agent.DefaultStatePath(*configFile)
 	}
 
 	if err := cfg.Validate(); err != nil { // fills in defaults, for the log line below
-		fmt.Fprintf(os.Stderr, "reflector-agent: %v\n", err)
+		fmt.Fprintf(stderr, "reflector-agent: %v\n", err)
 		return 2
 	}
 	a, err := agent.New(cfg, logger)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "reflector-agent: %v\n", err)
+		fmt.Fprintf(stderr, "reflector-agent: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	logger.Info("reflector-agent starting", "version", agent.Version, "config", cfg)
 	if err := a.Run(ctx); err != nil {
 		logger.Error("agent stopped", "err", err)
