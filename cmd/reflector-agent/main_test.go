@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/enroll"
-	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -90,7 +89,7 @@ func TestEnrolmentKeyWithASecretIsAConfigurationError(t *testing.T) {
 
 func TestRefusedEnrolmentExitsWithStatus1(t *testing.T) {
 	flags, n := enrolServer(t, func(string, string) (string, error) {
-		return "", store.ErrBadCredentials
+		return "", enroll.ErrKeyInvalid
 	})
 	var out lockedBuffer
 	state := filepath.Join(t.TempDir(), "agent.state")
@@ -133,7 +132,7 @@ func TestUnreadableStateFileIsAConfigurationError(t *testing.T) {
 func TestEnrolmentKeepsTheSecretBesideTheConfigFile(t *testing.T) {
 	flags, n := enrolServer(t, func(key, device string) (string, error) {
 		if key != testKey || device != "pump-17" {
-			return "", store.ErrBadCredentials
+			return "", enroll.ErrKeyInvalid
 		}
 		return "the-new-secret", nil
 	})
