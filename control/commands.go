@@ -2,12 +2,12 @@ package control
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -35,7 +35,7 @@ type Env struct {
 // command is one admin command. Its run function gets the arguments after
 // the command's words ("alice", "--admin" for "user add alice --admin").
 type command struct {
-	words   string // "user add"
+	words   string // "user add", "user totp enable", "audit"
 	args    string // the synopsis after the words
 	summary string
 	run     func(c *call, args []string) int
@@ -43,35 +43,95 @@ type command struct {
 	// Main reads stdin before sending a command over the socket only then,
 	// so a command that needs none never waits on a terminal.
 	stdin func(args []string) bool
+	// dialogue, when set, is how Main runs the command: as a sequence of
+	// requests with prompts between them (the socket carries one request
+	// and one answer, with stdin sent up front). Run still runs the whole
+	// command in one call when given it directly.
+	dialogue func(s *session, cmd *command, args []string, stdin io.Reader) int
 }
 
 // commands is the table Run dispatches on, in the order usage lists them.
-var commands = []command{
-	{words: "user add", args: "NAME [--admin] [--group G]... [--password-stdin]",
-		summary: "add a user; prints a generated password unless --password-stdin",
-		run:     userAdd, stdin: wantsPasswordStdin},
-	{words: "user list", summary: "list users", run: userList},
-	{words: "user rm", args: "NAME", summary: "remove a user", run: userRemove},
-	{words: "device add", args: "ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N]",
-		summary: "add a device; prints its secret and the agent command line",
-		run:     deviceAdd},
-	{words: "device list", summary: "list devices and their status", run: deviceList},
-	{words: "device rm", args: "ID", summary: "remove a device and close its tunnel", run: deviceRemove},
+// It is filled in by init: dialogues run commands through Run, which reads
+// the table, and a table initialised in its declaration would refer to
+// itself.
+var commands []command
+
+func init() {
+	commands = []command{
+		{words: "user add", args: "NAME [--admin] [--group G]... [--password-stdin]",
+			summary: "add a user; prints a generated password unless --password-stdin",
+			run:     userAdd, stdin: wantsPasswordStdin},
+		{words: "user list", summary: "list users", run: userList},
+		{words: "user set", args: "NAME [--role admin|user] [--group G]... [--no-groups]",
+			summary: "change a user's role or groups (--group replaces the user's groups)", run: userSet},
+		{words: "user passwd", args: "NAME [--password-stdin]",
+			summary: "set a new password; prints a generated one unless --password-stdin",
+			run:     userPasswd, stdin: wantsPasswordStdin},
+		{words: "user totp enable", args: "NAME [--begin | --code CODE]",
+			summary: "turn on TOTP: shows a QR code, then asks for a first code (--begin: only show; --code: only confirm)",
+			run:     totpEnable, dialogue: totpEnableDialogue},
+		{words: "user totp disable", args: "NAME [--code CODE | --force]",
+			summary: "turn off TOTP after asking for a current code; --force for a lost authenticator",
+			run:     totpDisable, dialogue: totpDisableDialogue},
+		{words: "user rm", args: "NAME", summary: "remove a user", run: userRemove},
+		{words: "token create", args: "--user NAME --name LABEL [--expires 720h|90d|never] [--devices PATTERN]",
+			summary: "make an API token, the user's proxy password; prints it once", run: tokenCreate},
+		{words: "token list", args: "[--user NAME]", summary: "list API tokens", run: tokenList},
+		{words: "token revoke", args: "ID", summary: "revoke an API token and close its streams", run: tokenRevoke},
+		{words: "group add", args: "NAME [--max-devices N]", summary: "add a group", run: groupAdd},
+		{words: "group list", summary: "list groups with their quotas and members", run: groupList},
+		{words: "group set", args: "NAME --max-devices N", summary: "change a group's device quota (0: none)", run: groupSet},
+		{words: "group rm", args: "NAME", summary: "remove a group no user, device or enrolment key is in", run: groupRemove},
+		{words: "device add", args: "ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N]",
+			summary: "add a device; prints its secret and the agent command line",
+			run:     deviceAdd},
+		{words: "device list", summary: "list devices and their status", run: deviceList},
+		{words: "device set", args: "ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N]",
+			summary: "change a device (--group replaces its groups, --ports its ports)", run: deviceSet},
+		{words: "device rotate-secret", args: "ID",
+			summary: "give a device a new secret; the old one stops working and its agent is dropped", run: deviceRotate},
+		{words: "device disable", args: "ID", summary: "refuse a device's agent and close its tunnel", run: deviceDisable},
+		{words: "device enable", args: "ID", summary: "accept a disabled device's agent again", run: deviceEnable},
+		{words: "device rm", args: "ID", summary: "remove a device and close its tunnel", run: deviceRemove},
+		{words: "enroll create", args: "--group G [--max N] [--expires 24h|never]",
+			summary: "make a key agents enrol themselves with into a group; prints it once", run: enrollCreate},
+		{words: "enroll list", summary: "list enrolment keys", run: enrollList},
+		{words: "enroll rm", args: "ID", summary: "remove an enrolment key", run: enrollRemove},
+		{words: "audit", args: "[--since 1h|7d|RFC3339] [--user U] [--device D] [--kind K] [--limit N] [--json]",
+			summary: "show the audit log, oldest first", run: auditList},
+	}
 }
 
 // lookup finds the command named by the first words of args and returns it
 // with the remaining arguments.
 func lookup(args []string) (*command, []string, bool) {
-	if len(args) < 2 {
-		return nil, nil, false
-	}
-	words := args[0] + " " + args[1]
+	var found *command
+	n := 0
 	for i := range commands {
-		if commands[i].words == words {
-			return &commands[i], args[2:], true
+		words := strings.Fields(commands[i].words)
+		if len(words) > n && len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			found, n = &commands[i], len(words)
 		}
 	}
-	return nil, nil, false
+	if found == nil {
+		return nil, nil, false
+	}
+	return found, args[n:], true
+}
+
+// family returns how many leading words of args name a command family
+// ("user", "user totp") without naming a command.
+func family(args []string) int {
+	n := 0
+	for _, cmd := range commands {
+		words := strings.Fields(cmd.words)
+		k := 0
+		for k < len(words)-1 && k < len(args) && args[k] == words[k] {
+			k++
+		}
+		n = max(n, k)
+	}
+	return n
 }
 
 // call is one execution of a command: its environment and streams.
@@ -90,14 +150,18 @@ type call struct {
 func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest, ok := lookup(args)
 	if !ok {
+		n := family(args)
 		switch {
 		case len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help":
-		case len(args) == 1 && (args[0] == "user" || args[0] == "device"):
-			fmt.Fprintf(stderr, "reflector: %s: missing subcommand\n", args[0])
+			usage(stderr, nil)
+		case n > 0 && (n == len(args) || strings.HasPrefix(args[n], "-")):
+			// "reflector group", "reflector user totp --help"
+			fmt.Fprintf(stderr, "reflector: %s: missing subcommand\n", strings.Join(args[:n], " "))
+			usage(stderr, args[:n])
 		default:
-			fmt.Fprintf(stderr, "reflector: unknown command %q\n", strings.Join(args[:min(len(args), 2)], " "))
+			fmt.Fprintf(stderr, "reflector: unknown command %q\n", strings.Join(args[:n+1], " "))
+			usage(stderr, args[:n])
 		}
-		usage(stderr)
 		return exitUsage
 	}
 	if env.Store == nil {
@@ -112,16 +176,36 @@ func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, s
 	return cmd.run(c, rest)
 }
 
-// usage writes the list of commands.
-func usage(w io.Writer) {
+// usage writes the list of commands, or of one family's ("user totp").
+func usage(w io.Writer, family []string) {
 	fmt.Fprintln(w, "usage: reflector <command> [arguments]")
 	fmt.Fprintln(w)
+	writeCommands(w, family)
+}
+
+// Usage writes the list of admin commands, for the program's own help.
+func Usage(w io.Writer) { writeCommands(w, nil) }
+
+// writeCommands lists the commands whose words start with family (all for
+// nil), a blank line between families.
+func writeCommands(w io.Writer, family []string) {
 	fmt.Fprintln(w, "admin commands (run inside the reflector when one runs on the data directory):")
+	last := ""
 	for _, cmd := range commands {
+		words := strings.Fields(cmd.words)
+		if len(words) < len(family) || !slices.Equal(words[:len(family)], family) {
+			continue
+		}
+		if last != "" && words[0] != last {
+			fmt.Fprintln(w)
+		}
+		last = words[0]
 		fmt.Fprintf(w, "  %s\n", strings.TrimSpace(cmd.words+" "+cmd.args))
 		fmt.Fprintf(w, "        %s\n", cmd.summary)
 	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags may come before or after the positional argument; -x and --x are the same.")
+	fmt.Fprintln(w, "Durations take s, m, h and d (90d); -h after a command shows its flags.")
 }
 
 // fail reports a failed step as "reflector: <what>: <err>" and returns 1.
@@ -148,118 +232,61 @@ func (c *call) flags() *flag.FlagSet {
 	return fs
 }
 
-// parse parses args with fs and returns exactly want positional arguments.
-// Flags may come before, between or after the positional arguments, as in
-// "user add alice --admin"; everything after "--" is positional. On error it
-// has already printed the reason and usage, and returns the exit code: 0 for
-// -h, 2 otherwise.
-func (c *call) parse(fs *flag.FlagSet, args []string, want int) ([]string, int, bool) {
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil, exitOK, false
-	}
-	if err != nil {
-		return nil, exitUsage, false // the flag package printed it
-	}
-	if len(pos) != want {
-		if len(pos) < want {
-			fmt.Fprintf(c.stderr, "reflector: %s: missing argument\n", fs.Name())
-		} else {
-			fmt.Fprintf(c.stderr, "reflector: %s: unexpected argument %q\n", fs.Name(), pos[want])
-		}
-		fs.Usage()
-		return nil, exitUsage, false
-	}
-	return pos, exitOK, true
-}
-
-// parseInterspersed is fs.Parse that carries on past positional arguments:
-// the flag package stops at the first one.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			// Parse stopped at the terminator (or a flag took "--" as its
-			// value, after which treating the rest as positional is what the
-			// user most likely meant too).
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// listFlag is a repeatable flag whose values may also be comma-separated:
-// --group a --group b and --group a,b mean the same.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-func (l *listFlag) Set(s string) error {
-	for v := range strings.SplitSeq(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			*l = append(*l, v)
-		}
-	}
-	return nil
-}
-
-// portsFlag is a repeatable, comma-separated list of ports.
-type portsFlag []uint16
-
-func (p *portsFlag) String() string { return formatPorts(*p) }
-
-func (p *portsFlag) Set(s string) error {
-	ports, err := tunnel.ParsePorts(s)
-	if err != nil {
-		return err
-	}
-	*p = append(*p, ports...)
-	return nil
-}
-
-// portFlag is one port, 1-65535; 0 means unset.
-type portFlag uint16
-
-func (p *portFlag) String() string {
-	if *p == 0 {
-		return ""
-	}
-	return strconv.Itoa(int(*p))
-}
-
-func (p *portFlag) Set(s string) error {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
-	if err != nil || n == 0 {
-		return fmt.Errorf("bad port %q: want 1-65535", s)
-	}
-	*p = portFlag(n)
-	return nil
-}
-
-// formatPorts joins ports with commas.
-func formatPorts(ports []uint16) string {
-	var b strings.Builder
-	for i, p := range ports {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(int(p)))
-	}
-	return b.String()
-}
-
 // orDash returns s, or "-" for an empty table cell.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
+}
+
+// actor is who admin commands act as in the audit log: whoever may use the
+// control socket or open the data directory, i.e. someone on this host.
+const actor = "local"
+
+// audit records a change the command made. Call it only after the change
+// succeeded; it never blocks on the disk.
+func (c *call) audit(e store.AuditEvent) {
+	e.OK, e.Actor = true, actor
+	c.env.Store.Audit(e)
+}
+
+// accessChanged tells a running server that access may have been taken
+// away, so it re-checks open streams. Without a server there are none.
+func (c *call) accessChanged() {
+	if c.env.AccessChanged != nil {
+		c.env.AccessChanged()
+	}
+}
+
+// disconnect closes the device's tunnel on a running server and reports
+// whether it was connected.
+func (c *call) disconnect(id string) bool {
+	if c.env.Hub == nil {
+		return false
+	}
+	_, online := c.env.Hub.Status(id)
+	c.env.Hub.Disconnect(id)
+	return online
+}
+
+// dateTime formats a stored time for tables and messages, in local time;
+// zero is "never".
+func dateTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+// expiry describes an expiry time for tables: "never", the time, or the
+// time with "(expired)".
+func expiry(t, now time.Time) string {
+	switch {
+	case t.IsZero():
+		return "never"
+	case !t.After(now):
+		return dateTime(t) + " (expired)"
+	}
+	return dateTime(t)
 }

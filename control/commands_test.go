@@ -39,6 +39,72 @@ func newTestEnv(t *testing.T) Env {
 	}
 }
 
+// countAccessChanged makes env count its AccessChanged calls.
+func countAccessChanged(env *Env) *atomic.Int32 {
+	var n atomic.Int32
+	env.AccessChanged = func() { n.Add(1) }
+	return &n
+}
+
+// mustRun runs a command that must succeed and returns its stdout.
+func mustRun(t *testing.T, env Env, stdin string, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := run(t, env, stdin, args...)
+	if code != 0 {
+		t.Fatalf("%s: code %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}
+
+// addGroups creates groups in env's store.
+func addGroups(t *testing.T, env Env, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if err := env.Store.AddGroup(store.Group{Name: name}); err != nil {
+			t.Fatalf("add group %s: %v", name, err)
+		}
+	}
+}
+
+// lastAudit returns the newest audit event of kind, failing the test if
+// there is none.
+func lastAudit(t *testing.T, env Env, kind string) store.AuditEvent {
+	t.Helper()
+	events, err := env.Store.AuditEvents(store.AuditFilter{Kind: kind})
+	if err != nil {
+		t.Fatalf("AuditEvents: %v", err)
+	}
+	if len(events) == 0 {
+		t.Fatalf("no %s event in the audit log", kind)
+	}
+	return events[len(events)-1]
+}
+
+// checkAudit checks the newest event of want.Kind: an admin change that
+// succeeded, by "local", with want's User, Device, Group and Token, and a
+// Reason containing want.Reason.
+func checkAudit(t *testing.T, env Env, want store.AuditEvent) {
+	t.Helper()
+	e := lastAudit(t, env, want.Kind)
+	if !e.OK || e.Actor != "local" || e.User != want.User || e.Device != want.Device ||
+		e.Group != want.Group || e.Token != want.Token || !strings.Contains(e.Reason, want.Reason) {
+		t.Errorf("audit event %+v, want %+v (ok, by local)", e, want)
+	}
+	if e.Time.IsZero() || time.Since(e.Time) > time.Minute {
+		t.Errorf("audit event time %v", e.Time)
+	}
+}
+
+// countAudit returns how many events of kind the log holds.
+func countAudit(t *testing.T, env Env, kind string) int {
+	t.Helper()
+	events, err := env.Store.AuditEvents(store.AuditFilter{Kind: kind})
+	if err != nil {
+		t.Fatalf("AuditEvents: %v", err)
+	}
+	return len(events)
+}
+
 // run runs one command and returns its exit code and output.
 func run(t *testing.T, env Env, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -60,6 +126,9 @@ func TestCommands(t *testing.T) {
 		notStdout  []string
 		stderrOnly bool // stdout must be empty
 	}{
+		{args: []string{"group", "add", "ops"}, code: 0, stdout: []string{"group ops added (no device limit)"}},
+		{args: []string{"group", "add", "lab", "--max-devices", "3"}, code: 0, stdout: []string{"group lab added (at most 3 devices)"}},
+		{args: []string{"group", "add", "field"}, code: 0},
 		{args: []string{"user", "add", "alice", "--admin"}, code: 0,
 			stdout: []string{"user alice added (admin)", "password for alice: ", "(shown once)"}},
 		{args: []string{"user", "add", "-group", "ops", "bob", "--group", "lab,field", "--password-stdin"}, stdin: "s3cret\r\nignored\n", code: 0,
@@ -76,7 +145,12 @@ func TestCommands(t *testing.T) {
 		{args: []string{"user", "add", "a", "b"}, code: 2, stderr: []string{`unexpected argument "b"`}},
 		{args: []string{"user", "add", "dave", "--bogus"}, code: 2, stderr: []string{"flag provided but not defined: -bogus"}},
 		{args: []string{"user", "list"}, code: 0,
-			stdout: []string{"NAME", "ROLE", "GROUPS", "CREATED", "alice", "admin", "bob", "field,lab,ops", time.Now().Format("2006-01-02")}},
+			stdout: []string{"NAME", "ROLE", "GROUPS", "TOTP", "CREATED", "alice", "admin", "bob", "field,lab,ops", time.Now().Format("2006-01-02")}},
+		{args: []string{"user", "set", "bob", "--role", "admin"}, code: 0, stdout: []string{"user bob updated (role admin)"}},
+		{args: []string{"user", "set", "bob", "--role", "root"}, code: 2, stderr: []string{`unknown role "root": want admin or user`}},
+		{args: []string{"user", "set", "bob"}, code: 2, stderr: []string{"nothing to change", "usage: reflector user set NAME"}},
+		{args: []string{"user", "passwd", "bob"}, code: 0, stdout: []string{"password for bob changed", "(shown once)"}},
+		{args: []string{"group", "list"}, code: 0, stdout: []string{"NAME", "MAX DEVICES", "USERS", "DEVICES", "lab    3", "ops    -            1      0"}},
 		{args: []string{"user", "rm", "bob"}, code: 0, stdout: []string{"user bob removed"}},
 		{args: []string{"user", "rm", "bob"}, code: 1, stderr: []string{"reflector: remove user \"bob\": not found"}},
 		{args: []string{"user", "list"}, code: 0, notStdout: []string{"bob"}},
@@ -96,18 +170,35 @@ func TestCommands(t *testing.T) {
 			stderr: []string{"--http-port 8080 is not among --ports 22"}},
 		{args: []string{"device", "add", "plc"}, code: 0, stdout: []string{"--device plc --ports 80 "}},
 		{args: []string{"device", "add", "Bad_ID"}, code: 1, stderr: []string{"invalid"}},
+		{args: []string{"device", "add", "x", "--group", "nope"}, code: 1, stderr: []string{`group "nope": not found`, "groups must exist first: reflector group add NAME"}},
+		{args: []string{"user", "add", "x", "--group", "nope"}, code: 1, stderr: []string{`group "nope": not found`, "reflector group add NAME"}},
 		{args: []string{"device", "add", "x", "--ports", "80,nope"}, code: 2, stderr: []string{`bad port "nope"`}},
 		{args: []string{"device", "add", "x", "--http-port", "70000"}, code: 2, stderr: []string{"want 1-65535"}},
 		{args: []string{"device", "list"}, code: 0,
 			stdout: []string{"ID", "NAME", "GROUPS", "PORTS", "STATUS", "pump-17", "Pump 17", "22,80", "offline", "gw-1", "agent's"}},
 		{args: []string{"device", "rm", "pump-17"}, code: 0, stdout: []string{"device pump-17 removed"}, notStdout: []string{"tunnel"}},
 		{args: []string{"device", "rm", "pump-17"}, code: 1, stderr: []string{"not found"}},
+		{args: []string{"device", "disable", "plc"}, code: 0, stdout: []string{"device plc disabled"}},
+		{args: []string{"device", "list"}, code: 0, stdout: []string{"agent's  disabled\n"}},
+		{args: []string{"device", "enable", "plc"}, code: 0, stdout: []string{"device plc enabled"}},
+		{args: []string{"token", "create", "--user", "alice", "--name", "laptop"}, code: 0, stdout: []string{"token laptop for alice created", "rfl_"}},
+		{args: []string{"token", "list"}, code: 0, stdout: []string{"ID", "LAST USED", "alice", "laptop", "never"}},
+		{args: []string{"enroll", "create", "--group", "ops"}, code: 0, stdout: []string{"enrolment key for group ops created", "rfe_"}},
+		{args: []string{"enroll", "list"}, code: 0, stdout: []string{"ops", "0"}},
+		{args: []string{"audit", "--kind", "user"}, code: 0, stdout: []string{"user.add", "user.set", "bob"}, notStdout: []string{"device.add"}},
 
-		{args: []string{"help"}, code: 2, stderr: []string{"usage: reflector", "user add NAME", "device list"}},
+		{args: []string{"help"}, code: 2, stderr: []string{"usage: reflector", "user add NAME", "device list",
+			"user totp enable NAME", "token create --user NAME", "group add NAME", "device rotate-secret ID",
+			"enroll create --group G", "audit [--since"}},
 		{args: nil, code: 2, stderr: []string{"usage: reflector"}},
 		{args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "usage: reflector"}},
 		{args: []string{"user", "frob"}, code: 2, stderr: []string{`unknown command "user frob"`}},
 		{args: []string{"device"}, code: 2, stderr: []string{"device: missing subcommand"}},
+		{args: []string{"group"}, code: 2, stderr: []string{"group: missing subcommand", "group add NAME"}},
+		{args: []string{"user", "totp"}, code: 2, stderr: []string{"user totp: missing subcommand", "user totp disable"}},
+		{args: []string{"token", "--help"}, code: 2, stderr: []string{"token: missing subcommand", "token revoke ID"}},
+		{args: []string{"user", "totp", "frob"}, code: 2, stderr: []string{`unknown command "user totp frob"`}},
+		{args: []string{"enroll"}, code: 2, stderr: []string{"enroll: missing subcommand"}},
 		{args: []string{"user", "list", "-h"}, code: 0, stderr: []string{"usage: reflector user list"}},
 	}
 	for _, st := range steps {
@@ -178,6 +269,7 @@ func TestUserAddPasswordStdinTakesFirstLineWithoutLineEnding(t *testing.T) {
 
 func TestUserAddGroupsRepeatedAndCommaSeparated(t *testing.T) {
 	env := newTestEnv(t)
+	addGroups(t, env, "a", "b", "c")
 	if code, _, stderr := run(t, env, "", "user", "add", "carol", "--group", "b, a", "-group=c", "--group", "a"); code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
@@ -193,6 +285,7 @@ func TestUserAddGroupsRepeatedAndCommaSeparated(t *testing.T) {
 func TestDeviceAddSecretChecksAndRecordIsStored(t *testing.T) {
 	env := newTestEnv(t)
 	env.Fingerprint = ""
+	addGroups(t, env, "ops")
 	code, stdout, stderr := run(t, env, "", "device", "add", "pump-17", "--name", "Pump 17", "--ports", "80", "--ports", "22", "--http-port", "80", "--group", "ops")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)

@@ -35,41 +35,221 @@ func deviceAdd(c *call, args []string) int {
 		Name:     *name,
 		Groups:   groups,
 		Ports:    ports,
-		HTTPPort: uint16(httpPort),
+		HTTPPort: httpPort.port,
 	})
 	if err != nil {
-		return c.fail("", err)
+		return c.failGroups(err, groups)
 	}
+	c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: id,
+		Reason: describeGroups(groups) + ", " + describePorts(ports)})
 
-	agentPorts := []uint16(ports)
-	switch {
-	case len(agentPorts) > 0:
-	case httpPort != 0:
-		agentPorts = []uint16{uint16(httpPort)}
-	default:
-		agentPorts = []uint16{defaultAgentPort}
-	}
+	fmt.Fprintf(c.stdout, "device %s added; its secret (shown once): %s\n", id, secret)
+	c.printAgentLine("run the agent on the device with:", id, secret, ports, httpPort.port)
+	c.warnHTTPPort(id, ports, httpPort.port)
+	return exitOK
+}
+
+// printAgentLine prints the agent command line for a device and its secret,
+// after heading.
+func (c *call) printAgentLine(heading, id, secret string, ports []uint16, httpPort uint16) {
+	line := "REFLECTOR_DEVICE_SECRET=" + shellQuoteAlways(secret) + " " +
+		c.agentCommand("--device", shellQuote(id), agentPorts(ports, httpPort))
+	w := c.stdout
+	fmt.Fprintln(w, heading)
+	fmt.Fprintf(w, "  %s\n", line)
+	fmt.Fprintln(w, "The agent's --ports is its own allow-list of device-local ports; list every port users should reach.")
+}
+
+// agentCommand is "reflector-agent --reflector URL <flags> [--fingerprint
+// F]"; flags are already shell words.
+func (c *call) agentCommand(flags ...string) string {
 	url := c.env.ReflectorURL
 	if url == "" {
 		url = "https://REFLECTOR-HOST:8443"
 	}
-	line := fmt.Sprintf("REFLECTOR_DEVICE_SECRET=%s reflector-agent --reflector %s --device %s --ports %s",
-		shellQuoteAlways(secret), shellQuote(url), shellQuote(id), formatPorts(agentPorts))
+	line := "reflector-agent --reflector " + shellQuote(url) + " " + strings.Join(flags, " ")
 	if c.env.Fingerprint != "" {
 		line += " --fingerprint " + shellQuote(c.env.Fingerprint)
 	}
+	return line
+}
 
-	w := c.stdout
-	fmt.Fprintf(w, "device %s added; its secret (shown once): %s\n", id, secret)
-	fmt.Fprintln(w, "run the agent on the device with:")
-	fmt.Fprintf(w, "  %s\n", line)
-	fmt.Fprintln(w, "The agent's --ports is its own allow-list of device-local ports; list every port users should reach.")
-	if httpPort != 0 && len(ports) > 0 && !slices.Contains(ports, uint16(httpPort)) {
-		// The proxy enforces the record's ports, so browsing would be
-		// refused with 403 — almost certainly not what was meant.
+// agentPorts is the agent's --ports for a device record: its ports, else
+// its HTTP port, else the default.
+func agentPorts(ports []uint16, httpPort uint16) string {
+	switch {
+	case len(ports) > 0:
+		return "--ports " + formatPorts(ports)
+	case httpPort != 0:
+		return "--ports " + formatPorts([]uint16{httpPort})
+	}
+	return "--ports " + formatPorts([]uint16{defaultAgentPort})
+}
+
+// warnHTTPPort notes an HTTP port the device's own ports refuse: the proxy
+// enforces the record's ports, so browsing would be refused with 403 —
+// almost certainly not what was meant.
+func (c *call) warnHTTPPort(id string, ports []uint16, httpPort uint16) {
+	if httpPort != 0 && len(ports) > 0 && !slices.Contains(ports, httpPort) {
 		fmt.Fprintf(c.stderr, "reflector: note: --http-port %d is not among --ports %s, so browsing %s will be refused\n",
 			httpPort, formatPorts(ports), id)
 	}
+}
+
+// describePorts is "ports 22,80" or "the agent's ports".
+func describePorts(ports []uint16) string {
+	if len(ports) == 0 {
+		return "the agent's ports"
+	}
+	return "ports " + formatPorts(ports)
+}
+
+// deviceSet: device set ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N]
+func deviceSet(c *call, args []string) int {
+	fs := c.flags()
+	var groups listFlag
+	fs.Var(&groups, "group", "a group of the device, replacing the current ones; repeat or separate with commas")
+	noGroups := fs.Bool("no-groups", false, "remove the device from all groups")
+	var ports portsFlag
+	fs.Var(&ports, "ports", "device ports users may reach, replacing the current ones, e.g. 80,22")
+	noPorts := fs.Bool("no-ports", false, "let users reach whatever ports the agent allows")
+	name := fs.String("name", "", "display name; '' removes it")
+	httpPort := portFlag{zeroOK: true}
+	fs.Var(&httpPort, "http-port", "the device's web port for browsing; 0 for the agent's httpPort property")
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	id, set := pos[0], given(fs)
+	switch {
+	case set["group"] && *noGroups:
+		return c.usageError(fs, "--group and --no-groups exclude each other")
+	case set["group"] && len(groups) == 0:
+		return c.usageError(fs, "--group needs a group name; --no-groups removes all")
+	case set["ports"] && *noPorts:
+		return c.usageError(fs, "--ports and --no-ports exclude each other")
+	case !set["group"] && !*noGroups && !set["ports"] && !*noPorts && !set["name"] && !set["http-port"]:
+		return c.usageError(fs, "nothing to change: give --group, --no-groups, --ports, --no-ports, --name or --http-port")
+	}
+
+	var u store.DeviceUpdate
+	if set["group"] || *noGroups {
+		g := []string(groups)
+		u.Groups = &g
+	}
+	if set["ports"] || *noPorts {
+		p := []uint16(ports)
+		u.Ports = &p
+	}
+	if set["name"] {
+		u.Name = name
+	}
+	if set["http-port"] {
+		u.HTTPPort = &httpPort.port
+	}
+	d, err := c.env.Store.UpdateDevice(id, u)
+	if err != nil {
+		return c.fail("", err)
+	}
+
+	// Describe what changed, with the values as stored.
+	var changes []string
+	if u.Groups != nil {
+		changes = append(changes, describeGroups(d.Groups))
+	}
+	if u.Ports != nil {
+		changes = append(changes, describePorts(d.Ports))
+	}
+	if u.Name != nil {
+		if d.Name == "" {
+			changes = append(changes, "no name")
+		} else {
+			changes = append(changes, fmt.Sprintf("name %q", d.Name))
+		}
+	}
+	if u.HTTPPort != nil {
+		if d.HTTPPort == 0 {
+			changes = append(changes, "the agent's HTTP port")
+		} else {
+			changes = append(changes, fmt.Sprintf("HTTP port %d", d.HTTPPort))
+		}
+	}
+	desc := strings.Join(changes, ", ")
+	c.audit(store.AuditEvent{Kind: store.AuditDeviceSet, Device: id, Reason: desc})
+	// Leaving a group or a port may take access away from open streams.
+	c.accessChanged()
+	fmt.Fprintf(c.stdout, "device %s updated (%s)\n", id, desc)
+	c.warnHTTPPort(id, d.Ports, d.HTTPPort)
+	return exitOK
+}
+
+// deviceRotate: device rotate-secret ID
+func deviceRotate(c *call, args []string) int {
+	fs := c.flags()
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	secret, err := c.env.Store.RotateDeviceSecret(id)
+	if err != nil {
+		return c.fail("", err)
+	}
+	// The old secret no longer works, but the agent that authenticated
+	// with it keeps its tunnel until dropped.
+	online := c.disconnect(id)
+	c.audit(store.AuditEvent{Kind: store.AuditRotate, Device: id})
+
+	w := c.stdout
+	fmt.Fprintf(w, "device %s has a new secret (shown once): %s\n", id, secret)
+	if online {
+		fmt.Fprintln(w, "the old secret no longer works; the connected agent was dropped")
+	} else {
+		fmt.Fprintln(w, "the old secret no longer works")
+	}
+	ports, httpPort := []uint16(nil), uint16(0)
+	if d, err := c.env.Store.Device(id); err == nil {
+		ports, httpPort = d.Ports, d.HTTPPort
+	}
+	c.printAgentLine("restart the agent on the device with:", id, secret, ports, httpPort)
+	return exitOK
+}
+
+// deviceDisable: device disable ID
+func deviceDisable(c *call, args []string) int {
+	fs := c.flags()
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	if err := c.env.Store.SetDeviceDisabled(id, true); err != nil {
+		return c.fail("", err)
+	}
+	online := c.disconnect(id)
+	c.audit(store.AuditEvent{Kind: store.AuditDisable, Device: id})
+	c.accessChanged()
+	if online {
+		fmt.Fprintf(c.stdout, "device %s disabled; its tunnel was closed\n", id)
+	} else {
+		fmt.Fprintf(c.stdout, "device %s disabled\n", id)
+	}
+	return exitOK
+}
+
+// deviceEnable: device enable ID
+func deviceEnable(c *call, args []string) int {
+	fs := c.flags()
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	if err := c.env.Store.SetDeviceDisabled(id, false); err != nil {
+		return c.fail("", err)
+	}
+	c.audit(store.AuditEvent{Kind: store.AuditEnable, Device: id})
+	fmt.Fprintf(c.stdout, "device %s enabled\n", id)
 	return exitOK
 }
 
@@ -102,8 +282,14 @@ func deviceList(c *call, args []string) int {
 
 // status describes whether d is connected: "online since 15:04:05 from
 // 192.0.2.7:50123, agent ports 22,80", "offline, last seen 2006-01-02
-// 15:04" or "offline".
+// 15:04", "offline", or "disabled" (with when it was last seen).
 func (c *call) status(d store.Device, now time.Time) string {
+	if d.Disabled {
+		if d.LastSeen.IsZero() {
+			return "disabled"
+		}
+		return "disabled, last seen " + d.LastSeen.Local().Format("2006-01-02 15:04")
+	}
 	if c.env.Hub != nil {
 		if st, ok := c.env.Hub.Status(d.ID); ok {
 			s := fmt.Sprintf("online since %s from %s", clock(st.ConnectedSince, now), orDash(st.RemoteAddr))
@@ -141,11 +327,9 @@ func deviceRemove(c *call, args []string) int {
 	}
 	// The secret no longer works, but a tunnel authenticated before the
 	// removal would live on until it drops; close it now.
-	online := false
-	if c.env.Hub != nil {
-		_, online = c.env.Hub.Status(id)
-		c.env.Hub.Disconnect(id)
-	}
+	online := c.disconnect(id)
+	c.audit(store.AuditEvent{Kind: store.AuditDeviceRm, Device: id})
+	c.accessChanged()
 	if online {
 		fmt.Fprintf(c.stdout, "device %s removed; its tunnel was closed\n", id)
 	} else {

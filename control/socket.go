@@ -25,8 +25,10 @@ import (
 //	request:  {"args":["user","add","alice"],"stdin":"<base64>"}\n
 //	response: {"stdout":"…","stderr":"…","code":0}\n
 //
-// stdin is present only when the command reads stdin (user add
-// --password-stdin); it holds the first line the client read.
+// stdin is present only when the command reads stdin (user add or passwd
+// with --password-stdin); it holds the first line the client read. A
+// command that asks questions (user totp enable) is several requests, the
+// client prompting between them: see totp.go.
 const (
 	socketName = "control.sock"
 
@@ -243,6 +245,8 @@ func commandWords(args []string) string {
 // line of at most 1 MiB — and sent along. Otherwise Main opens the store in
 // dataDir itself and runs the command with no hub; offline (which may be
 // nil) supplies the reflector URL and certificate fingerprint for that case.
+// A command that asks questions (user totp enable) runs as a dialogue of
+// requests, with the prompts on this terminal between them, either way.
 // It returns the exit code: 0 ok, 1 failure, 2 usage.
 func Main(ctx context.Context, dataDir string, args []string, stdin io.Reader, stdout, stderr io.Writer, offline func() (url, fingerprint string)) int {
 	cmd, rest, ok := lookup(args)
@@ -263,15 +267,102 @@ func Main(ctx context.Context, dataDir string, args []string, stdin io.Reader, s
 			return exitFailure
 		}
 		input = []byte(line + "\n")
-		stdin = bytes.NewReader(input)
 	}
 
-	path := SocketPath(dataDir)
-	conn, dialErr := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "unix", path)
-	if dialErr == nil {
-		return remote(ctx, conn, request{Args: args, Stdin: input}, stdout, stderr)
+	s, code, ok := openSession(ctx, dataDir, stdout, stderr, offline)
+	if !ok {
+		return code
 	}
-	return local(ctx, dataDir, dialErr, args, stdin, stdout, stderr, offline)
+	if cmd.dialogue != nil {
+		code = cmd.dialogue(s, cmd, rest, stdin)
+	} else {
+		code = s.do(args, input)
+	}
+	return s.close(code)
+}
+
+// session carries the requests of one Main call to where they run: the
+// server answering on the control socket, or the store Main opened when
+// none answers. Which of the two is decided once, by the first dial, so a
+// dialogue's requests all go the same way.
+type session struct {
+	ctx            context.Context
+	path           string    // the control socket
+	conn           net.Conn  // dialled for the first request; nil once used
+	dialed         time.Time // when conn was dialled
+	local          *Env      // the store opened here; nil when a server answers
+	stdout, stderr io.Writer
+}
+
+// openSession dials the control socket in dataDir, or opens the store there
+// when nothing answers. On failure it has reported why and returns the exit
+// code.
+func openSession(ctx context.Context, dataDir string, stdout, stderr io.Writer, offline func() (string, string)) (*session, int, bool) {
+	s := &session{ctx: ctx, path: SocketPath(dataDir), stdout: stdout, stderr: stderr}
+	conn, dialErr := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "unix", s.path)
+	if dialErr == nil {
+		s.conn, s.dialed = conn, time.Now()
+		return s, exitOK, true
+	}
+	st, err := store.Open(dataDir)
+	if errors.Is(err, store.ErrInUse) {
+		fmt.Fprintf(stderr, "reflector: a reflector is running on this data directory but its control socket does not answer (%v)\n", dialErr)
+		return nil, exitFailure, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "reflector: %v\n", err)
+		return nil, exitFailure, false
+	}
+	s.local = &Env{Store: st}
+	if offline != nil {
+		s.local.ReflectorURL, s.local.Fingerprint = offline()
+	}
+	return s, exitOK, true
+}
+
+// do runs one command (args with its words) with input as its stdin and
+// returns its exit code.
+func (s *session) do(args []string, input []byte) int {
+	if s.local != nil {
+		return Run(s.ctx, *s.local, args, bytes.NewReader(input), s.stdout, s.stderr)
+	}
+	conn := s.conn
+	s.conn = nil
+	if conn != nil && time.Since(s.dialed) > dialTimeout {
+		// Dialled before a prompt that took a while: the server drops a
+		// connection that sends nothing for connTimeout, so start afresh.
+		conn.Close()
+		conn = nil
+	}
+	if conn == nil {
+		var err error
+		conn, err = (&net.Dialer{Timeout: dialTimeout}).DialContext(s.ctx, "unix", s.path)
+		if err != nil {
+			// The server answered a moment ago: do not fall back to the
+			// store, which it holds.
+			fmt.Fprintf(s.stderr, "reflector: control socket %s: %v\n", s.path, err)
+			return exitFailure
+		}
+	}
+	return remote(s.ctx, conn, request{Args: args, Stdin: input}, s.stdout, s.stderr)
+}
+
+// close releases what the session holds and returns code, or 1 if closing
+// the store failed after a successful command.
+func (s *session) close(code int) int {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	if s.local == nil {
+		return code
+	}
+	if err := s.local.Store.Close(); err != nil {
+		fmt.Fprintf(s.stderr, "reflector: %v\n", err)
+		if code == exitOK {
+			code = exitFailure
+		}
+	}
+	return code
 }
 
 // remote runs req on the server at the other end of conn. It does not fall
@@ -300,29 +391,4 @@ func remote(ctx context.Context, conn net.Conn, req request, stdout, stderr io.W
 		return exitFailure
 	}
 	return resp.Code
-}
-
-// local runs the command against the store in dataDir, opened here.
-func local(ctx context.Context, dataDir string, dialErr error, args []string, stdin io.Reader, stdout, stderr io.Writer, offline func() (string, string)) int {
-	s, err := store.Open(dataDir)
-	if errors.Is(err, store.ErrInUse) {
-		fmt.Fprintf(stderr, "reflector: a reflector is running on this data directory but its control socket does not answer (%v)\n", dialErr)
-		return exitFailure
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "reflector: %v\n", err)
-		return exitFailure
-	}
-	env := Env{Store: s}
-	if offline != nil {
-		env.ReflectorURL, env.Fingerprint = offline()
-	}
-	code := Run(ctx, env, args, stdin, stdout, stderr)
-	if err := s.Close(); err != nil {
-		fmt.Fprintf(stderr, "reflector: %v\n", err)
-		if code == exitOK {
-			code = exitFailure
-		}
-	}
-	return code
 }

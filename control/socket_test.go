@@ -9,8 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -333,4 +336,155 @@ func FuzzReadRequest(f *testing.F) {
 			t.Errorf("code %d", code)
 		}
 	})
+}
+
+// TestMainTOTPEnableIsADialogueWithAndWithoutServer drives Main as a person
+// at a terminal would: read the URL, type the code. Over the socket the
+// enrolment takes two requests with the prompt between them; without a
+// server Main takes the same two steps on the store it opened.
+func TestMainTOTPEnableIsADialogueWithAndWithoutServer(t *testing.T) {
+	for _, withServer := range []bool{true, false} {
+		name, host := "no server", "offline.example"
+		if withServer {
+			name, host = "server", "server.example"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			var s *store.Store
+			if withServer {
+				s = startServer(t, dir)
+			}
+			if code, _, stderr := mainCmd(t, dir, "", "user", "add", "alice"); code != 0 {
+				t.Fatalf("user add: %d %s", code, stderr)
+			}
+			args := []string{"user", "totp", "enable", "alice"}
+
+			code, _, stderr, _ := totpDialogue(t, mainRunner(dir, args...), wrongCode(t))
+			if code != 1 || !strings.Contains(stderr, "reflector: enable TOTP for alice: wrong code; TOTP stays off") {
+				t.Errorf("wrong code: code %d stderr %q", code, stderr)
+			}
+
+			code, stdout, stderr, otpURL := totpDialogue(t, mainRunner(dir, args...), rightCode(t))
+			if code != 0 {
+				t.Fatalf("right code: code %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+			if strings.Count(stdout, "TOTP enrolment for alice started") != 1 || !strings.HasSuffix(stdout, "TOTP enabled for alice\n") {
+				t.Errorf("stdout:\n%s", stdout)
+			}
+			if !strings.Contains(stderr, codePrompt) {
+				t.Errorf("no prompt on stderr: %q", stderr)
+			}
+			if !strings.Contains(otpURL, url.PathEscape("Reflector ("+host+")")) {
+				t.Errorf("URL %s: want the issuer with %s", otpURL, host)
+			}
+			secret := secretOf(t, otpURL)
+
+			if withServer && !totpOn(t, s, "alice") {
+				t.Error("TOTP off in the server's store")
+			}
+			if _, stdout, _ := mainCmd(t, dir, "", "user", "list"); !regexp.MustCompile(`(?m)^alice .* yes `).MatchString(stdout) {
+				t.Errorf("user list:\n%s", stdout)
+			}
+
+			// disable asks here too, and sends the code along.
+			next := codeAt(t, secret, time.Now().Add(30*time.Second))
+			code, stdout, stderr = mainCmd(t, dir, next+"\n", "user", "totp", "disable", "alice")
+			if code != 0 || stdout != "TOTP disabled for alice\n" || !strings.Contains(stderr, codePrompt) {
+				t.Errorf("disable: code %d stdout %q stderr %q", code, stdout, stderr)
+			}
+			code, _, stderr = mainCmd(t, dir, "\n", "user", "totp", "disable", "alice")
+			if code != 1 || !strings.Contains(stderr, "no code entered") {
+				t.Errorf("disable without a code: code %d stderr %q", code, stderr)
+			}
+		})
+	}
+}
+
+func TestMainTOTPEnableWithFlagsIsOneRequestThatReadsNoStdin(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	if code, _, stderr := mainCmd(t, dir, "", "user", "add", "alice"); code != 0 {
+		t.Fatal(stderr)
+	}
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), dir, []string{"user", "totp", "enable", "alice", "--begin"}, failingReader{t}, &out, &errb, nil)
+	if code != 0 || strings.Contains(errb.String(), codePrompt) {
+		t.Fatalf("--begin: code %d stderr %q", code, errb.String())
+	}
+	secret := secretOf(t, otpauthRE.FindString(out.String()))
+	out.Reset()
+	errb.Reset()
+	code = Main(context.Background(), dir, []string{"user", "totp", "enable", "alice", "--code", codeAt(t, secret, time.Now())}, failingReader{t}, &out, &errb, nil)
+	if code != 0 || out.String() != "TOTP enabled for alice\n" {
+		t.Fatalf("--code: code %d stdout %q stderr %q", code, out.String(), errb.String())
+	}
+	if !totpOn(t, s, "alice") {
+		t.Error("TOTP off")
+	}
+	// Usage errors come from the command, in one request.
+	if code, _, stderr := mainCmd(t, dir, "", "user", "totp", "enable"); code != 2 || !strings.Contains(stderr, "usage: reflector user totp enable NAME") {
+		t.Errorf("no name: code %d stderr %q", code, stderr)
+	}
+	if code, _, stderr := mainCmd(t, dir, "", "user", "totp", "disable", "alice", "--force", "--code", "1"); code != 2 || !strings.Contains(stderr, "exclude each other") {
+		t.Errorf("--force --code: code %d stderr %q", code, stderr)
+	}
+}
+
+func TestMainCommandsOverSocketChangeServerStoreAndAudit(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	steps := [][]string{
+		{"group", "add", "ops"},
+		{"user", "add", "alice", "--group", "ops"},
+		{"user", "passwd", "alice", "--password-stdin"},
+		{"token", "create", "--user", "alice", "--name", "laptop", "--expires", "90d"},
+		{"device", "add", "pump-1", "--group", "ops"},
+		{"device", "set", "pump-1", "--ports", "22"},
+	}
+	for _, args := range steps {
+		if code, stdout, stderr := mainCmd(t, dir, "new-password\n", args...); code != 0 {
+			t.Fatalf("%q: code %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+		}
+	}
+	if _, err := s.CheckPassword("alice", "new-password"); err != nil {
+		t.Errorf("password sent over the socket: %v", err)
+	}
+	env := Env{Store: s}
+	checkAudit(t, env, store.AuditEvent{Kind: store.AuditTokenCreate, User: "alice", Token: lastToken(t, s).ID, Reason: "laptop"})
+	checkAudit(t, env, store.AuditEvent{Kind: store.AuditDeviceSet, Device: "pump-1", Reason: "ports 22"})
+	code, stdout, _ := mainCmd(t, dir, "", "audit", "--json", "--kind", "user.set")
+	if code != 0 || !strings.Contains(stdout, `"reason":"password changed"`) {
+		t.Errorf("audit over the socket: code %d\n%s", code, stdout)
+	}
+}
+
+// lastToken returns the newest token in s.
+func lastToken(t *testing.T, s *store.Store) store.Token {
+	t.Helper()
+	tokens, err := s.Tokens("")
+	if err != nil || len(tokens) == 0 {
+		t.Fatalf("Tokens: %v, %d", err, len(tokens))
+	}
+	return slices.MaxFunc(tokens, func(a, b store.Token) int { return a.Created.Compare(b.Created) })
+}
+
+// A dialogue may prompt before its first request, while the connection
+// dialled up front sits idle; the server drops it after connTimeout. The
+// session dials again rather than use it.
+func TestSessionRedialsAfterAPromptOutlastsTheServersPatience(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	var out, errb bytes.Buffer
+	s, code, ok := openSession(context.Background(), dir, &out, &errb, nil)
+	if !ok {
+		t.Fatalf("openSession: %d %s", code, errb.String())
+	}
+	if s.local != nil {
+		t.Fatal("no server answered")
+	}
+	s.conn.Close() // as the server would have, after connTimeout
+	s.dialed = time.Now().Add(-connTimeout)
+	if code := s.close(s.do([]string{"user", "list"}, nil)); code != 0 || !strings.Contains(out.String(), "NAME") {
+		t.Errorf("code %d stdout %q stderr %q", code, out.String(), errb.String())
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -39,37 +40,121 @@ func userAdd(c *call, args []string) int {
 	if *admin {
 		role = store.RoleAdmin
 	}
-
-	password, generated := "", false
-	if *fromStdin {
-		line, err := readLine(c.stdin, maxStdin)
-		if err != nil {
-			return c.fail("add user "+name, fmt.Errorf("read password from stdin: %w", err))
-		}
-		if line == "" {
-			return c.fail("add user "+name, errEmptyPassword)
-		}
-		password = line
-	} else {
-		var err error
-		if password, err = generatePassword(); err != nil {
-			return c.fail("add user "+name, err)
-		}
-		generated = true
+	password, generated, err := c.newPassword(*fromStdin)
+	if err != nil {
+		return c.fail("add user "+name, err)
 	}
-
 	if err := c.env.Store.AddUser(name, password, role, groups); err != nil {
-		return c.fail("", err)
+		return c.failGroups(err, groups)
 	}
-	fmt.Fprintf(c.stdout, "user %s added (%s", name, role)
+	desc := string(role)
 	if len(groups) > 0 {
-		fmt.Fprintf(c.stdout, ", groups %s", strings.Join(groups, ","))
+		desc += ", groups " + strings.Join(groups, ",")
 	}
-	fmt.Fprintln(c.stdout, ")")
+	c.audit(store.AuditEvent{Kind: store.AuditUserAdd, User: name, Reason: "role " + desc})
+	fmt.Fprintf(c.stdout, "user %s added (%s)\n", name, desc)
 	if generated {
 		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, password)
 	}
 	return exitOK
+}
+
+// userPasswd: user passwd NAME [--password-stdin]
+func userPasswd(c *call, args []string) int {
+	fs := c.flags()
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one")
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	name := pos[0]
+	password, generated, err := c.newPassword(*fromStdin)
+	if err != nil {
+		return c.fail("set password for "+name, err)
+	}
+	if err := c.env.Store.SetPassword(name, password); err != nil {
+		return c.fail("", err)
+	}
+	c.audit(store.AuditEvent{Kind: store.AuditUserSet, User: name, Reason: "password changed"})
+	// The old password may be what open streams authenticated with.
+	c.accessChanged()
+	fmt.Fprintf(c.stdout, "password for %s changed\n", name)
+	if generated {
+		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, password)
+	}
+	return exitOK
+}
+
+// newPassword reads a password from the first line of stdin, or generates
+// one (generated is then true and the caller shows it).
+func (c *call) newPassword(fromStdin bool) (password string, generated bool, err error) {
+	if !fromStdin {
+		password, err = generatePassword()
+		return password, err == nil, err
+	}
+	line, err := readLine(c.stdin, maxStdin)
+	if err != nil {
+		return "", false, fmt.Errorf("read password from stdin: %w", err)
+	}
+	if line == "" {
+		return "", false, errEmptyPassword
+	}
+	return line, false, nil
+}
+
+// userSet: user set NAME [--role admin|user] [--group G]... [--no-groups]
+func userSet(c *call, args []string) int {
+	fs := c.flags()
+	var role roleFlag
+	fs.Var(&role, "role", "admin (reaches every device, may administer) or user (reaches the devices of their groups)")
+	var groups listFlag
+	fs.Var(&groups, "group", "a group of the user, replacing the current ones; repeat or separate with commas")
+	noGroups := fs.Bool("no-groups", false, "remove the user from all groups")
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	name, set := pos[0], given(fs)
+	switch {
+	case set["group"] && *noGroups:
+		return c.usageError(fs, "--group and --no-groups exclude each other")
+	case set["group"] && len(groups) == 0:
+		return c.usageError(fs, "--group needs a group name; --no-groups removes all")
+	case !set["role"] && !set["group"] && !*noGroups:
+		return c.usageError(fs, "nothing to change: give --role, --group or --no-groups")
+	}
+
+	// Groups first: they can fail (a group that does not exist) where the
+	// role cannot, so a failure leaves the user as it was.
+	var changes []string
+	if set["group"] || *noGroups {
+		slices.Sort(groups) // as the store keeps them, for the message
+		groups = slices.Compact(groups)
+		if err := c.env.Store.SetUserGroups(name, groups); err != nil {
+			return c.fail("", err)
+		}
+		changes = append(changes, describeGroups(groups))
+	}
+	if set["role"] {
+		if err := c.env.Store.SetUserRole(name, store.Role(role)); err != nil {
+			return c.fail("", err)
+		}
+		changes = append(changes, "role "+string(role))
+	}
+	desc := strings.Join(changes, ", ")
+	c.audit(store.AuditEvent{Kind: store.AuditUserSet, User: name, Reason: desc})
+	c.accessChanged()
+	fmt.Fprintf(c.stdout, "user %s updated (%s)\n", name, desc)
+	return exitOK
+}
+
+// describeGroups is "groups a,b" or "no groups", for messages and the
+// audit log.
+func describeGroups(groups []string) string {
+	if len(groups) == 0 {
+		return "no groups"
+	}
+	return "groups " + strings.Join(groups, ",")
 }
 
 // userList: user list
@@ -83,9 +168,13 @@ func userList(c *call, args []string) int {
 		return c.fail("", err)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tGROUPS\tCREATED")
+	fmt.Fprintln(tw, "NAME\tROLE\tGROUPS\tTOTP\tCREATED")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Role, orDash(strings.Join(u.Groups, ",")),
+		totp := "-"
+		if u.TOTP {
+			totp = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, orDash(strings.Join(u.Groups, ",")), totp,
 			u.Created.Local().Format("2006-01-02"))
 	}
 	if err := tw.Flush(); err != nil {
@@ -104,6 +193,8 @@ func userRemove(c *call, args []string) int {
 	if err := c.env.Store.RemoveUser(pos[0]); err != nil {
 		return c.fail("", err)
 	}
+	c.audit(store.AuditEvent{Kind: store.AuditUserRm, User: pos[0]})
+	c.accessChanged()
 	fmt.Fprintf(c.stdout, "user %s removed\n", pos[0])
 	return exitOK
 }
@@ -136,9 +227,9 @@ func readLine(r io.Reader, limit int64) (string, error) {
 	return line, nil
 }
 
-// wantsPasswordStdin reports whether args (after "user add") ask for the
-// password on stdin: -password-stdin or --password-stdin, optionally
-// =true/=false, before any "--".
+// wantsPasswordStdin reports whether args (after "user add" or "user
+// passwd") ask for the password on stdin: -password-stdin or
+// --password-stdin, optionally =true/=false, before any "--".
 func wantsPasswordStdin(args []string) bool {
 	want := false
 	for _, a := range args {

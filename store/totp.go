@@ -17,9 +17,6 @@ import (
 // than the last accepted one, so a code is never accepted twice — across
 // restarts too, since the step is stored.
 
-// errTODO marks API whose body is still being written.
-var errTODO = errors.New("not implemented yet")
-
 const (
 	totpPeriod = 30 // seconds per step
 	totpDigits = 6

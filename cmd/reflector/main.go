@@ -1,8 +1,12 @@
 // Command reflector is the Reflector server and its admin commands.
 //
-//	reflector serve [flags]          run the server
-//	reflector user add|list|rm ...   manage users
-//	reflector device add|list|rm ... manage devices
+//	reflector serve [flags]              run the server
+//	reflector user add|list|set|passwd|rm, user totp enable|disable
+//	reflector token create|list|revoke   API tokens
+//	reflector group add|list|set|rm      groups and device quotas
+//	reflector device add|list|set|rotate-secret|disable|enable|rm
+//	reflector enroll create|list|rm      enrolment keys for agents
+//	reflector audit [filters]            the audit log
 //
 // Admin commands take --data and work whether or not a server runs on that
 // data directory: with one running they are carried to it over the control
@@ -93,14 +97,12 @@ func offlineIdentity(data string) (url, fingerprint string) {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: reflector <command> [flags]
 
-  serve                       run the reflector (reflector serve --help)
-  user add NAME [--admin] [--group G] [--password-stdin]
-  user list
-  user rm NAME
-  device add ID [--group G] [--ports 80,22] [--name NAME] [--http-port N]
-  device list
-  device rm ID
+  serve
+        run the reflector (reflector serve --help)
 
+`)
+	control.Usage(w)
+	fmt.Fprint(w, `
 Admin commands take --data DIR (default ./reflector-data) and work whether
 or not a server runs on that directory.
 `)
