@@ -173,9 +173,9 @@ func TestParseDays(t *testing.T) {
 		{"never", 0, true},
 	}
 	for _, tt := range tests {
-		got, err := parseDays(tt.in)
+		got, err := ParseDuration(tt.in)
 		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("parseDays(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.err)
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.err)
 		}
 	}
 }

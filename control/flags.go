@@ -181,7 +181,7 @@ func (l *lifetimeFlag) Set(s string) error {
 		l.d = 0
 		return nil
 	}
-	d, err := parseDays(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func (f *sinceFlag) Set(s string) error {
 		f.at, f.ago = t, 0
 		return nil
 	}
-	d, err := parseDays(s)
+	d, err := ParseDuration(s)
 	if err != nil || d < 0 {
 		return fmt.Errorf("bad time %q: want a duration back from now (30m, 1h, 7d) or an RFC 3339 time (2025-03-04T05:06:07Z)", s)
 	}
@@ -248,9 +248,10 @@ func (f sinceFlag) time(now time.Time) time.Time {
 // maxDays keeps days*24h inside a time.Duration (about 292 years).
 const maxDays = math.MaxInt64 / int64(24*time.Hour)
 
-// parseDays is time.ParseDuration that also takes a leading number of days:
+// ParseDuration is time.ParseDuration that also takes a leading number of days
+// (admin commands and serve flags share it):
 // "90d", "1d12h". Plain Go durations ("720h", "1h30m") pass through.
-func parseDays(s string) (time.Duration, error) {
+func ParseDuration(s string) (time.Duration, error) {
 	days, rest, ok := strings.Cut(s, "d")
 	if !ok {
 		d, err := time.ParseDuration(s)

@@ -350,3 +350,39 @@ func TestAgentEnrolsWithAKeyAndKeepsItsSecret(t *testing.T) {
 		t.Fatalf("audit lacks the enrolments:\n%s", out)
 	}
 }
+
+// TestCurlWithATokenAsTheREADMEShows runs the README's token lines with real
+// curl against `reflector serve --demo`: the token as proxy password, and as
+// a Bearer Proxy-Authorization header.
+func TestCurlWithATokenAsTheREADMEShows(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	data := t.TempDir()
+	port := freePort(t)
+	serveProc(t, data, port, "--demo")
+	out, err := reflectorCmd(t, "", "token", "create", "--user", "demo", "--name", "cli", "--expires", "1d", "--data", data)
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	tok := tokenPattern.FindString(out)
+	if tok == "" {
+		t.Fatalf("no token in:\n%s", out)
+	}
+	proxy := fmt.Sprintf("https://localhost:%d", port)
+	ca := filepath.Join(data, "tls-cert.pem")
+	for name, auth := range map[string][]string{
+		"basic":  {"--proxy-user", "demo:" + tok},
+		"bearer": {"--proxy-header", "Proxy-Authorization: Bearer " + tok},
+	} {
+		args := append([]string{"-x", proxy, "--proxy-cacert", ca, "--silent", "--show-error", "--max-time", "20"}, auth...)
+		out, err := exec.Command("curl", append(args, "http://demo.localhost/")...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Hello from the demo device") {
+			t.Fatalf("%s: curl %v\n-> %v\n%s", name, args, err, out)
+		}
+	}
+	out, err = reflectorCmd(t, "", "token", "list", "--data", data)
+	if err != nil || !strings.Contains(out, "cli") {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+}

@@ -7,10 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/reflector-dev/reflector/control"
 	"github.com/reflector-dev/reflector/demo"
 	"github.com/reflector-dev/reflector/server"
 	"github.com/reflector-dev/reflector/tlscert"
@@ -90,23 +89,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// daysFlag is a duration flag that also takes whole days: "90d".
+// daysFlag is a duration flag that also takes days: "90d".
 type daysFlag time.Duration
 
 func (d *daysFlag) String() string { return time.Duration(*d).String() }
 
 func (d *daysFlag) Set(s string) error {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days <= 0 {
-			return fmt.Errorf("bad duration %q: want e.g. 90d or 720h", s)
-		}
-		*d = daysFlag(time.Duration(days) * 24 * time.Hour)
-		return nil
+	v, err := control.ParseDuration(s)
+	if err != nil {
+		return err
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return fmt.Errorf("bad duration %q: want e.g. 90d or 720h", s)
+	if v <= 0 {
+		return fmt.Errorf("bad duration %q: want a positive one, e.g. 90d or 720h", s)
 	}
 	*d = daysFlag(v)
 	return nil
