@@ -75,7 +75,7 @@ func (s *Store) AuthenticateToken(token string) (Credential, error) {
 // and records its use. An unknown id costs the same hash and comparison as
 // a wrong secret.
 func (s *Store) checkToken(token, owner string) (Credential, error) {
-	id, secret, ok := parseToken(token)
+	id, secret, ok := parseRandomKey(TokenPrefix, token)
 	if !ok {
 		return Credential{}, fmt.Errorf("malformed token: %w", ErrBadCredentials)
 	}
@@ -113,7 +113,7 @@ func (s *Store) checkToken(token, owner string) (Credential, error) {
 	if !found {
 		stored = dummySecretHash
 	}
-	match, err := verifySecret(stored, string(secret))
+	match, err := verifySecret(stored, secret)
 	if err != nil {
 		return Credential{}, fmt.Errorf("token %s: %w", id, err)
 	}

@@ -2,9 +2,6 @@ package store
 
 import (
 	"cmp"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,13 +27,6 @@ import (
 
 // EnrollKeyPrefix starts every enrolment key.
 const EnrollKeyPrefix = "rfe_"
-
-const (
-	enrollIDLen     = 8
-	enrollSecretLen = 16
-	// enrollKeyLen is the length of a whole key string.
-	enrollKeyLen = len(EnrollKeyPrefix) + (8*(enrollIDLen+enrollSecretLen)+5)/6
-)
 
 // EnrollKey is an enrolment key's record; the secret is not in it.
 type EnrollKey struct {
@@ -77,7 +67,7 @@ func (s *Store) CreateEnrollKey(k EnrollKey) (key string, rec EnrollKey, err err
 	if !k.Expires.IsZero() && !k.Expires.After(now) {
 		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: expiry %v %w: not in the future", k.Group, k.Expires, ErrInvalid)
 	}
-	key, id, secret, err := newEnrollKey()
+	key, id, secret, err := newRandomKey(EnrollKeyPrefix)
 	if err != nil {
 		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group, err)
 	}
@@ -140,7 +130,7 @@ func (s *Store) EnrollKeys() ([]EnrollKey, error) {
 // RevokeEnrollKey deletes an enrolment key by id. Devices already enrolled
 // with it keep their own secrets.
 func (s *Store) RevokeEnrollKey(id string) error {
-	if !validEnrollID(id) {
+	if !validKeyID(id) {
 		return fmt.Errorf("revoke enrolment key %q: %w", truncate(id), ErrNotFound)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -167,7 +157,7 @@ func (s *Store) RevokeEnrollKey(id string) error {
 // wrong shape fails at once (the shape is public); a well-formed key with
 // an unknown id costs the same hash and comparison as a wrong secret.
 func (s *Store) Enroll(key, deviceID string) (Device, string, error) {
-	id, secret, ok := parseEnrollKey(key)
+	id, secret, ok := parseRandomKey(EnrollKeyPrefix, key)
 	if !ok {
 		return Device{}, "", fmt.Errorf("enroll device %q: %w", truncate(deviceID), ErrBadCredentials)
 	}
@@ -255,47 +245,4 @@ func countEnrollKeys(tx *bolt.Tx, group string) (int, error) {
 		return nil
 	})
 	return n, err
-}
-
-// newEnrollKey returns a fresh key string, its public id (hex) and its
-// secret part (raw bytes in a string, to be given to hashSecret).
-func newEnrollKey() (key, id, secret string, err error) {
-	var b [enrollIDLen + enrollSecretLen]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", "", "", fmt.Errorf("enrolment key: %w", err)
-	}
-	key = EnrollKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return key, hex.EncodeToString(b[:enrollIDLen]), string(b[enrollIDLen:]), nil
-}
-
-// parseEnrollKey splits a key string into its id (hex) and secret. It
-// reports false for anything that is not exactly the shape newEnrollKey
-// makes; the length is checked before decoding, so an over-long input
-// costs nothing.
-func parseEnrollKey(key string) (id, secret string, ok bool) {
-	if len(key) != enrollKeyLen || key[:len(EnrollKeyPrefix)] != EnrollKeyPrefix {
-		return "", "", false
-	}
-	var b [enrollIDLen + enrollSecretLen]byte
-	// A CR or LF, which the decoder skips, leaves n short of len(b).
-	n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(key[len(EnrollKeyPrefix):]))
-	if err != nil || n != len(b) {
-		return "", "", false
-	}
-	return hex.EncodeToString(b[:enrollIDLen]), string(b[enrollIDLen:]), true
-}
-
-// validEnrollID reports whether id is 16 lower-case hex digits, the form in
-// which ids are stored.
-func validEnrollID(id string) bool {
-	if len(id) != 2*enrollIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -486,22 +486,22 @@ func TestEnrollMaxHoldsUnderConcurrentUse(t *testing.T) {
 
 func TestParseEnrollKeyRoundTrip(t *testing.T) {
 	for range 100 {
-		key, id, secret, err := newEnrollKey()
+		key, id, secret, err := newRandomKey(EnrollKeyPrefix)
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotID, gotSecret, ok := parseEnrollKey(key)
+		gotID, gotSecret, ok := parseRandomKey(EnrollKeyPrefix, key)
 		if !ok || gotID != id || gotSecret != secret {
-			t.Fatalf("parseEnrollKey(newEnrollKey()) = %q, %x, %v; want %q, %x", gotID, gotSecret, ok, id, secret)
+			t.Fatalf("parseEnrollKey(newRandomKey(EnrollKeyPrefix)) = %q, %x, %v; want %q, %x", gotID, gotSecret, ok, id, secret)
 		}
-		if !validEnrollID(id) {
+		if !validKeyID(id) {
 			t.Fatalf("id %q of a new key is not a valid id", id)
 		}
 	}
 }
 
 func FuzzParseEnrollKey(f *testing.F) {
-	key, _, _, err := newEnrollKey()
+	key, _, _, err := newRandomKey(EnrollKeyPrefix)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -509,14 +509,14 @@ func FuzzParseEnrollKey(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		id, secret, ok := parseEnrollKey(s)
+		id, secret, ok := parseRandomKey(EnrollKeyPrefix, s)
 		if !ok {
 			return
 		}
 		// Anything accepted is exactly one key, spelled the one way
 		// newEnrollKey spells it.
 		raw, err := hex.DecodeString(id)
-		if err != nil || len(raw) != enrollIDLen || len(secret) != enrollSecretLen {
+		if err != nil || len(raw) != keyIDLen || len(secret) != keySecretLen {
 			t.Fatalf("parseEnrollKey(%q) = %q, %x", s, id, secret)
 		}
 		if again := EnrollKeyPrefix + base64.RawURLEncoding.EncodeToString(append(raw, secret...)); again != s {

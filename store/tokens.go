@@ -2,9 +2,6 @@ package store
 
 import (
 	"cmp"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,13 +24,6 @@ import (
 const TokenPrefix = "rfl_"
 
 const (
-	tokenIDLen     = 8
-	tokenSecretLen = 16
-
-	// tokenLen is the length of a token string: the prefix and 24 bytes
-	// in unpadded base64, 32 characters.
-	tokenLen = len(TokenPrefix) + (tokenIDLen+tokenSecretLen)*4/3
-
 	maxTokenNameLen    = 64
 	maxTokenPatternLen = 128
 
@@ -88,19 +78,7 @@ func (r *tokenRecord) expired(now time.Time) bool {
 // LooksLikeToken reports whether secret has the shape of an API token
 // (prefix and length), without checking it.
 func LooksLikeToken(secret string) bool {
-	return len(secret) == tokenLen && strings.HasPrefix(secret, TokenPrefix)
-}
-
-// parseToken splits a token string into its hex id and raw secret.
-func parseToken(token string) (id string, secret []byte, ok bool) {
-	if !LooksLikeToken(token) {
-		return "", nil, false
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(token[len(TokenPrefix):])
-	if err != nil || len(b) != tokenIDLen+tokenSecretLen {
-		return "", nil, false
-	}
-	return hex.EncodeToString(b[:tokenIDLen]), b[tokenIDLen:], true
+	return hasKeyShape(TokenPrefix, secret)
 }
 
 // CreateToken makes a token for t.User with t.Name, t.Devices and
@@ -122,17 +100,17 @@ func (s *Store) CreateToken(t Token) (token string, rec Token, err error) {
 	if !t.Expires.IsZero() && !t.Expires.After(now) {
 		return "", Token{}, fmt.Errorf("create token %q for %q: expiry %w: in the past", t.Name, t.User, ErrInvalid)
 	}
-	b := make([]byte, tokenIDLen+tokenSecretLen)
-	if _, err := rand.Read(b); err != nil {
+	token, id, secret, err := newRandomKey(TokenPrefix)
+	if err != nil {
 		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
 	}
 	r := tokenRecord{
-		ID:         hex.EncodeToString(b[:tokenIDLen]),
+		ID:         id,
 		User:       t.User,
 		Name:       t.Name,
 		Devices:    t.Devices,
 		Created:    now,
-		SecretHash: hashSecret(string(b[tokenIDLen:])),
+		SecretHash: hashSecret(secret),
 	}
 	if !t.Expires.IsZero() {
 		r.Expires = t.Expires.UTC()
@@ -168,7 +146,7 @@ func (s *Store) CreateToken(t Token) (token string, rec Token, err error) {
 	if err != nil {
 		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
 	}
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), r.token(), nil
+	return token, r.token(), nil
 }
 
 // Tokens returns the tokens of user, or all tokens for "", sorted by user
@@ -208,7 +186,7 @@ func (s *Store) Tokens(user string) ([]Token, error) {
 // The token stops working at once; closing streams opened with it is the
 // caller's job (CredentialValid).
 func (s *Store) RevokeToken(id string) (Token, error) {
-	if !validTokenID(id) {
+	if !validKeyID(id) {
 		return Token{}, fmt.Errorf("revoke token %q: %w", truncate(id), ErrNotFound)
 	}
 	var r tokenRecord
@@ -291,20 +269,6 @@ func checkDevicePattern(p string) error {
 		return fmt.Errorf("device pattern %q %w: %v", p, ErrInvalid, err)
 	}
 	return nil
-}
-
-// validTokenID reports whether id is 16 lower-case hex digits.
-func validTokenID(id string) bool {
-	if len(id) != 2*tokenIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // tokenUse holds last-use times not yet written; writeLoop flushes them,

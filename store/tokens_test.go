@@ -410,7 +410,7 @@ func FuzzParseToken(f *testing.F) {
 	f.Add("rfl_\x00\xff")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, token string) {
-		id, secret, ok := parseToken(token)
+		id, secret, ok := parseRandomKey(TokenPrefix, token)
 		if !ok {
 			return
 		}
