@@ -47,6 +47,12 @@ type Config struct {
 	// DeviceProperties returns the properties a connected device's agent
 	// declared (httpPort); nil when offline. Optional.
 	DeviceProperties func(device string) map[string]string
+	// DeviceAuth authenticates a request to a device subdomain
+	// (<device>.<Domain> in the Host header, not a proxy request): it
+	// returns the credential, or answers the request itself and returns
+	// false (admin.Admin.DeviceAuth). Nil turns subdomain browsing off:
+	// such requests go to Next.
+	DeviceAuth func(w http.ResponseWriter, r *http.Request, device string) (store.Credential, bool)
 	// Next serves requests that are not proxy requests (admin UI, tunnel
 	// endpoint). Nil answers them 404.
 	Next http.Handler

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/clientip"
 	"github.com/reflector-dev/reflector/control"
 	"github.com/reflector-dev/reflector/enroll"
@@ -79,6 +80,7 @@ type Server struct {
 	store       *store.Store
 	hub         *tunnel.Hub
 	guard       *login.Guard
+	admin       *admin.Admin
 	clients     clientip.Resolver
 	proxy       *proxy.Proxy
 	cert        tls.Certificate
@@ -119,15 +121,27 @@ func New(cfg Config) (s *Server, err error) {
 	}
 	s.fingerprint = tlscert.Fingerprint(s.cert)
 	s.hub = tunnel.NewHub(cfg.Logger)
-	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
-		return nil, err
-	}
-
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	s.listeners = append(s.listeners, tls.NewListener(ln, tlscert.ServerConfig(s.cert)))
+	s.listeners = append(s.listeners, ln) // wrapped in TLS below; closed by close either way
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s.admin, err = admin.New(admin.Config{
+		Domain:     cfg.Domain,
+		Port:       port,
+		Store:      s.store,
+		Guard:      s.guard,
+		ClientAddr: s.clients.Addr,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
+		return nil, err
+	}
+	s.listeners[0] = tls.NewListener(ln, tlscert.ServerConfig(s.cert))
 	s.servers = append(s.servers, newHTTPServer(s.proxy, cfg.Logger))
 	if cfg.ProxyListen != "" {
 		pln, err := net.Listen("tcp", cfg.ProxyListen)
@@ -137,7 +151,6 @@ func New(cfg Config) (s *Server, err error) {
 		s.listeners = append(s.listeners, pln)
 		s.servers = append(s.servers, newHTTPServer(s.proxy.ProxyOnly(), cfg.Logger))
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
 	if s.control, err = control.Listen(cfg.DataDir); err != nil {
 		return nil, err
@@ -162,9 +175,7 @@ func (s *Server) proxyConfig() proxy.Config {
 			return secret, err
 		},
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "reflector: use this address as an HTTP proxy to reach devices", http.StatusNotFound)
-	})
+	mux.Handle("/", s.admin)
 	return proxy.Config{
 		Domain: s.cfg.Domain,
 		Authenticate: func(client netip.Addr, user, secret string) (store.Credential, error) {
@@ -174,6 +185,7 @@ func (s *Server) proxyConfig() proxy.Config {
 			return s.guard.User(client, user, secret)
 		},
 		Recheck:    s.recheck,
+		DeviceAuth: s.admin.DeviceAuth,
 		ClientAddr: s.clients.Addr,
 		Audit:      s.store.Audit,
 		Device:     func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },

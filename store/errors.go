@@ -29,3 +29,6 @@ var (
 	// ErrNotEmpty: a group still has users, devices or enrolment keys.
 	ErrNotEmpty = errors.New("still in use")
 )
+
+// errTODO marks API whose body is still being written.
+var errTODO = errors.New("not implemented yet")
