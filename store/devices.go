@@ -12,11 +12,15 @@ import (
 
 // Device is a device the reflector accepts tunnels from.
 type Device struct {
-	ID       string    // DNS label [a-z0-9-]{1,63}, no leading or trailing '-'
-	Name     string    // display name, optional
-	Groups   []string  // sorted, without duplicates
-	Ports    []uint16  // allow-list narrowing the agent's; empty means the agent's list; sorted
-	HTTPPort uint16    // 0 means the agent's httpPort property
+	ID       string   // DNS label [a-z0-9-]{1,63}, no leading or trailing '-'
+	Name     string   // display name, optional
+	Groups   []string // sorted, without duplicates
+	Ports    []uint16 // allow-list narrowing the agent's; empty means the agent's list; sorted
+	HTTPPort uint16   // 0 means the agent's httpPort property
+	// HTTPTLS says the device's web server speaks HTTPS. With HTTPPort set
+	// it alone decides; with the agent's port, true overrides the agent's
+	// httpsEnable property and false defers to it.
+	HTTPTLS  bool
 	Created  time.Time // set by AddDevice
 	LastSeen time.Time // newest TouchDevice time, zero if never seen
 	Disabled bool      // refused at the tunnel endpoint
@@ -30,6 +34,7 @@ type deviceRecord struct {
 	Groups     []string  `json:"groups,omitempty"`
 	Ports      []uint16  `json:"ports,omitempty"`
 	HTTPPort   uint16    `json:"http_port,omitempty"`
+	HTTPTLS    bool      `json:"http_tls,omitempty"`
 	Created    time.Time `json:"created"`
 	LastSeen   time.Time `json:"last_seen,omitzero"`
 	SecretHash string    `json:"secret_hash"`
@@ -43,17 +48,19 @@ func (r *deviceRecord) device() Device {
 		Groups:   r.Groups,
 		Ports:    r.Ports,
 		HTTPPort: r.HTTPPort,
+		HTTPTLS:  r.HTTPTLS,
 		Created:  r.Created,
 		LastSeen: r.LastSeen,
 		Disabled: r.Disabled,
 	}
 }
 
-// AddDevice creates a device from d's ID, Name, Groups, Ports and HTTPPort,
-// and returns its secret. The secret is shown to the caller once; the store
-// keeps only its hash. Created is set to the current time, LastSeen is left
-// zero and the device is enabled, whatever d holds. Every group must exist
-// (ErrNotFound) and have room under its device quota (ErrQuota).
+// AddDevice creates a device from d's ID, Name, Groups, Ports, HTTPPort and
+// HTTPTLS, and returns its secret. The secret is shown to the caller once;
+// the store keeps only its hash. Created is set to the current time,
+// LastSeen is left zero and the device is enabled, whatever d holds. Every
+// group must exist (ErrNotFound) and have room under its device quota
+// (ErrQuota).
 func (s *Store) AddDevice(d Device) (secret string, err error) {
 	rec, secret, err := s.newDeviceRecord(d)
 	if err != nil {
@@ -97,6 +104,7 @@ func (s *Store) newDeviceRecord(d Device) (deviceRecord, string, error) {
 		Groups:     groups,
 		Ports:      ports,
 		HTTPPort:   d.HTTPPort,
+		HTTPTLS:    d.HTTPTLS,
 		Created:    s.now().UTC(),
 		SecretHash: hashSecret(secret),
 	}
@@ -377,6 +385,7 @@ type DeviceUpdate struct {
 	Groups   *[]string // every group must exist and have room (ErrQuota)
 	Ports    *[]uint16
 	HTTPPort *uint16
+	HTTPTLS  *bool
 }
 
 // UpdateDevice applies u to the device and returns the result. A device
@@ -421,6 +430,9 @@ func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) {
 		}
 		if u.HTTPPort != nil {
 			rec.HTTPPort = *u.HTTPPort
+		}
+		if u.HTTPTLS != nil {
+			rec.HTTPTLS = *u.HTTPTLS
 		}
 		return nil
 	})

@@ -750,3 +750,33 @@ func TestDeviceErrorsNeverContainSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceHTTPTLSIsStoredAndUpdatedOnItsOwn(t *testing.T) {
+	s := newTestStore(t)
+	if _, err := s.AddDevice(Device{ID: "pump-17", HTTPPort: 443, HTTPTLS: true}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device("pump-17"); err != nil || !d.HTTPTLS || d.HTTPPort != 443 {
+		t.Fatalf("Device after AddDevice = %+v, %v; want HTTPS on 443", d, err)
+	}
+	off, port := false, uint16(8080)
+	d, err := s.UpdateDevice("pump-17", DeviceUpdate{HTTPPort: &port})
+	if err != nil || !d.HTTPTLS {
+		t.Fatalf("UpdateDevice of the port alone = %+v, %v; want HTTPTLS kept", d, err)
+	}
+	if d, err = s.UpdateDevice("pump-17", DeviceUpdate{HTTPTLS: &off}); err != nil || d.HTTPTLS || d.HTTPPort != 8080 {
+		t.Fatalf("UpdateDevice HTTPTLS off = %+v, %v", d, err)
+	}
+	if d, err = s.Device("pump-17"); err != nil || d.HTTPTLS {
+		t.Fatalf("Device after HTTPTLS off = %+v, %v", d, err)
+	}
+	// Devices decodes the stored records too: the flag round-trips.
+	on := true
+	if _, err := s.UpdateDevice("pump-17", DeviceUpdate{HTTPTLS: &on}); err != nil {
+		t.Fatal(err)
+	}
+	devices, err := s.Devices()
+	if err != nil || len(devices) != 1 || !devices[0].HTTPTLS {
+		t.Fatalf("Devices = %+v, %v; want one with HTTPTLS", devices, err)
+	}
+}

@@ -29,6 +29,3 @@ var (
 	// ErrNotEmpty: a group still has users, devices or enrolment keys.
 	ErrNotEmpty = errors.New("still in use")
 )
-
-// errTODO marks API whose body is still being written.
-var errTODO = errors.New("not implemented yet")

@@ -39,13 +39,14 @@ const (
 )
 
 var (
-	bucketUsers   = []byte("users")
-	bucketDevices = []byte("devices")
-	bucketMeta    = []byte("meta")
-	bucketGroups  = []byte("groups")
-	bucketTokens  = []byte("tokens")
-	bucketEnroll  = []byte("enroll")
-	bucketAudit   = []byte("audit")
+	bucketUsers    = []byte("users")
+	bucketDevices  = []byte("devices")
+	bucketMeta     = []byte("meta")
+	bucketGroups   = []byte("groups")
+	bucketTokens   = []byte("tokens")
+	bucketEnroll   = []byte("enroll")
+	bucketAudit    = []byte("audit")
+	bucketSessions = []byte("sessions")
 
 	keySchema = []byte("schema")
 )
@@ -58,8 +59,9 @@ type Store struct {
 	creds *credCache
 	now   func() time.Time // time.Now; tests replace it before use
 
-	tokenUse tokenUse // token last-use times, written by writeLoop (tokens.go)
-	audit    auditLog // pending audit events, written by writeLoop (audit.go)
+	tokenUse   tokenUse   // token last-use times, written by writeLoop (tokens.go)
+	sessionUse sessionUse // session last-seen times and ends, written by writeLoop (sessions.go)
+	audit      auditLog   // pending audit events, written by writeLoop (audit.go)
 
 	// Last-seen times, written by TouchDevice (any goroutine) and drained by
 	// writeLoop. seen holds the newest time known for each device, flushed or
@@ -122,7 +124,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 // initSchema creates the buckets of a new database and checks the schema
 // version of an existing one.
 func initSchema(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta, bucketGroups, bucketTokens, bucketEnroll, bucketAudit} {
+	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta, bucketGroups, bucketTokens, bucketEnroll, bucketAudit, bucketSessions} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -175,11 +177,13 @@ func (s *Store) writeLoop(every time.Duration) {
 		case <-t.C:
 			_ = s.flushLastSeen()
 			_ = s.flushTokenUse()
+			_ = s.flushSessionUse()
+			_ = s.pruneSessions()
 			_ = s.flushAudit()
 		case <-s.audit.full:
 			_ = s.flushAudit()
 		case <-s.done:
-			s.flushErr = errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushAudit())
+			s.flushErr = errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushSessionUse(), s.flushAudit())
 			return
 		}
 	}

@@ -148,13 +148,14 @@ func (s *Store) Users() ([]User, error) {
 	return users, nil
 }
 
-// RemoveUser deletes the named user and their API tokens.
+// RemoveUser deletes the named user, their API tokens and their web
+// sessions.
 func (s *Store) RemoveUser(name string) error {
 	if checkUserName(name) != nil {
 		return fmt.Errorf("remove user %q: %w", truncate(name), ErrNotFound)
 	}
 	defer s.creds.invalidate()
-	var tokens []string
+	var tokens, sessions []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) == nil {
@@ -164,16 +165,22 @@ func (s *Store) RemoveUser(name string) error {
 		if tokens, err = deleteUserTokens(tx, name); err != nil {
 			return err
 		}
+		if sessions, err = deleteUserSessions(tx, name); err != nil {
+			return err
+		}
 		return b.Delete([]byte(name))
 	})
 	if err != nil {
 		return fmt.Errorf("remove user %q: %w", name, err)
 	}
 	s.forgetTokenUse(tokens...)
+	s.forgetSessionUse(sessions...)
 	return nil
 }
 
-// SetPassword replaces the named user's password.
+// SetPassword replaces the named user's password and ends their web
+// sessions, the caller's own included: whoever knew the old password may
+// have logged in with it.
 func (s *Store) SetPassword(name, password string) error {
 	if err := checkPassword(password); err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
@@ -182,13 +189,17 @@ func (s *Store) SetPassword(name, password string) error {
 	if err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
 	}
-	err = s.updateUser(name, func(rec *userRecord) error {
+	var sessions []string
+	err = s.updateUserTx(name, func(tx *bolt.Tx, rec *userRecord) error {
 		rec.PasswordHash = hash
-		return nil
+		var err error
+		sessions, err = deleteUserSessions(tx, name)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
 	}
+	s.forgetSessionUse(sessions...)
 	return nil
 }
 
