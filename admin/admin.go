@@ -4,21 +4,70 @@
 // subdomain its own session, and the PAC file for browsers. It also decides
 // who a request on a device subdomain is (DeviceAuth) for the proxy, which
 // forwards it. The admin UI and REST API are to come here too.
+//
+// Two kinds of session exist, both store records named by an HttpOnly,
+// Secure, SameSite=Lax, host-only cookie: SessionCookie on the admin host,
+// and DeviceCookie on one device's subdomain, made from a one-time code the
+// admin host hands over (handoff.go). A device's pages — code the reflector
+// does not control, on a host of the same site — thus never hold a
+// credential worth anything beyond that device.
 package admin
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/reflector-dev/reflector/login"
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// Cookie and header names. The __Host- prefix makes browsers refuse these
+// cookies unless they are Secure, Path=/ and carry no Domain, so a device's
+// pages on <device>.<domain> cannot plant one for the admin host or another
+// device with Domain=<domain> (cookie tossing: a login into the attacker's
+// account, or a session fixed in advance).
+const (
+	SessionCookie = "__Host-reflector_session" // admin-host session
+	DeviceCookie  = "__Host-reflector_device"  // one device subdomain's session
+	// AuthHeader carries "Bearer <API token>" on device-subdomain requests
+	// from programs.
+	AuthHeader = "X-Reflector-Authorization"
+)
+
+// Paths on a device subdomain that the reflector answers itself. Nothing
+// under reservedPrefix reaches a device.
+const (
+	reservedPrefix   = "/.reflector/"
+	callbackPath     = reservedPrefix + "callback"
+	deviceLogoutPath = reservedPrefix + "logout"
+)
+
+const (
+	// handoffTTL is how long a hand-off code is valid (issue 4: 60 s).
+	handoffTTL = 60 * time.Second
+	// pendingTTL is how long a user has to enter their TOTP code after the
+	// password.
+	pendingTTL = 5 * time.Minute
+	// maxTickets bounds each table of one-time codes (about 150 bytes an
+	// entry). Codes are made only for users who passed a password or hold
+	// a session, and expire within minutes.
+	maxTickets = 10000
+	// maxForm bounds a login form's body.
+	maxForm = 16 << 10
 )
 
 // Config configures an Admin.
 type Config struct {
 	// Domain: the admin host is Domain, device pump-17 is pump-17.Domain.
+	// Default "localhost".
 	Domain string
 	// Port is the TLS listener's port as browsers reach it, for the URLs the
 	// site redirects to and for the PAC file; "443" or "" is left out of URLs.
@@ -36,7 +85,27 @@ type Config struct {
 
 // Admin serves the admin host and authenticates device-subdomain requests.
 type Admin struct {
-	cfg Config
+	cfg  Config
+	mux  *http.ServeMux
+	log  *slog.Logger
+	now  func() time.Time
+	base string // https://<domain>[:port], the admin host's origin
+
+	handoffTTL time.Duration
+	pendingTTL time.Duration
+	handoffs   *tickets[handoff]      // one-time codes for device callbacks
+	pending    *tickets[pendingLogin] // password accepted, TOTP code next
+}
+
+// handoff is what a hand-off code stands for.
+type handoff struct {
+	user, device string
+}
+
+// pendingLogin is a login waiting for its TOTP code.
+type pendingLogin struct {
+	user    string
+	expires time.Time // of the first pending token; a retry does not extend it
 }
 
 // New returns an Admin for cfg.
@@ -44,25 +113,111 @@ func New(cfg Config) (*Admin, error) {
 	if cfg.Store == nil || cfg.Guard == nil {
 		return nil, errors.New("admin config: Store and Guard are required")
 	}
-	return &Admin{cfg: cfg}, nil
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	if !validDomain(cfg.Domain) {
+		return nil, fmt.Errorf("admin config: domain %q is not a DNS name", cfg.Domain)
+	}
+	if cfg.Port != "" {
+		if n, err := strconv.ParseUint(cfg.Port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("admin config: port %q", cfg.Port)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClientAddr == nil {
+		cfg.ClientAddr = socketAddr
+	}
+	a := &Admin{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        time.Now,
+		handoffTTL: handoffTTL,
+		pendingTTL: pendingTTL,
+		handoffs:   newTickets[handoff](maxTickets),
+		pending:    newTickets[pendingLogin](maxTickets),
+	}
+	a.base = "https://" + a.hostPort(cfg.Domain)
+	a.mux = a.routes()
+	return a, nil
+}
+
+func (a *Admin) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.serveHome)
+	mux.HandleFunc("GET /login", a.serveLoginForm)
+	mux.HandleFunc("POST /login", a.serveLogin)
+	mux.HandleFunc("POST /login/totp", a.serveTOTP)
+	mux.HandleFunc("GET /logout", a.serveLogoutForm)
+	mux.HandleFunc("POST /logout", a.serveLogout)
+	mux.HandleFunc("GET /auth/handoff", a.serveHandoff)
+	mux.HandleFunc("GET /proxy.pac", a.servePAC)
+	mux.HandleFunc("/", notFound)
+	return mux
 }
 
 // ServeHTTP serves the admin host: /login, /logout, /auth/handoff,
 // /proxy.pac and a start page.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "reflector: use this address as an HTTP proxy to reach devices", http.StatusNotFound)
+	a.mux.ServeHTTP(w, r)
 }
 
-// DeviceAuth decides who a request on device's subdomain comes from. It
-// answers the reflector's own paths there (/.reflector/callback,
-// /.reflector/logout) and unauthenticated requests itself — a redirect to
-// the admin host's hand-off for browsers, 401 with a JSON body for programs
-// — and then returns false. Otherwise it returns the credential (from the
-// device's own session cookie or an X-Reflector-Authorization: Bearer
-// token) with the reflector's cookie and header removed from r, so the
-// device never sees them. Whether the credential may reach the device is
-// the caller's check (store.Credential.Allows).
-func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string) (store.Credential, bool) {
-	http.Error(w, "device browsing is not available yet", http.StatusNotFound)
-	return store.Credential{}, false
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "not found", http.StatusNotFound)
+}
+
+// hostPort returns host with the listener's port, left out when it is
+// HTTPS's own.
+func (a *Admin) hostPort(host string) string {
+	if a.cfg.Port == "" || a.cfg.Port == "443" {
+		return host
+	}
+	return net.JoinHostPort(host, a.cfg.Port)
+}
+
+// deviceBase is the origin of device's subdomain.
+func (a *Admin) deviceBase(device string) string {
+	return "https://" + a.hostPort(device+"."+a.cfg.Domain)
+}
+
+// publicPort is the port browsers reach the reflector at, "443" when the
+// config leaves it out: the PAC file's HTTPS directive always names one.
+func (a *Admin) publicPort() string {
+	if a.cfg.Port == "" {
+		return "443"
+	}
+	return a.cfg.Port
+}
+
+// validDomain reports whether d is a lower-case DNS name: labels of
+// letters, digits and inner hyphens. It ends up in URLs and in the PAC
+// file's JavaScript, so nothing else may pass.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if !tunnel.ValidDeviceID(label) {
+			return false
+		}
+	}
+	return true
+}
+
+func socketAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

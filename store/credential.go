@@ -12,7 +12,8 @@ import (
 // token used if any.
 type Credential struct {
 	User    User
-	TokenID string // "" when the user's password was used
+	TokenID   string // "" when the user's password or a web session was used
+	SessionID string // the web session's public id, when one was used
 	Devices string // the token's device pattern; "" for all
 }
 
@@ -139,16 +140,33 @@ func (s *Store) checkToken(token, owner string) (Credential, error) {
 // refreshed credential carries their current role and groups; callers
 // re-run Allows with it); a password credential's user has not enabled
 // TOTP since; c's token, if any, still exists, is the user's and has not
-// expired. Used to re-check open streams after admin changes. When it
+// expired; c's web session, if any, is still live. Used to re-check open
+// streams after admin changes. When it
 // reports false the returned credential is the zero Credential, which
 // allows nothing.
 func (s *Store) CredentialValid(c Credential) (Credential, bool) {
 	now := s.now()
-	var fresh Credential
+	var (
+		fresh Credential
+		sess  sessionRecord
+	)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, c.User.Name)
 		if err != nil {
 			return err
+		}
+		if c.SessionID != "" {
+			// A web session: still there (not logged out, not pruned,
+			// not ended with its user's password) and not over.
+			sess, err = getSession(tx, c.SessionID)
+			if err != nil {
+				return err
+			}
+			if sess.User != u.Name {
+				return ErrBadCredentials
+			}
+			fresh = Credential{User: u.user(), SessionID: sess.ID}
+			return nil
 		}
 		if c.TokenID == "" {
 			if u.TOTPSecret != "" {
@@ -170,6 +188,11 @@ func (s *Store) CredentialValid(c Credential) (Credential, bool) {
 	if err != nil {
 		// Also when the records cannot be read: a stream is not kept open
 		// on a credential that cannot be confirmed.
+		return Credential{}, false
+	}
+	// Outside the read transaction: the use tracker's lock is also held
+	// around writes, which may wait for readers.
+	if c.SessionID != "" && sess.over(now, s.sessionLastSeen(&sess)) != "" {
 		return Credential{}, false
 	}
 	return fresh, true

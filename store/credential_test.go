@@ -385,3 +385,24 @@ func assertNoSecretIn(t *testing.T, err error, secret string) {
 		t.Errorf("error %.200q contains the secret", msg)
 	}
 }
+
+func TestCredentialValidFollowsTheWebSession(t *testing.T) {
+	s := newTestStore(t)
+	now := time.Now()
+	enableTOTPAt(t, s, "alice", &now)
+	token, sess, err := s.CreateSession("alice", "pump-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := Credential{User: User{Name: "alice"}, SessionID: sess.ID}
+	// A session credential is not a password: TOTP does not void it.
+	if _, ok := s.CredentialValid(cred); !ok {
+		t.Fatal("live session refused")
+	}
+	if err := s.DeleteSession(token); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.CredentialValid(cred); ok {
+		t.Fatal("ended session still valid")
+	}
+}

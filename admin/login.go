@@ -1,0 +1,248 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/throttle"
+)
+
+// Login on the admin host: POST /login checks the password; a user with
+// TOTP gets a second form carrying a pending-login token and POSTs the code
+// to /login/totp. Either ends in a session cookie and a 303 to next.
+
+// session returns the admin-host session the request's cookie names. ok is
+// false without a live one; stale reports a cookie naming a dead session,
+// which the caller may clear. err is a store fault.
+func (a *Admin) session(r *http.Request) (sess store.Session, u store.User, ok, stale bool, err error) {
+	for _, tok := range cookieValues(r.Header, SessionCookie) {
+		sess, u, err = a.cfg.Store.CheckSession(tok, "")
+		if err == nil {
+			return sess, u, true, false, nil
+		}
+		if !deadSession(err) {
+			return store.Session{}, store.User{}, false, false, err
+		}
+		stale = true
+	}
+	return store.Session{}, store.User{}, false, stale, nil
+}
+
+// deadSession reports whether a CheckSession error means the token is no
+// (longer a) good session, rather than that the store failed.
+func deadSession(err error) bool {
+	return errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrExpired) || errors.Is(err, store.ErrNotFound)
+}
+
+func (a *Admin) internalError(w http.ResponseWriter, what string, err error) {
+	a.log.Error(what, "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+// serveHome is the start page: who is signed in, their devices, the PAC
+// file.
+func (a *Admin) serveHome(w http.ResponseWriter, r *http.Request) {
+	_, u, ok, stale, err := a.session(r)
+	if err != nil {
+		a.internalError(w, "check session", err)
+		return
+	}
+	if !ok {
+		if stale {
+			clearCookie(w, SessionCookie)
+		}
+		redirect(w, "/login")
+		return
+	}
+	devices, err := a.cfg.Store.Devices()
+	if err != nil {
+		a.internalError(w, "list devices", err)
+		return
+	}
+	p := page{Title: "Reflector", User: u.Name, PAC: a.base + "/proxy.pac"}
+	for _, d := range devices {
+		if !d.Disabled && store.CanAccess(u, d) {
+			p.Devices = append(p.Devices, deviceLink{ID: d.ID, Name: d.Name, URL: a.deviceBase(d.ID) + "/"})
+		}
+	}
+	a.render(w, http.StatusOK, "home", p)
+}
+
+// serveLoginForm shows the login form, or sends a signed-in user on.
+func (a *Admin) serveLoginForm(w http.ResponseWriter, r *http.Request) {
+	next := a.loginNext(r.URL.Query().Get("next"))
+	_, _, ok, stale, err := a.session(r)
+	if err != nil {
+		a.internalError(w, "check session", err)
+		return
+	}
+	if ok {
+		redirect(w, next)
+		return
+	}
+	if stale {
+		clearCookie(w, SessionCookie)
+	}
+	a.render(w, http.StatusOK, "login", page{Title: "Sign in", Next: next})
+}
+
+// serveLogin checks the password.
+func (a *Admin) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if !a.sameOrigin(r) {
+		a.crossOrigin(w, r)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	// PostFormValue reads the body only: a password in a URL would end up
+	// in logs and history.
+	name, password := r.PostFormValue("username"), r.PostFormValue("password")
+	next := a.loginNext(r.PostFormValue("next"))
+	client := a.cfg.ClientAddr(r)
+	u, err := a.cfg.Guard.Password(client, name, password)
+	if err != nil {
+		a.loginFailed(w, "login", page{Title: "Sign in", User: name, Next: next}, client, err)
+		return
+	}
+	if u.TOTP {
+		now := a.now()
+		expires := now.Add(a.pendingTTL)
+		tok := a.pending.issue(pendingLogin{user: u.Name, expires: expires}, now, expires)
+		a.render(w, http.StatusOK, "totp", page{Title: "Sign in", User: u.Name, Next: next, Pending: tok})
+		return
+	}
+	a.startSession(w, r, u.Name, next)
+}
+
+// serveTOTP checks the code of a pending login.
+func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
+	if !a.sameOrigin(r) {
+		a.crossOrigin(w, r)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	code := strings.TrimSpace(r.PostFormValue("code"))
+	next := a.loginNext(r.PostFormValue("next"))
+	now := a.now()
+	pl, ok := a.pending.redeem(r.PostFormValue("pending"), now)
+	if !ok {
+		a.render(w, http.StatusUnauthorized, "login", page{Title: "Sign in", Next: next,
+			Message: "That sign-in has expired. Please enter your password again."})
+		return
+	}
+	client := a.cfg.ClientAddr(r)
+	if err := a.cfg.Guard.TOTP(client, pl.user, code); err != nil {
+		// The token was single use; the retry gets a new one that ends when
+		// the first would have. Wrong codes are counted by the guard.
+		p := page{Title: "Sign in", User: pl.user, Next: next, Pending: a.pending.issue(pl, now, pl.expires)}
+		a.loginFailed(w, "totp", p, client, err)
+		return
+	}
+	a.startSession(w, r, pl.user, next)
+}
+
+// loginFailed answers a refused password or code with the form again.
+func (a *Admin) loginFailed(w http.ResponseWriter, form string, p page, client netip.Addr, err error) {
+	var locked *throttle.LockedOutError
+	switch {
+	case errors.As(err, &locked):
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
+		p.Message = "Too many failed attempts. Try again in " + throttle.RetryAfterSeconds(locked.RetryAfter) + " seconds."
+		a.render(w, http.StatusTooManyRequests, form, p)
+	case errors.Is(err, store.ErrBadCredentials):
+		a.log.Debug("web login refused", "user", p.User, "client", client, "err", err)
+		p.Message = "Wrong user name or password."
+		if form == "totp" {
+			p.Message = "Wrong code. Please try again."
+		}
+		a.render(w, http.StatusUnauthorized, form, p)
+	default:
+		a.internalError(w, "web login", err)
+	}
+}
+
+// startSession makes an admin-host session for user, sets its cookie and
+// sends the browser to next. A session the browser already held is ended:
+// a login never adds to a session somebody else may have planted.
+func (a *Admin) startSession(w http.ResponseWriter, r *http.Request, user, next string) {
+	for _, old := range cookieValues(r.Header, SessionCookie) {
+		if err := a.cfg.Store.DeleteSession(old); err != nil {
+			a.log.Warn("end replaced session", "err", err)
+		}
+	}
+	tok, sess, err := a.cfg.Store.CreateSession(user, "")
+	if err != nil {
+		a.internalError(w, "create session", err)
+		return
+	}
+	a.log.Info("web login", "user", user, "session", sess.ID, "client", a.cfg.ClientAddr(r))
+	setCookie(w, SessionCookie, tok)
+	redirect(w, next)
+}
+
+// serveLogoutForm shows a sign-out button (a GET must not sign anybody
+// out: links and prefetchers follow GETs).
+func (a *Admin) serveLogoutForm(w http.ResponseWriter, r *http.Request) {
+	_, u, _, _, err := a.session(r)
+	if err != nil {
+		a.internalError(w, "check session", err)
+		return
+	}
+	a.render(w, http.StatusOK, "logout", page{Title: "Sign out", User: u.Name, Action: "/logout"})
+}
+
+// serveLogout ends the admin-host session and shows the login form.
+func (a *Admin) serveLogout(w http.ResponseWriter, r *http.Request) {
+	if !a.sameOrigin(r) {
+		a.crossOrigin(w, r)
+		return
+	}
+	for _, tok := range cookieValues(r.Header, SessionCookie) {
+		if err := a.cfg.Store.DeleteSession(tok); err != nil {
+			a.internalError(w, "end session", err)
+			return
+		}
+	}
+	clearCookie(w, SessionCookie)
+	redirect(w, "/login")
+}
+
+// sameOrigin reports whether a state-changing request comes from a page of
+// the host it is sent to. SameSite=Lax is not enough here: every device
+// subdomain is the same site as the admin host, and its pages are the
+// device's, so they could post a login form (logging the user in as
+// somebody else) or sign the user out. Browsers name the origin of every
+// POST (Sec-Fetch-Site, Origin, failing those Referer); a request naming
+// none comes from a program, not from a page, and is let through.
+func (a *Admin) sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if origin := r.Header.Values("Origin"); len(origin) > 0 {
+		return len(origin) == 1 && sameHost(origin[0], r.Host)
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		return sameHost(ref, r.Host)
+	}
+	return true
+}
+
+// sameHost reports whether the https URL or origin u is on host (the
+// request's Host, with its port).
+func sameHost(u, host string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "https" || p.User != nil {
+		return false
+	}
+	return strings.EqualFold(strings.TrimSuffix(p.Host, ":443"), strings.TrimSuffix(host, ":443"))
+}
+
+func (a *Admin) crossOrigin(w http.ResponseWriter, r *http.Request) {
+	a.log.Warn("cross-origin form post refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"),
+		"client", a.cfg.ClientAddr(r))
+	a.message(w, http.StatusForbidden, "Request refused",
+		"This form was sent from another site. Please use the form on this page.", a.base+"/login", "Sign in")
+}
