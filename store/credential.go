@@ -11,10 +11,10 @@ import (
 // Credential is who a request acts as, once authenticated: a user, and the
 // token used if any.
 type Credential struct {
-	User    User
+	User      User
 	TokenID   string // "" when the user's password or a web session was used
 	SessionID string // the web session's public id, when one was used
-	Devices string // the token's device pattern; "" for all
+	Devices   string // the token's device pattern; "" for all
 }
 
 // Allows reports whether the credential may reach d: the user may
