@@ -14,7 +14,7 @@ import (
 // no ports: a device's web UI is the commonest thing to reach.
 const defaultAgentPort = 80
 
-// deviceAdd: device add ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N]
+// deviceAdd: device add ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N] [--http-tls]
 func deviceAdd(c *call, args []string) int {
 	fs := c.flags()
 	var groups listFlag
@@ -24,6 +24,7 @@ func deviceAdd(c *call, args []string) int {
 	name := fs.String("name", "", "display name, e.g. \"Pump 17\"")
 	var httpPort portFlag
 	fs.Var(&httpPort, "http-port", "the device's web port for browsing (default: the agent's httpPort property)")
+	httpTLS := fs.Bool("http-tls", false, "the device's web port speaks HTTPS (default: as the agent's httpsEnable property says)")
 	pos, code, ok := c.parse(fs, args, 1)
 	if !ok {
 		return code
@@ -36,12 +37,16 @@ func deviceAdd(c *call, args []string) int {
 		Groups:   groups,
 		Ports:    ports,
 		HTTPPort: httpPort.port,
+		HTTPTLS:  *httpTLS,
 	})
 	if err != nil {
 		return c.failGroups(err, groups)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: id,
-		Reason: describeGroups(groups) + ", " + describePorts(ports)})
+	reason := describeGroups(groups) + ", " + describePorts(ports)
+	if *httpTLS {
+		reason += ", " + describeHTTPTLS(true, httpPort.port)
+	}
+	c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: id, Reason: reason})
 
 	fmt.Fprintf(c.stdout, "device %s added; its secret (shown once): %s\n", id, secret)
 	c.printAgentLine("run the agent on the device with:", id, secret, ports, httpPort.port)
@@ -104,7 +109,19 @@ func describePorts(ports []uint16) string {
 	return "ports " + formatPorts(ports)
 }
 
-// deviceSet: device set ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N]
+// describeHTTPTLS says how the reflector speaks to the device's web port
+// with the record's HTTPTLS and HTTPPort (see store.Device.HTTPTLS).
+func describeHTTPTLS(on bool, httpPort uint16) string {
+	switch {
+	case on:
+		return "HTTPS to the web port"
+	case httpPort != 0:
+		return "plain HTTP to the web port"
+	}
+	return "HTTPS as the agent declares"
+}
+
+// deviceSet: device set ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N] [--http-tls|--no-http-tls]
 func deviceSet(c *call, args []string) int {
 	fs := c.flags()
 	var groups listFlag
@@ -116,6 +133,8 @@ func deviceSet(c *call, args []string) int {
 	name := fs.String("name", "", "display name; '' removes it")
 	httpPort := portFlag{zeroOK: true}
 	fs.Var(&httpPort, "http-port", "the device's web port for browsing; 0 for the agent's httpPort property")
+	httpTLS := fs.Bool("http-tls", false, "the device's web port speaks HTTPS (its certificate is not verified unless the reflector has --device-ca)")
+	noHTTPTLS := fs.Bool("no-http-tls", false, "the web port set with --http-port speaks plain HTTP; the agent's port speaks what the agent declares")
 	pos, code, ok := c.parse(fs, args, 1)
 	if !ok {
 		return code
@@ -128,8 +147,11 @@ func deviceSet(c *call, args []string) int {
 		return c.usageError(fs, "--group needs a group name; --no-groups removes all")
 	case set["ports"] && *noPorts:
 		return c.usageError(fs, "--ports and --no-ports exclude each other")
-	case !set["group"] && !*noGroups && !set["ports"] && !*noPorts && !set["name"] && !set["http-port"]:
-		return c.usageError(fs, "nothing to change: give --group, --no-groups, --ports, --no-ports, --name or --http-port")
+	case set["http-tls"] && set["no-http-tls"]:
+		return c.usageError(fs, "--http-tls and --no-http-tls exclude each other")
+	case !set["group"] && !*noGroups && !set["ports"] && !*noPorts && !set["name"] && !set["http-port"] &&
+		!set["http-tls"] && !set["no-http-tls"]:
+		return c.usageError(fs, "nothing to change: give --group, --no-groups, --ports, --no-ports, --name, --http-port, --http-tls or --no-http-tls")
 	}
 
 	var u store.DeviceUpdate
@@ -146,6 +168,13 @@ func deviceSet(c *call, args []string) int {
 	}
 	if set["http-port"] {
 		u.HTTPPort = &httpPort.port
+	}
+	switch {
+	case set["http-tls"]:
+		u.HTTPTLS = httpTLS // --http-tls=false is --no-http-tls
+	case set["no-http-tls"]:
+		off := !*noHTTPTLS
+		u.HTTPTLS = &off
 	}
 	d, err := c.env.Store.UpdateDevice(id, u)
 	if err != nil {
@@ -173,6 +202,9 @@ func deviceSet(c *call, args []string) int {
 		} else {
 			changes = append(changes, fmt.Sprintf("HTTP port %d", d.HTTPPort))
 		}
+	}
+	if u.HTTPTLS != nil {
+		changes = append(changes, describeHTTPTLS(d.HTTPTLS, d.HTTPPort))
 	}
 	desc := strings.Join(changes, ", ")
 	c.audit(store.AuditEvent{Kind: store.AuditDeviceSet, Device: id, Reason: desc})

@@ -194,3 +194,38 @@ func TestDeviceDisableRefusesAgentUntilEnabled(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceHTTPTLSFlags(t *testing.T) {
+	env := newTestEnv(t)
+	mustRun(t, env, "", "device", "add", "pump-17", "--http-port", "443", "--http-tls")
+	if d, _ := env.Store.Device("pump-17"); !d.HTTPTLS || d.HTTPPort != 443 {
+		t.Fatalf("after add --http-tls: %+v", d)
+	}
+	checkAudit(t, env, store.AuditEvent{Kind: store.AuditDeviceAdd, Device: "pump-17",
+		Reason: "no groups, the agent's ports, HTTPS to the web port"})
+
+	steps := []struct {
+		args   []string
+		stdout string
+		tls    bool
+	}{
+		{[]string{"--no-http-tls"}, "device pump-17 updated (plain HTTP to the web port)\n", false},
+		{[]string{"--http-tls"}, "device pump-17 updated (HTTPS to the web port)\n", true},
+		{[]string{"--http-port", "0", "--http-tls=false"}, "device pump-17 updated (the agent's HTTP port, HTTPS as the agent declares)\n", false},
+	}
+	for _, st := range steps {
+		out := mustRun(t, env, "", append([]string{"device", "set", "pump-17"}, st.args...)...)
+		if out != st.stdout {
+			t.Errorf("%q: stdout %q, want %q", st.args, out, st.stdout)
+		}
+		if d, _ := env.Store.Device("pump-17"); d.HTTPTLS != st.tls {
+			t.Errorf("%q: HTTPTLS %v, want %v", st.args, d.HTTPTLS, st.tls)
+		}
+		checkAudit(t, env, store.AuditEvent{Kind: store.AuditDeviceSet, Device: "pump-17",
+			Reason: strings.TrimSuffix(strings.SplitN(st.stdout, "(", 2)[1], ")\n")})
+	}
+	if code, _, stderr := run(t, env, "", "device", "set", "pump-17", "--http-tls", "--no-http-tls"); code != 2 ||
+		!strings.Contains(stderr, "--http-tls and --no-http-tls exclude each other") {
+		t.Errorf("both flags: code %d stderr %q", code, stderr)
+	}
+}

@@ -7,12 +7,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/elazarl/goproxy"
 
-	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -21,72 +18,31 @@ import (
 // forwards the request and streams the response (flushing event streams and
 // chunked bodies); our hooks authorise each request before it is sent and
 // turn a failed dial into the right status, which goproxy alone would answer
-// 500. Its Transport dials device streams only, and keeps idle streams per
-// device port for keep-alive reuse.
+// 500. Its Transport is the proxy's, which dials device streams only and
+// keeps idle streams per device port for keep-alive reuse.
 func (p *Proxy) newAbsolute() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = discardPrintf{}
 	gp.KeepAcceptEncoding = true // pass compressed bodies through untouched
 	gp.ConnectDial = nil         // CONNECT never reaches goproxy (connect.go)
-	gp.Tr = &http.Transport{
-		DialContext:           p.dialForHTTP,
-		Proxy:                 nil, // never a further proxy: only device streams
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-	}
+	gp.Tr = p.transport
 	gp.OnRequest().DoFunc(p.filterAbsolute)
 	gp.OnResponse().DoFunc(p.filterAbsoluteError)
 	return gp
 }
 
-// absoluteState carries what filterAbsolute decided back to serveAbsolute,
-// through the request's context.
-type absoluteState struct {
-	access  access
-	session *session
-}
-
-type absoluteStateKey struct{}
+// exchangeKey carries serveAbsolute's exchange to filterAbsolute, through
+// the request's context.
+type exchangeKey struct{}
 
 // serveAbsolute runs one absolute-form request through goproxy, and once it
 // has ended — response copied, or connection hijacked for a WebSocket and
 // closed — writes its audit event.
 func (p *Proxy) serveAbsolute(w http.ResponseWriter, r *http.Request) {
-	st := &absoluteState{}
-	r = r.WithContext(context.WithValue(r.Context(), absoluteStateKey{}, st))
-	var body *countingBody
-	if r.Body != nil && r.Body != http.NoBody {
-		body = &countingBody{ReadCloser: r.Body}
-		r.Body = body
-	}
-	cw := &countingWriter{ResponseWriter: w}
-	start := time.Now()
-	p.absolute.ServeHTTP(cw, r)
-	if st.session == nil {
-		return // refused before any stream: nothing was reached
-	}
-	p.sessions.remove(st.session)
-	revoked := false
-	select {
-	case <-st.session.done:
-		revoked = true
-	default:
-	}
-	st.session.cancel()
-	ev := st.access.event(store.AuditRequest)
-	ev.OK = cw.status != 0 && cw.status < 500
-	ev.BytesDown, ev.Duration = cw.n, time.Since(start)
-	if body != nil {
-		ev.BytesUp = body.n.Load()
-	}
-	ev.Reason = fmt.Sprintf("%s %s %d", r.Method, truncatePath(r.URL.Path), cw.status)
-	if revoked {
-		ev.Reason += " (closed: access revoked)"
-	}
-	p.cfg.Audit(ev)
+	x, r := newExchange(w, r)
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	p.absolute.ServeHTTP(x.w, r)
+	p.end(x, r)
 }
 
 // filterAbsolute authenticates and authorises an absolute-form request and
@@ -102,29 +58,10 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 	}
 	r.URL.Host = net.JoinHostPort(a.device.ID, strconv.Itoa(int(a.port)))
 	rctx := tunnel.WithClientAddr(r.Context(), a.client.String())
-	st, ok := r.Context().Value(absoluteStateKey{}).(*absoluteState)
-	if !ok { // not from serveAbsolute: nothing to track it with
-		return r.WithContext(rctx), nil
+	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		rctx = p.begin(rctx, x, a)
 	}
-	rctx, cancel := context.WithCancel(rctx)
-	done := make(chan struct{})
-	var once sync.Once
-	st.access = a
-	st.session = &session{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
-		once.Do(func() { close(done) })
-		cancel()
-	}}
-	p.sessions.add(st.session)
 	return r.WithContext(rctx), nil
-}
-
-// truncatePath shortens a request path for the audit log.
-func truncatePath(path string) string {
-	const limit = 200
-	if len(path) <= limit {
-		return path
-	}
-	return path[:limit] + "…"
 }
 
 // filterAbsoluteError answers a failed round trip with the status of its
@@ -135,22 +72,6 @@ func (p *Proxy) filterAbsoluteError(resp *http.Response, ctx *goproxy.ProxyCtx) 
 	}
 	p.cfg.Logger.Info("forward failed", "url", ctx.Req.URL.String(), "err", ctx.Error)
 	return p.response(ctx.Req, ctx.Error)
-}
-
-// dialForHTTP opens a device stream for the Transport. addr is the
-// "device:port" filterAbsolute set, already authorised.
-func (p *Proxy) dialForHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, ErrBadTarget)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, ErrBadTarget)
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
-	defer cancel()
-	return p.cfg.Dial(ctx, host, uint16(port))
 }
 
 // response builds the refusal for err, as refuse does for CONNECT.

@@ -2,14 +2,17 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +56,11 @@ type Config struct {
 	// false (admin.Admin.DeviceAuth). Nil turns subdomain browsing off:
 	// such requests go to Next.
 	DeviceAuth func(w http.ResponseWriter, r *http.Request, device string) (store.Credential, bool)
+	// DeviceCAs verifies the certificates of device web servers that speak
+	// HTTPS (--device-ca). Nil accepts any certificate: devices mostly
+	// serve self-signed ones, and the bytes cross the internet inside the
+	// tunnel's own TLS either way.
+	DeviceCAs *x509.CertPool
 	// Next serves requests that are not proxy requests (admin UI, tunnel
 	// endpoint). Nil answers them 404.
 	Next http.Handler
@@ -67,6 +75,8 @@ func (c *Config) Validate() error {
 	if c.Authenticate == nil || c.Device == nil || c.Dial == nil {
 		return errors.New("proxy config: Authenticate, Device and Dial are required")
 	}
+	// Host names compare in lower case, without the root's dot.
+	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
 	if c.Domain == "" {
 		c.Domain = "localhost"
 	}
@@ -87,9 +97,11 @@ func (c *Config) Validate() error {
 
 // Proxy is the HTTP front. It is an http.Handler and never listens itself.
 type Proxy struct {
-	cfg      Config
-	absolute *goproxy.ProxyHttpServer
-	reqID    atomic.Uint64
+	cfg       Config
+	transport *http.Transport // device streams, pooled; shared by absolute and subdomain
+	absolute  *goproxy.ProxyHttpServer
+	subdomain *httputil.ReverseProxy
+	reqID     atomic.Uint64
 
 	// Spliced connections, tracked so Close can end them and wait.
 	ctx    context.Context
@@ -106,15 +118,18 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.transport = p.newTransport()
 	p.absolute = p.newAbsolute()
+	p.subdomain = p.newSubdomain()
 	return p, nil
 }
 
-// Close ends every spliced connection and waits for their goroutines.
+// Close ends every spliced connection and forwarded request (WebSockets
+// included) and waits for their goroutines.
 func (p *Proxy) Close() error {
 	p.cancel()
 	p.wg.Wait()
-	p.absolute.Tr.CloseIdleConnections()
+	p.transport.CloseIdleConnections()
 	return nil
 }
 
@@ -124,19 +139,27 @@ func IsProxyRequest(r *http.Request) bool {
 	return r.Method == http.MethodConnect || r.URL.IsAbs()
 }
 
-// ServeHTTP dispatches by request form: CONNECT and absolute-form requests
-// are proxied, anything else goes to Config.Next.
+// ServeHTTP dispatches by request form and Host: CONNECT and absolute-form
+// requests are proxied, a request for <device>.<Domain> is forwarded to the
+// device's web server (subdomain.go), anything else goes to Config.Next.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.Method == http.MethodConnect:
+	if r.Method == http.MethodConnect {
 		p.serveConnect(w, r)
-	case r.URL.IsAbs():
-		p.serveAbsolute(w, r)
-	case p.cfg.Next != nil:
-		p.cfg.Next.ServeHTTP(w, r)
-	default:
-		http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
+		return
 	}
+	if r.URL.IsAbs() {
+		p.serveAbsolute(w, r)
+		return
+	}
+	if id, ok := p.subdomainDevice(r); ok {
+		p.serveSubdomain(w, r, id)
+		return
+	}
+	if p.cfg.Next != nil {
+		p.cfg.Next.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
 }
 
 // access is the outcome of authenticating and authorising one request.
@@ -162,40 +185,72 @@ func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string)
 	if err != nil {
 		return access{}, err
 	}
-	d, err := p.cfg.Device(ctx, t.device)
-	if errors.Is(err, store.ErrNotFound) {
-		return access{}, fmt.Errorf("%w %s", ErrUnknownDevice, t.device)
-	}
+	d, err := p.allowedDevice(ctx, cred, t.device)
 	if err != nil {
-		return access{}, fmt.Errorf("%w: look up device %s: %w", errInternal, t.device, err)
-	}
-	if !cred.Allows(d) {
-		return access{}, fmt.Errorf("%w %s", ErrNoAccess, t.device)
+		return access{}, err
 	}
 	port := t.port
 	if port == 0 {
-		port = p.httpPort(d)
+		port = p.webServer(d).port
 	}
-	if len(d.Ports) > 0 && !slices.Contains(d.Ports, port) {
-		return access{}, fmt.Errorf("%w: device %s port %d", ErrPortNotListed, d.ID, port)
+	if err := checkPort(d, port); err != nil {
+		return access{}, err
 	}
 	return access{cred: cred, client: client, device: d, port: port}, nil
 }
 
-// httpPort is the device's web server port: the reflector's record, else what
-// the agent declared, else 80.
-func (p *Proxy) httpPort(d store.Device) uint16 {
-	if d.HTTPPort != 0 {
-		return d.HTTPPort
+// allowedDevice looks the device up and checks that cred may reach it.
+func (p *Proxy) allowedDevice(ctx context.Context, cred store.Credential, id string) (store.Device, error) {
+	d, err := p.cfg.Device(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Device{}, fmt.Errorf("%w %s", ErrUnknownDevice, id)
 	}
+	if err != nil {
+		return store.Device{}, fmt.Errorf("%w: look up device %s: %w", errInternal, id, err)
+	}
+	if !cred.Allows(d) {
+		return store.Device{}, fmt.Errorf("%w %s", ErrNoAccess, id)
+	}
+	return d, nil
+}
+
+// checkPort applies the device record's own port list, if it has one.
+func checkPort(d store.Device, port uint16) error {
+	if len(d.Ports) > 0 && !slices.Contains(d.Ports, port) {
+		return fmt.Errorf("%w: device %s port %d", ErrPortNotListed, d.ID, port)
+	}
+	return nil
+}
+
+// webServer is where a device's web server listens.
+type webServer struct {
+	port uint16
+	tls  bool
+	// local is the device-local host the agent forwards to, when its
+	// agent declares one (targetHost); "" otherwise.
+	local string
+}
+
+// webServer finds the device's web server: the port from the reflector's
+// record, else what the agent declared (httpPort), else 80. Whether it
+// speaks TLS goes with the port: the record's HTTPTLS for the record's
+// port; for the agent's port, the agent's httpsEnable, which the record's
+// HTTPTLS can only turn on.
+func (p *Proxy) webServer(d store.Device) webServer {
+	var props map[string]string
 	if p.cfg.DeviceProperties != nil {
-		if v, ok := p.cfg.DeviceProperties(d.ID)["httpPort"]; ok {
-			if n, err := strconv.ParseUint(v, 10, 16); err == nil && n != 0 {
-				return uint16(n)
-			}
-		}
+		props = p.cfg.DeviceProperties(d.ID)
 	}
-	return 80
+	ws := webServer{port: d.HTTPPort, tls: d.HTTPTLS, local: strings.ToLower(props["targetHost"])}
+	if ws.port != 0 {
+		return ws
+	}
+	ws.port = 80
+	if n, err := strconv.ParseUint(props["httpPort"], 10, 16); err == nil && n != 0 {
+		ws.port = uint16(n)
+	}
+	ws.tls = ws.tls || props["httpsEnable"] == "true"
+	return ws
 }
 
 // ProxyOnly returns a handler for a listener that serves the proxy alone

@@ -3,16 +3,18 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/reflector-dev/reflector/store"
 )
 
-// session is an open CONNECT stream or absolute-form request, kept so that
+// session is an open CONNECT stream or forwarded HTTP request, kept so that
 // Revalidate can end it when its credential no longer reaches its device: a
 // token revoked, a user removed, a device moved to another group.
 type session struct {
@@ -54,8 +56,8 @@ func (s *sessions) snapshot() []*session {
 	return out
 }
 
-// Open returns the number of open CONNECT streams and absolute-form
-// requests.
+// Open returns the number of open CONNECT streams and forwarded HTTP
+// requests (absolute-form and device subdomain).
 func (p *Proxy) Open() int {
 	p.sessions.mu.Lock()
 	defer p.sessions.mu.Unlock()
@@ -83,16 +85,105 @@ func (p *Proxy) Revalidate() int {
 	return ended
 }
 
+// exchange is one forwarded HTTP request, absolute-form or on a device
+// subdomain, from its arrival to its audit event: it counts the bytes each
+// way and, once the request is authorised, holds the session by which
+// Revalidate can end it. Only the request's handler goroutine touches it,
+// except for the atomic counters.
+type exchange struct {
+	w        *countingWriter
+	body     *countingBody // nil without a request body
+	upgraded *countingRWC  // the device side after a protocol switch (WebSocket), nil otherwise
+	start    time.Time
+
+	access access
+	sess   *session // nil until begin: refused before any stream
+	stop   func() bool
+}
+
+// newExchange starts counting w and r's body; the returned request is r
+// with the counting body.
+func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
+	x := &exchange{w: &countingWriter{ResponseWriter: w}, start: time.Now()}
+	if r.Body != nil && r.Body != http.NoBody {
+		x.body = &countingBody{ReadCloser: r.Body}
+		r2 := *r // shallow copy, as WithContext makes
+		r2.Body = x.body
+		r = &r2
+	}
+	return x, r
+}
+
+// begin records the authorised access a and registers a session for it. The
+// returned context, derived from ctx, ends when Revalidate cuts the session
+// or the proxy closes; forward the request with it.
+func (p *Proxy) begin(ctx context.Context, x *exchange, a access) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var once sync.Once
+	x.access = a
+	x.sess = &session{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
+		once.Do(func() { close(done) })
+		cancel()
+	}}
+	x.stop = context.AfterFunc(p.ctx, cancel) // Close: not a revocation
+	p.sessions.add(x.sess)
+	return ctx
+}
+
+// end unregisters the exchange's session and writes its audit event; r is
+// the request as the client sent it. An exchange refused before begin
+// reached nothing and is not audited here.
+func (p *Proxy) end(x *exchange, r *http.Request) {
+	if x.sess == nil {
+		return
+	}
+	p.sessions.remove(x.sess)
+	revoked := false
+	select {
+	case <-x.sess.done:
+		revoked = true
+	default:
+	}
+	x.sess.cancel()
+	x.stop()
+	ev := x.access.event(store.AuditRequest)
+	ev.OK = x.w.status != 0 && x.w.status < 500
+	ev.BytesDown, ev.Duration = x.w.n, time.Since(x.start)
+	if x.body != nil {
+		ev.BytesUp = x.body.n.Load()
+	}
+	if x.upgraded != nil {
+		ev.BytesUp += x.upgraded.up.Load()
+		ev.BytesDown += x.upgraded.down.Load()
+	}
+	ev.Reason = fmt.Sprintf("%s %s %d", r.Method, truncatePath(r.URL.Path), x.w.status)
+	if revoked {
+		ev.Reason += " (closed: access revoked)"
+	}
+	p.cfg.Audit(ev)
+}
+
+// truncatePath shortens a request path for the audit log.
+func truncatePath(path string) string {
+	const limit = 200
+	if len(path) <= limit {
+		return path
+	}
+	return path[:limit] + "…"
+}
+
 // countingWriter counts the body bytes of a response and passes Flush and
-// Hijack through, which goproxy needs for event streams and WebSocket.
+// Hijack through, which goproxy and ReverseProxy need for event streams and
+// WebSocket.
 type countingWriter struct {
 	http.ResponseWriter
-	status int
+	status int // the final status; informational (1xx) ones are not kept
 	n      int64
 }
 
 func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && code >= 200 {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -107,9 +198,21 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (w *countingWriter) Flush() {
-	http.NewResponseController(w.ResponseWriter).Flush()
+// FlushError flushes the response. ReverseProxy calls it after every
+// write of a streamed response, so it looks for the flusher directly
+// rather than through a new http.ResponseController each time.
+func (w *countingWriter) FlushError() error {
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
+
+func (w *countingWriter) Flush() { w.FlushError() }
 
 func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(w.ResponseWriter).Hijack()
@@ -127,5 +230,25 @@ type countingBody struct {
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	return n, err
+}
+
+// countingRWC counts the bytes each way through the device side of a
+// switched protocol (a WebSocket after its 101). Two copiers use it at once,
+// hence the atomics.
+type countingRWC struct {
+	io.ReadWriteCloser
+	up, down atomic.Int64 // to the device, from the device
+}
+
+func (c *countingRWC) Read(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Read(p)
+	c.down.Add(int64(n))
+	return n, err
+}
+
+func (c *countingRWC) Write(p []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Write(p)
+	c.up.Add(int64(n))
 	return n, err
 }

@@ -7,12 +7,14 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/reflector-dev/reflector/admin"
@@ -41,6 +43,10 @@ type Config struct {
 	// X-Forwarded-For names the client (--trusted-proxy); others are
 	// ignored and the socket's address is the client's.
 	TrustedProxies []string
+	// DeviceCA is a PEM file of CAs that device web servers speaking HTTPS
+	// are verified with; "" leaves them unverified (they are usually
+	// self-signed).
+	DeviceCA string
 	// AuditRetention is how long audit events are kept; default 90 days.
 	AuditRetention time.Duration
 	// Throttle tunes the failed-login limiter; zero fields take its
@@ -81,6 +87,7 @@ type Server struct {
 	hub         *tunnel.Hub
 	guard       *login.Guard
 	admin       *admin.Admin
+	deviceCAs   *x509.CertPool
 	clients     clientip.Resolver
 	proxy       *proxy.Proxy
 	cert        tls.Certificate
@@ -105,6 +112,16 @@ func New(cfg Config) (s *Server, err error) {
 	}()
 	if s.clients.Trusted, err = clientip.ParseTrusted(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	if cfg.DeviceCA != "" {
+		pem, err := os.ReadFile(cfg.DeviceCA)
+		if err != nil {
+			return nil, fmt.Errorf("device CA: %w", err)
+		}
+		s.deviceCAs = x509.NewCertPool()
+		if !s.deviceCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("device CA %s: no PEM certificates", cfg.DeviceCA)
+		}
 	}
 	if s.store, err = store.Open(cfg.DataDir); err != nil {
 		return nil, err
@@ -186,6 +203,7 @@ func (s *Server) proxyConfig() proxy.Config {
 		},
 		Recheck:    s.recheck,
 		DeviceAuth: s.admin.DeviceAuth,
+		DeviceCAs:  s.deviceCAs,
 		ClientAddr: s.clients.Addr,
 		Audit:      s.store.Audit,
 		Device:     func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },

@@ -1,0 +1,263 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// Subdomain browsing: https://pump-17.<domain>/ in a browser is the web UI of
+// device pump-17. Config.DeviceAuth decides who the request comes from (a
+// device session cookie, or X-Reflector-Authorization for programs); the
+// request is then authorised like any proxy request and forwarded by
+// httputil.ReverseProxy to the device's web server through the tunnel, with
+// the Host header as the browser sent it. Responses stream (event streams
+// and long downloads arrive as the device sends them), WebSocket upgrades
+// pass through, and redirects to the device's own local address come back
+// as its subdomain.
+
+// headerReflectorAuth carries a program's bearer token on a device
+// subdomain. DeviceAuth removes it; the Rewrite hook drops it again so that
+// no mistake there can hand a token to a device.
+const headerReflectorAuth = "X-Reflector-Authorization"
+
+// webTunnelProtocolPrefix starts the WebSocket subprotocols of macchina.io
+// REMOTE's agent and client tools. Their upgrades go to Config.Next even
+// on a device host (remote-client dials https://<device>.<domain>), where
+// the WebTunnel endpoint takes them whatever the path (DESIGN.md,
+// "Listeners").
+const webTunnelProtocolPrefix = "com.appinf.webtunnel."
+
+// subdomainDevice returns the device a request's Host names, when subdomain
+// browsing is on and the request is not a proxy request: the Host must be
+// <id>.<Domain>, with any port. The admin host (Domain itself), IP
+// addresses, bare ids and other names are not device hosts.
+func (p *Proxy) subdomainDevice(r *http.Request) (string, bool) {
+	if p.cfg.DeviceAuth == nil || isWebTunnelUpgrade(r) {
+		return "", false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	id, ok := strings.CutSuffix(host, "."+p.cfg.Domain)
+	if !ok || !tunnel.ValidDeviceID(id) || net.ParseIP(host) != nil {
+		return "", false
+	}
+	return id, true
+}
+
+func isWebTunnelUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		if strings.HasPrefix(strings.TrimSpace(v), webTunnelProtocolPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// subdomainRequest is what serveSubdomain decided for one request, handed
+// to the ReverseProxy hooks through the request's context.
+type subdomainRequest struct {
+	x      *exchange
+	scheme string // "http" or "https" to the device
+	addr   string // the Transport's dial address and pool key (newTransport)
+	host   string // the device's name, <id>.<Domain>
+	local  string // the device-local host the agent declared, "" if none
+}
+
+type subdomainKey struct{}
+
+func subdomainFrom(ctx context.Context) *subdomainRequest {
+	sr, _ := ctx.Value(subdomainKey{}).(*subdomainRequest)
+	return sr
+}
+
+// newSubdomain builds the reverse proxy for device subdomains.
+func (p *Proxy) newSubdomain() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        p.rewriteSubdomain,
+		Transport:      p.transport,
+		FlushInterval:  -1, // every write goes out at once: event streams, long polls, slow bodies of known length
+		BufferPool:     &copyBuffers,
+		ModifyResponse: p.modifySubdomainResponse,
+		ErrorHandler:   p.subdomainError,
+		ErrorLog:       slog.NewLogLogger(p.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// serveSubdomain forwards a request for device id's subdomain, in order:
+// authenticate (DeviceAuth, which answers failures itself), look up the
+// device and check access, find its web server and check the port against
+// the record's list, then forward, tracked for Revalidate and audited when
+// it ends.
+func (p *Proxy) serveSubdomain(w http.ResponseWriter, r *http.Request, id string) {
+	cred, ok := p.cfg.DeviceAuth(w, r, id)
+	if !ok {
+		return
+	}
+	client := p.cfg.ClientAddr(r)
+	d, err := p.allowedDevice(r.Context(), cred, id)
+	var web webServer
+	if err == nil {
+		web = p.webServer(d)
+		err = checkPort(d, web.port)
+	}
+	if err != nil {
+		status, msg := statusFor(err)
+		if status == http.StatusInternalServerError {
+			p.cfg.Logger.Error("device subdomain", "device", id, "user", cred.User.Name, "err", err)
+		}
+		http.Error(w, msg, status)
+		return
+	}
+
+	// A WebSocket may last long after the server's Shutdown, which does
+	// not wait for hijacked connections; Close does.
+	p.wg.Add(1)
+	defer p.wg.Done()
+	x, r := newExchange(w, r)
+	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
+	ctx := r.Context()
+	if client.IsValid() {
+		ctx = tunnel.WithClientAddr(ctx, client.String())
+	}
+	ctx = p.begin(ctx, x, access{cred: cred, client: client, device: d, port: web.port})
+	sr := &subdomainRequest{x: x, scheme: "http", addr: net.JoinHostPort(d.ID, strconv.Itoa(int(web.port))),
+		host: d.ID + "." + p.cfg.Domain, local: web.local}
+	if web.tls {
+		sr.scheme, sr.addr = "https", net.JoinHostPort(sr.host, strconv.Itoa(int(web.port)))
+	}
+	p.subdomain.ServeHTTP(x.w, r.WithContext(context.WithValue(ctx, subdomainKey{}, sr)))
+}
+
+// rewriteSubdomain points the outbound request at the device. ReverseProxy
+// has already dropped hop-by-hop headers (Proxy-Authorization among them)
+// and the standard forwarding headers.
+func (p *Proxy) rewriteSubdomain(pr *httputil.ProxyRequest) {
+	sr := subdomainFrom(pr.In.Context())
+	pr.Out.URL.Scheme = sr.scheme
+	pr.Out.URL.Host = sr.addr
+	// pr.Out.Host stays the browser's: the device sees pump-17.<domain>.
+	for name := range pr.Out.Header {
+		// Any forwarding header a client sends (X-Forwarded-Port,
+		// X-Forwarded-Ssl, ...) would be believed by some device.
+		if strings.HasPrefix(name, "X-Forwarded-") {
+			delete(pr.Out.Header, name)
+		}
+	}
+	pr.Out.Header.Del("X-Real-Ip")
+	pr.Out.Header.Del(headerReflectorAuth)
+	pr.SetXForwarded()
+	// SetXForwarded names the socket's peer; the client is who
+	// Config.ClientAddr says (behind a trusted reverse proxy, not the proxy).
+	if c := sr.x.access.client; c.IsValid() {
+		pr.Out.Header.Set("X-Forwarded-For", c.String())
+	}
+}
+
+// modifySubdomainResponse rewrites a redirect to the device's own local
+// address, and counts the bytes of a switched protocol.
+func (p *Proxy) modifySubdomainResponse(resp *http.Response) error {
+	sr := subdomainFrom(resp.Request.Context())
+	if loc := resp.Header.Get("Location"); loc != "" {
+		_, port, _ := net.SplitHostPort(resp.Request.Host)
+		if u, ok := deviceLocation(loc, sr.host, port, sr.local); ok {
+			resp.Header.Set("Location", u)
+		}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy writes the 101 to the hijacked connection, not
+		// through the ResponseWriter.
+		sr.x.w.status = http.StatusSwitchingProtocols
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			sr.x.upgraded = &countingRWC{ReadWriteCloser: rwc}
+			resp.Body = sr.x.upgraded
+		}
+	}
+	return nil
+}
+
+// deviceLocation rewrites a Location value that points at the device's own
+// local address — localhost, a loopback or unspecified IP, the
+// device-local host its agent declared, with any port — or at its subdomain
+// with http://, to https://<host>[:port]/same-path, host being the device's
+// subdomain and port the one the browser used ("" for none). It reports
+// false for a Location to leave alone: relative ones, and other hosts.
+func deviceLocation(loc, host, port, local string) (string, bool) {
+	u, err := url.Parse(loc)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	switch u.Scheme {
+	case "", "http", "https":
+	default:
+		return "", false
+	}
+	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	own := h == host && u.Scheme == "http"
+	if !own && !isLocalHost(h, local) {
+		return "", false
+	}
+	u.Scheme, u.User, u.Host = "https", nil, host
+	if port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	}
+	return u.String(), true
+}
+
+// isLocalHost reports whether h, lower case, is an address a device's web
+// server uses for itself.
+func isLocalHost(h, local string) bool {
+	if h == "localhost" || (local != "" && h == local) {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsUnspecified()
+}
+
+// subdomainError answers a request whose round trip to the device failed,
+// with the status of its cause and a one-line reason.
+func (p *Proxy) subdomainError(w http.ResponseWriter, r *http.Request, err error) {
+	sr := subdomainFrom(r.Context())
+	status, msg := forwardStatus(err, sr.x.access.device.ID, sr.x.access.port)
+	if r.Context().Err() == nil { // not the client leaving, nor a revocation
+		p.cfg.Logger.Info("device subdomain: forward failed", "device", sr.x.access.device.ID,
+			"port", sr.x.access.port, "user", sr.x.access.cred.User.Name, "client", sr.x.access.client, "err", err)
+	}
+	http.Error(w, msg, status)
+}
+
+// forwardStatus is statusFor for a failed round trip to a device's web
+// server, which can also fail in TLS or by answering too slowly.
+func forwardStatus(err error, device string, port uint16) (int, string) {
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	var ne net.Error
+	switch {
+	case errors.As(err, &verify):
+		return http.StatusBadGateway, fmt.Sprintf("device %s port %d: its TLS certificate is not trusted", device, port)
+	case errors.As(err, &record):
+		return http.StatusBadGateway, fmt.Sprintf("device %s port %d does not speak TLS", device, port)
+	case errors.Is(err, tunnel.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, fmt.Sprintf("device %s port %d did not answer in time", device, port)
+	}
+	return statusFor(err)
+}

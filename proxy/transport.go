@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// newTransport builds the one http.Transport that carries forwarded HTTP
+// requests, absolute-form and subdomain alike. It dials device streams only,
+// never a further proxy or a real address, and keeps idle streams per
+// device port for keep-alive reuse. The pool key is the request URL's
+// host: "device:port" for plain HTTP (shared by both kinds of request) and
+// "device.domain:port" for HTTPS, the full name being what the Transport
+// sends as SNI.
+func (p *Proxy) newTransport() *http.Transport {
+	tlsConf := &tls.Config{
+		// Device certificates are mostly self-signed; with --device-ca the
+		// reflector verifies them against that pool and the device's name.
+		InsecureSkipVerify: p.cfg.DeviceCAs == nil,
+		RootCAs:            p.cfg.DeviceCAs,
+		// Device firmware is often old. This leg runs from the agent to a
+		// port on or beside the device, inside the tunnel's own TLS.
+		MinVersion: tls.VersionTLS10,
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true) // device web servers get HTTP/1.1, never h2
+	return &http.Transport{
+		DialContext:           p.dialForHTTP,
+		Proxy:                 nil, // never a further proxy: only device streams
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // bodies pass through as the device sent them
+		ForceAttemptHTTP2:     false,
+		Protocols:             &protocols,
+	}
+}
+
+// dialForHTTP opens a device stream for the Transport. addr is the
+// "device:port" or "device.domain:port" that filterAbsolute or
+// serveSubdomain set after authorising the request; nothing else reaches
+// here, and anything that does not name a device is refused all the same.
+func (p *Proxy) dialForHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
+	t, err := resolveHost(addr, p.cfg.Domain)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if t.port == 0 {
+		return nil, fmt.Errorf("dial %s: %w", addr, ErrBadTarget)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
+	defer cancel()
+	return p.cfg.Dial(ctx, t.device, t.port)
+}
+
+// copyBufferSize is the size of the buffers ReverseProxy copies responses
+// through: a full one is one smux frame (tunnel.CopyBufferSize).
+const copyBufferSize = tunnel.CopyBufferSize
+
+// copyBuffers is ReverseProxy's BufferPool: one buffer per response body,
+// reused across requests; nothing is allocated per chunk.
+var copyBuffers bufferPool
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if bp, ok := b.pool.Get().(*[]byte); ok {
+		return *bp
+	}
+	return make([]byte, copyBufferSize)
+}
+
+// Put keeps buf for the next response. The *[]byte it stores costs one
+// small allocation per response, not per chunk.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.pool.Put(&buf)
+}
