@@ -339,6 +339,17 @@ func TestSubdomainToADeviceServingHTTPS(t *testing.T) {
 	if want := "secure pump page, tls true, host " + host; resp.StatusCode != http.StatusOK || string(body) != want {
 		t.Fatalf("%d %q, want %q", resp.StatusCode, body, want)
 	}
+	// Through the proxy too: http://pump-17.localhost/ (absolute-form, what a
+	// browser with the PAC file sends) speaks TLS to the device's web port.
+	presp, err := s.proxyClient("alice", tok).Get("http://pump-17.localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(presp.Body)
+	presp.Body.Close()
+	if want := "secure pump page, tls true, host pump-17.localhost"; presp.StatusCode != http.StatusOK || string(body) != want {
+		t.Fatalf("absolute-form: %d %q, want %q", presp.StatusCode, body, want)
+	}
 }
 
 // TestSubdomainDownload256MiBWithBoundedMemory streams 256 MiB from a device

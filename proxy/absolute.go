@@ -57,6 +57,12 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 		return r, p.response(r, err)
 	}
 	r.URL.Host = net.JoinHostPort(a.device.ID, strconv.Itoa(int(a.port)))
+	if web := p.webServer(a.device); web.tls && web.port == a.port {
+		// http://pump-17.<domain>/ reaches the device's web server in the
+		// protocol it speaks, as subdomain browsing does.
+		r.URL.Scheme = "https"
+		r.URL.Host = net.JoinHostPort(a.device.ID+"."+p.cfg.Domain, strconv.Itoa(int(a.port)))
+	}
 	rctx := tunnel.WithClientAddr(r.Context(), a.client.String())
 	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
 		rctx = p.begin(rctx, x, a)
