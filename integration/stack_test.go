@@ -43,12 +43,15 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	srv, err := server.New(server.Config{
-		Listen:      "127.0.0.1:0",
-		ProxyListen: "127.0.0.1:0",
-		DataDir:     t.TempDir(),
-		Logger:      testLogger(t),
-	})
+	return newStackConfig(t, server.Config{})
+}
+
+// newStackConfig is newStack with the settings of cfg that a test chooses
+// (Domain); the listeners, data directory and logger are the test's.
+func newStackConfig(t testing.TB, cfg server.Config) *stack {
+	t.Helper()
+	cfg.Listen, cfg.ProxyListen, cfg.DataDir, cfg.Logger = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), testLogger(t)
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
