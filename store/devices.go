@@ -367,16 +367,7 @@ func (s *Store) flushLastSeen() error {
 // getDevice reads and decodes a device record inside tx. It returns
 // ErrNotFound itself (unwrapped) when there is no such device.
 func getDevice(tx *bolt.Tx, id string) (deviceRecord, error) {
-	var rec deviceRecord
-	v := tx.Bucket(bucketDevices).Get([]byte(id))
-	if v == nil {
-		return rec, ErrNotFound
-	}
-	// json.Unmarshal copies out of v, which is only valid inside tx.
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, fmt.Errorf("decode device record: %w", err)
-	}
-	return rec, nil
+	return getRecord[deviceRecord](tx, bucketDevices, id, "device")
 }
 
 // DeviceUpdate is a change to a device; nil fields stay as they are.

@@ -218,15 +218,7 @@ func (s *Store) Enroll(key, deviceID string) (Device, string, error) {
 // getEnrollKey reads and decodes an enrolment key record inside tx. It
 // returns ErrNotFound itself (unwrapped) when there is no such key.
 func getEnrollKey(tx *bolt.Tx, id string) (enrollRecord, error) {
-	var rec enrollRecord
-	v := tx.Bucket(bucketEnroll).Get([]byte(id))
-	if v == nil {
-		return rec, ErrNotFound
-	}
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, fmt.Errorf("decode enrolment key record: %w", err)
-	}
-	return rec, nil
+	return getRecord[enrollRecord](tx, bucketEnroll, id, "enrolment key")
 }
 
 // countEnrollKeys returns how many enrolment keys name group.

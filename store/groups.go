@@ -282,15 +282,7 @@ func countNames(b *bolt.Bucket, kind string) (map[string]int, error) {
 // getGroup reads and decodes a group record inside tx. It returns
 // ErrNotFound itself (unwrapped) when there is no such group.
 func getGroup(tx *bolt.Tx, name string) (groupRecord, error) {
-	var rec groupRecord
-	v := tx.Bucket(bucketGroups).Get([]byte(name))
-	if v == nil {
-		return rec, ErrNotFound
-	}
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, fmt.Errorf("decode group record: %w", err)
-	}
-	return rec, nil
+	return getRecord[groupRecord](tx, bucketGroups, name, "group")
 }
 
 func putGroup(tx *bolt.Tx, rec *groupRecord) error {

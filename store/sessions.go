@@ -278,15 +278,7 @@ func (s *Store) DeleteUserSessions(user string) (int, error) {
 // getSession reads and decodes a session record inside tx. It returns
 // ErrNotFound itself (unwrapped) when there is no such session.
 func getSession(tx *bolt.Tx, id string) (sessionRecord, error) {
-	var r sessionRecord
-	v := tx.Bucket(bucketSessions).Get([]byte(id))
-	if v == nil {
-		return r, ErrNotFound
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("decode session record: %w", err)
-	}
-	return r, nil
+	return getRecord[sessionRecord](tx, bucketSessions, id, "session")
 }
 
 // deleteUserSessions deletes the sessions of user inside tx and returns

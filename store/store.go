@@ -9,6 +9,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -187,4 +188,20 @@ func (s *Store) writeLoop(every time.Duration) {
 			return
 		}
 	}
+}
+
+// getRecord reads and decodes the JSON record under key in bucket, inside
+// tx. It returns ErrNotFound itself (unwrapped) when there is none; what is
+// the name of the record's kind in the decoding error.
+func getRecord[T any](tx *bolt.Tx, bucket []byte, key, what string) (T, error) {
+	var rec T
+	v := tx.Bucket(bucket).Get([]byte(key))
+	if v == nil {
+		return rec, ErrNotFound
+	}
+	// json.Unmarshal copies out of v, which is only valid inside tx.
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s record: %w", what, err)
+	}
+	return rec, nil
 }

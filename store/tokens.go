@@ -207,15 +207,7 @@ func (s *Store) RevokeToken(id string) (Token, error) {
 // getToken reads and decodes a token record inside tx. It returns
 // ErrNotFound itself (unwrapped) when there is no such token.
 func getToken(tx *bolt.Tx, id string) (tokenRecord, error) {
-	var r tokenRecord
-	v := tx.Bucket(bucketTokens).Get([]byte(id))
-	if v == nil {
-		return r, ErrNotFound
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("decode token record: %w", err)
-	}
-	return r, nil
+	return getRecord[tokenRecord](tx, bucketTokens, id, "token")
 }
 
 // deleteUserTokens deletes the tokens of user inside tx and returns their

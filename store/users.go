@@ -287,16 +287,7 @@ func (s *Store) updateUserTx(name string, fn func(*bolt.Tx, *userRecord) error) 
 // getUser reads and decodes a user record inside tx. It returns ErrNotFound
 // itself (unwrapped) when there is no such user.
 func getUser(tx *bolt.Tx, name string) (userRecord, error) {
-	var rec userRecord
-	v := tx.Bucket(bucketUsers).Get([]byte(name))
-	if v == nil {
-		return rec, ErrNotFound
-	}
-	// json.Unmarshal copies out of v, which is only valid inside tx.
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return rec, fmt.Errorf("decode user record: %w", err)
-	}
-	return rec, nil
+	return getRecord[userRecord](tx, bucketUsers, name, "user")
 }
 
 // SetUserRole changes the named user's role.
