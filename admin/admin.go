@@ -155,12 +155,13 @@ func (a *Admin) routes() *http.ServeMux {
 	mux.HandleFunc("POST /logout", a.serveLogout)
 	mux.HandleFunc("GET /auth/handoff", a.serveHandoff)
 	mux.HandleFunc("GET /proxy.pac", a.servePAC)
+	mux.HandleFunc(apiTokenPath, a.serveAPIToken) // any method: 405 is its own, in JSON
 	mux.HandleFunc("/", notFound)
 	return mux
 }
 
 // ServeHTTP serves the admin host: /login, /logout, /auth/handoff,
-// /proxy.pac and a start page.
+// /proxy.pac, a start page and remote-login's /my-devices/api/token.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }

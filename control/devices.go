@@ -1,8 +1,15 @@
 package control
 
 import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +21,7 @@ import (
 // no ports: a device's web UI is the commonest thing to reach.
 const defaultAgentPort = 80
 
-// deviceAdd: device add ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N] [--http-tls]
+// deviceAdd: device add ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N] [--http-tls] [--secret-stdin]
 func deviceAdd(c *call, args []string) int {
 	fs := c.flags()
 	var groups listFlag
@@ -25,39 +32,98 @@ func deviceAdd(c *call, args []string) int {
 	var httpPort portFlag
 	fs.Var(&httpPort, "http-port", "the device's web port for browsing (default: the agent's httpPort property)")
 	httpTLS := fs.Bool("http-tls", false, "the device's web port speaks HTTPS (default: as the agent's httpsEnable property says)")
+	fromStdin := fs.Bool("secret-stdin", false, "adopt the secret the device already has (a WebTunnelAgent's password), read from the first line of stdin, instead of generating one")
 	pos, code, ok := c.parse(fs, args, 1)
 	if !ok {
 		return code
 	}
 	id := pos[0]
 
-	secret, err := c.env.Store.AddDevice(store.Device{
+	d := store.Device{
 		ID:       id,
 		Name:     *name,
 		Groups:   groups,
 		Ports:    ports,
 		HTTPPort: httpPort.port,
 		HTTPTLS:  *httpTLS,
-	})
-	if err != nil {
-		return c.failGroups(err, groups)
+	}
+	var secret string
+	if *fromStdin {
+		line, err := readLine(c.stdin, maxStdin)
+		if err != nil {
+			return c.fail("add device "+id, fmt.Errorf("read secret from stdin: %w", err))
+		}
+		if line == "" {
+			return c.fail("add device "+id, errEmptySecret)
+		}
+		if err := c.env.Store.AddDeviceWithSecret(d, line); err != nil {
+			return c.failGroups(err, groups)
+		}
+	} else {
+		var err error
+		if secret, err = c.env.Store.AddDevice(d); err != nil {
+			return c.failGroups(err, groups)
+		}
 	}
 	reason := describeGroups(groups) + ", " + describePorts(ports)
 	if *httpTLS {
 		reason += ", " + describeHTTPTLS(true, httpPort.port)
 	}
+	if *fromStdin {
+		reason += ", own secret"
+	}
 	c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: id, Reason: reason})
 
-	fmt.Fprintf(c.stdout, "device %s added; its secret (shown once): %s\n", id, secret)
-	c.printAgentLine("run the agent on the device with:", id, secret, ports, httpPort.port)
+	if *fromStdin {
+		// The secret is the device's own: it is not repeated here, where it
+		// would land in terminal scrollback and the server's answer.
+		fmt.Fprintf(c.stdout, "device %s added with the secret read from stdin (not shown)\n", id)
+		c.printAgentLine("a WebTunnelAgent keeps its password (set its webtunnel.reflectorURI to this reflector); our agent runs with:",
+			id, secretPlaceholder, ports, httpPort.port)
+	} else {
+		fmt.Fprintf(c.stdout, "device %s added; its secret (shown once): %s\n", id, secret)
+		c.printAgentLine("run the agent on the device with:", id, shellQuoteAlways(secret), ports, httpPort.port)
+	}
 	c.warnHTTPPort(id, ports, httpPort.port)
 	return exitOK
 }
 
-// printAgentLine prints the agent command line for a device and its secret,
-// after heading.
-func (c *call) printAgentLine(heading, id, secret string, ports []uint16, httpPort uint16) {
-	line := "REFLECTOR_DEVICE_SECRET=" + shellQuoteAlways(secret) + " " +
+// errEmptySecret is returned for --secret-stdin with nothing on the first
+// line.
+var errEmptySecret = errors.New("empty secret on stdin")
+
+// secretPlaceholder stands for an adopted secret in the agent line, which
+// must not show it.
+const secretPlaceholder = "'<the device's password>'"
+
+// wantsSecretStdin reports whether args (after "device add") ask for the
+// secret on stdin: -secret-stdin or --secret-stdin, optionally =true or
+// =false, before any "--". It is wantsPasswordStdin for another flag.
+func wantsSecretStdin(args []string) bool {
+	want := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "secret-stdin" {
+			continue
+		}
+		if !hasValue {
+			want = true
+			continue
+		}
+		if b, err := strconv.ParseBool(value); err == nil {
+			want = b
+		}
+	}
+	return want
+}
+
+// printAgentLine prints the agent command line for a device, after
+// heading. secretWord is the secret as a shell word (or a placeholder).
+func (c *call) printAgentLine(heading, id, secretWord string, ports []uint16, httpPort uint16) {
+	line := "REFLECTOR_DEVICE_SECRET=" + secretWord + " " +
 		c.agentCommand("--device", shellQuote(id), agentPorts(ports, httpPort))
 	w := c.stdout
 	fmt.Fprintln(w, heading)
@@ -243,7 +309,7 @@ func deviceRotate(c *call, args []string) int {
 	if d, err := c.env.Store.Device(id); err == nil {
 		ports, httpPort = d.Ports, d.HTTPPort
 	}
-	c.printAgentLine("restart the agent on the device with:", id, secret, ports, httpPort)
+	c.printAgentLine("restart the agent on the device with:", id, shellQuoteAlways(secret), ports, httpPort)
 	return exitOK
 }
 
@@ -393,4 +459,261 @@ func shellQuote(s string) string {
 // shellQuoteAlways returns s in single quotes, each ' written as '\”.
 func shellQuoteAlways(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Limits of device import. The file travels to a running server as the
+// stdin of one control request, which carries at most maxStdin; a bigger
+// fleet is imported as several files, each whole or not at all. The count
+// stays below the audit queue's bound (one event per device).
+const (
+	maxImportBytes   = maxStdin
+	maxImportDevices = 50_000
+)
+
+// importHeader is the optional first line of an import file.
+var importHeader = []string{"id", "password", "group", "name"}
+
+// importLine is a parsed line of an import file.
+type importLine struct {
+	line int
+	dev  store.DeviceImport
+}
+
+// lineProblem is why a line of an import file is refused. msg never holds
+// the line's password.
+type lineProblem struct {
+	line int
+	msg  string
+}
+
+// deviceImport: device import FILE [--dry-run]
+//
+// FILE "-" is stdin. Main runs the command as deviceImportDialogue, which
+// reads FILE on the client, with the permissions of whoever runs it, and
+// sends it as stdin; a path reaches Run only when Run is called directly
+// (or a request is written to the socket by hand).
+func deviceImport(c *call, args []string) int {
+	fs := c.flags()
+	dryRun := fs.Bool("dry-run", false, "check the file and report every bad line; import nothing")
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	data, err := readImport(pos[0], c.stdin)
+	if err != nil {
+		return c.fail("import devices", err)
+	}
+	lines, problems, err := parseImport(data)
+	if err != nil {
+		return c.fail("import devices", err)
+	}
+	if len(lines) == 0 && len(problems) == 0 {
+		return c.fail("import devices", errors.New("no devices in the file"))
+	}
+
+	ds := make([]store.DeviceImport, len(lines))
+	for i, l := range lines {
+		ds[i] = l.dev
+	}
+	if len(problems) > 0 || *dryRun {
+		err = c.env.Store.CheckDeviceImport(ds)
+	} else {
+		err = c.env.Store.ImportDevices(ds)
+	}
+	noGroup := false
+	if err != nil {
+		refused := importErrors(err)
+		if len(refused) == 0 {
+			return c.fail("", err) // the database, not the file
+		}
+		for _, ie := range refused {
+			problems = append(problems, lineProblem{line: lines[ie.Index].line, msg: ie.Err.Error()})
+			noGroup = noGroup || errors.Is(ie.Err, store.ErrNotFound)
+		}
+	}
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b lineProblem) int { return a.line - b.line })
+		for _, p := range problems {
+			fmt.Fprintf(c.stderr, "reflector: import devices: line %d: %s\n", p.line, p.msg)
+		}
+		fmt.Fprintf(c.stderr, "reflector: import devices: %s refused; nothing imported\n", countOf(len(problems), "line"))
+		if noGroup {
+			fmt.Fprintln(c.stderr, "reflector: groups must exist first: reflector group add NAME")
+		}
+		return exitFailure
+	}
+	if *dryRun {
+		fmt.Fprintf(c.stdout, "%s would be imported; nothing changed\n", countOf(len(ds), "device"))
+		return exitOK
+	}
+	for _, d := range ds {
+		c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: d.Device.ID, Reason: "imported"})
+	}
+	fmt.Fprintf(c.stdout, "imported %s\n", countOf(len(ds), "device"))
+	return exitOK
+}
+
+// deviceImportDialogue is how Main runs "device import": it reads the file
+// here, as the user running the command, and sends its bytes as stdin with
+// "-" for the path, so a running server never opens a path on a client's
+// behalf (and a relative path means the client's directory). Arguments the
+// command would refuse go to it unread, for it to report.
+func deviceImportDialogue(s *session, cmd *command, args []string, stdin io.Reader) int {
+	words := strings.Fields(cmd.words)
+	var dryRun bool
+	path, ok := parseQuietly(args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&dryRun, "dry-run", false, "")
+	})
+	if !ok {
+		return s.do(append(words, args...), nil)
+	}
+	data, err := readImport(path, stdin)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "reflector: import devices: %v\n", err)
+		return exitFailure
+	}
+	req := slices.Clone(words)
+	if dryRun {
+		req = append(req, "--dry-run")
+	}
+	return s.do(append(req, "-"), data)
+}
+
+// readImport reads an import file of at most maxImportBytes from path, or
+// from stdin for "-".
+func readImport(path string, stdin io.Reader) ([]byte, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxImportBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", importName(path), err)
+	}
+	if len(data) > maxImportBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes: split it into several files (each is imported whole or not at all)",
+			importName(path), maxImportBytes)
+	}
+	return data, nil
+}
+
+func importName(path string) string {
+	if path == "-" {
+		return "stdin"
+	}
+	return path
+}
+
+// parseImport parses an import file: CSV lines id,password,group[,name],
+// with # comments, blank lines and an optional header line
+// "id,password,group,name". group is empty for none or one group name.
+// It returns the lines that parsed and a problem for every other; err is
+// set only when the file as a whole is refused (too many devices).
+// Duplicate ids are refused here, where lines are known; the store checks
+// everything else.
+func parseImport(data []byte) (lines []importLine, problems []lineProblem, err error) {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.Comment = '#'
+	r.FieldsPerRecord = -1        // 3 or 4, checked below with the line number
+	first := make(map[string]int) // id → line
+	header := true
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			// The reader carries on with the next line. pe.Err says what
+			// is wrong without quoting the field.
+			problems = append(problems, lineProblem{line: pe.StartLine, msg: pe.Err.Error()})
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		line, _ := r.FieldPos(0)
+		if header {
+			header = false
+			if isImportHeader(rec) {
+				continue
+			}
+		}
+		if len(lines)+len(problems) >= maxImportDevices {
+			return nil, nil, fmt.Errorf("more than %d devices: split the file (each is imported whole or not at all)", maxImportDevices)
+		}
+		if len(rec) != 3 && len(rec) != 4 {
+			problems = append(problems, lineProblem{line, fmt.Sprintf("%d fields, want 3 or 4: id,password,group[,name]", len(rec))})
+			continue
+		}
+		id := strings.TrimSpace(rec[0])
+		d := store.DeviceImport{Device: store.Device{ID: id}, Secret: rec[1]}
+		if g := strings.TrimSpace(rec[2]); g != "" {
+			d.Device.Groups = []string{g}
+		}
+		if len(rec) == 4 {
+			d.Device.Name = strings.TrimSpace(rec[3])
+		}
+		if d.Secret == "" {
+			problems = append(problems, lineProblem{line, "empty password"})
+			continue
+		}
+		if prev, dup := first[id]; dup && id != "" {
+			problems = append(problems, lineProblem{line, fmt.Sprintf("device %q is on line %d already", id, prev)})
+			continue
+		}
+		first[id] = line
+		lines = append(lines, importLine{line: line, dev: d})
+	}
+	return lines, problems, nil
+}
+
+// isImportHeader reports whether rec is the header line, with or without
+// the name column.
+func isImportHeader(rec []string) bool {
+	if len(rec) != 3 && len(rec) != 4 {
+		return false
+	}
+	for i, f := range rec {
+		if !strings.EqualFold(strings.TrimSpace(f), importHeader[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// importErrors returns the *store.ImportError values in the tree of err,
+// in order.
+func importErrors(err error) []*store.ImportError {
+	var out []*store.ImportError
+	var walk func(error)
+	walk = func(err error) {
+		if ie, ok := err.(*store.ImportError); ok {
+			out = append(out, ie)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// countOf formats a count for a message: "1 device", "2 devices".
+func countOf(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -376,7 +376,8 @@ func TestFailedLoginsAreThrottledButAValidTokenIsNot(t *testing.T) {
 
 func TestWrongAgentSecretsAreThrottledButRightOnesPass(t *testing.T) {
 	f := newFleet(t)
-	secret := f.addDevice(store.Device{ID: "dev3", Groups: []string{"plant-a"}})
+	f.addDevice(store.Device{ID: "dev3", Groups: []string{"plant-a"}})
+	secret := f.addDevice(store.Device{ID: "dev4", Groups: []string{"plant-a"}})
 	statuses := make([]int, 6)
 	for i := range statuses {
 		statuses[i] = f.agentUpgradeStatus("dev3", "wrong-secret")
@@ -384,8 +385,9 @@ func TestWrongAgentSecretsAreThrottledButRightOnesPass(t *testing.T) {
 	if want := []int{401, 401, 401, 401, 401, 429}; fmt.Sprint(statuses) != fmt.Sprint(want) {
 		t.Fatalf("statuses %v, want %v", statuses, want)
 	}
-	// The right secret still connects from the locked-out address.
-	f.startAgent(agent.Config{DeviceID: "dev3", Secret: secret, Ports: []uint16{f.echo}})
+	// Another device's right secret still connects from the locked-out
+	// address (a fleet behind one NAT address); dev3 itself is locked.
+	f.startAgent(agent.Config{DeviceID: "dev4", Secret: secret, Ports: []uint16{f.echo}})
 }
 
 // agentUpgradeStatus sends an agent's upgrade request with the given

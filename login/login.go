@@ -105,6 +105,14 @@ func (g *Guard) tokenOutcome(client netip.Addr, name string, cred store.Credenti
 // wrap store.ErrBadCredentials or store.ErrDisabled, or are a
 // *throttle.LockedOutError.
 func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, error) {
+	addrKey, devKey := throttle.AddrKey(client), throttle.UserKey("device:"+id)
+	// A device id under attack is refused unchecked, as a user name is: a
+	// secret adopted from an existing fleet (device add --secret-stdin) may
+	// be guessable. An address is not: a fleet behind one NAT address keeps
+	// connecting while one of its devices is misconfigured.
+	if d := g.limiter.Blocked(devKey); d > 0 {
+		return store.Device{}, &throttle.LockedOutError{RetryAfter: d}
+	}
 	d, err := g.store.CheckDeviceSecret(id, secret)
 	switch {
 	case err == nil:
@@ -118,8 +126,7 @@ func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, erro
 	case !errors.Is(err, store.ErrBadCredentials):
 		return store.Device{}, err
 	}
-	addrKey, devKey := throttle.AddrKey(client), throttle.UserKey("device:"+id)
-	if d := g.limiter.Blocked(devKey, addrKey); d > 0 {
+	if d := g.limiter.Blocked(addrKey); d > 0 {
 		return store.Device{}, &throttle.LockedOutError{RetryAfter: d}
 	}
 	g.failed(store.AuditEvent{Kind: store.AuditAgent, Device: id}, client, err, devKey, addrKey)

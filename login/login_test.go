@@ -102,13 +102,14 @@ func TestPasswordLockoutRefusesUncheckedButTokensPass(t *testing.T) {
 
 func TestRightDeviceSecretPassesALockedAddress(t *testing.T) {
 	f := newFixture(t)
-	for range 5 {
-		if _, err := f.g.Device(attacker, "pump-1", "wrong"); !errors.Is(err, store.ErrBadCredentials) {
+	// Failures for other device ids lock the address, not pump-1.
+	for i := range 5 {
+		if _, err := f.g.Device(attacker, "other-"+string(rune('a'+i)), "wrong"); !errors.Is(err, store.ErrBadCredentials) {
 			t.Fatal(err)
 		}
 	}
 	if _, err := f.g.Device(attacker, "pump-1", "wrong"); !isLocked(err) {
-		t.Fatalf("sixth wrong secret: %v, want a lockout", err)
+		t.Fatalf("wrong secret from the locked address: %v, want a lockout", err)
 	}
 	if _, err := f.g.Device(attacker, "pump-1", f.secret); err != nil {
 		t.Fatalf("right secret from a locked address: %v", err)
@@ -118,6 +119,20 @@ func TestRightDeviceSecretPassesALockedAddress(t *testing.T) {
 	}
 	if _, err := f.g.Device(office, "pump-1", f.secret); !errors.Is(err, store.ErrDisabled) {
 		t.Fatalf("disabled device: %v", err)
+	}
+}
+
+func TestLockedDeviceIDIsRefusedUnchecked(t *testing.T) {
+	f := newFixture(t)
+	for range 5 {
+		if _, err := f.g.Device(attacker, "pump-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+			t.Fatal(err)
+		}
+	}
+	// From anywhere, even with the right secret: it may be an adopted,
+	// guessable password, so a locked id answers nothing about it.
+	if _, err := f.g.Device(office, "pump-1", f.secret); !isLocked(err) {
+		t.Fatalf("right secret for a locked device id: %v, want a lockout", err)
 	}
 }
 
