@@ -3,13 +3,14 @@
 // store. It throttles failures per user (or device) and per client address,
 // and writes every outcome to the audit log.
 //
-// Passwords are the only guessable secret, so they are the only one refused
-// unchecked while their user or address is locked out. Tokens, device
-// secrets and enrolment keys carry at least 128 random bits and cost one
-// SHA-256 to check: they are always checked, so a valid one is never locked
-// out by somebody else's failures (a fleet behind one NAT address, a user
-// whose name an attacker is guessing at), and only their failures are
-// counted and answered 429 during a lockout.
+// Passwords are refused unchecked while their user or address is locked
+// out, and so are device secrets while their device id is (a secret adopted
+// from an existing fleet may be guessable). Tokens, enrolment keys and
+// device secrets are checked even from a locked address: they carry at
+// least 128 random bits (adopted device secrets aside) and cost one SHA-256,
+// so a valid one is never locked out by somebody else's failures (a fleet
+// behind one NAT address, a user whose name an attacker is guessing at);
+// only their failures are counted and answered 429 during a lockout.
 package login
 
 import (
