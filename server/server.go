@@ -43,6 +43,10 @@ type Config struct {
 	// X-Forwarded-For names the client (--trusted-proxy); others are
 	// ignored and the socket's address is the client's.
 	TrustedProxies []string
+	// WebTunnelDomain, if set, is the only "@domain" accepted in a
+	// WebTunnelAgent's "deviceId@domain" user name (--webtunnel-domain);
+	// empty accepts any.
+	WebTunnelDomain string
 	// DeviceCA is a PEM file of CAs that device web servers speaking HTTPS
 	// are verified with; "" leaves them unverified (they are usually
 	// self-signed).
@@ -178,13 +182,24 @@ func New(cfg Config) (s *Server, err error) {
 // proxyConfig wires the proxy to the store and the hub.
 func (s *Server) proxyConfig() proxy.Config {
 	mux := http.NewServeMux()
+	clientAddr := func(r *http.Request) string { return addrString(s.clients.Addr(r)) }
 	mux.Handle(tunnel.Path, &tunnel.Server{
 		Hub:          s.hub,
 		Logger:       s.cfg.Logger,
-		ClientAddr:   func(r *http.Request) string { return addrString(s.clients.Addr(r)) },
+		ClientAddr:   clientAddr,
 		Authenticate: s.authenticateDevice,
 		Seen:         s.store.TouchDevice,
 	})
+	// macchina.io REMOTE's WebTunnelAgent upgrades on any path (usually
+	// POST /), recognised by its subprotocol.
+	webTunnel := &tunnel.WebTunnelServer{
+		Hub:          s.hub,
+		Logger:       s.cfg.Logger,
+		ClientAddr:   clientAddr,
+		Authenticate: s.authenticateDevice,
+		Seen:         s.store.TouchDevice,
+		Domain:       s.cfg.WebTunnelDomain,
+	}
 	mux.Handle(enroll.Path, &enroll.Handler{
 		Logger: s.cfg.Logger,
 		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
@@ -212,7 +227,13 @@ func (s *Server) proxyConfig() proxy.Config {
 			st, _ := s.hub.Status(id)
 			return st.Properties
 		},
-		Next:   mux,
+		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tunnel.IsWebTunnelAgent(r) {
+				webTunnel.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
 		Logger: s.cfg.Logger,
 	}
 }

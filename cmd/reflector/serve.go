@@ -31,6 +31,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.TrustedProxies = append(cfg.TrustedProxies, v)
 		return nil
 	})
+	fs.StringVar(&cfg.WebTunnelDomain, "webtunnel-domain", "", "the only @domain accepted from macchina.io WebTunnelAgent devices (deviceId@domain); default: any")
 	fs.StringVar(&cfg.DeviceCA, "device-ca", "", "PEM file of CAs to verify device web servers that speak HTTPS; default: not verified (self-signed)")
 	retention := daysFlag(90 * 24 * time.Hour)
 	fs.Var(&retention, "audit-retention", "how long audit log entries are kept, e.g. 90d or 720h")
