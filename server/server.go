@@ -232,6 +232,10 @@ func (s *Server) proxyConfig() proxy.Config {
 				webTunnel.ServeHTTP(w, r)
 				return
 			}
+			if proxy.IsWebTunnelClient(r) {
+				s.proxy.ServeWebTunnelClient(w, r)
+				return
+			}
 			mux.ServeHTTP(w, r)
 		}),
 		Logger: s.cfg.Logger,
