@@ -20,10 +20,11 @@ var errNeedAuth = errors.New("proxy authentication required")
 // maxCredential bounds a decoded Proxy-Authorization value.
 const maxCredential = 1024
 
-// authenticate checks the request's Proxy-Authorization: Basic user:secret
-// (a password or an API token) or Bearer token.
-func (p *Proxy) authenticate(r *http.Request, client netip.Addr) (store.Credential, error) {
-	user, secret, ok := parseProxyAuth(r.Header.Get("Proxy-Authorization"))
+// authenticate checks a Proxy-Authorization (or, for the WebTunnel client
+// tools, Authorization) value: Basic user:secret (a password or an API
+// token) or Bearer token.
+func (p *Proxy) authenticate(header string, client netip.Addr) (store.Credential, error) {
+	user, secret, ok := parseProxyAuth(header)
 	if !ok {
 		return store.Credential{}, errNeedAuth
 	}

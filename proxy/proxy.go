@@ -177,7 +177,7 @@ type access struct {
 // status with statusFor, or is errNeedAuth.
 func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string) (access, error) {
 	client := p.cfg.ClientAddr(r)
-	cred, err := p.authenticate(r, client)
+	cred, err := p.authenticate(r.Header.Get("Proxy-Authorization"), client)
 	if err != nil {
 		return access{}, err
 	}

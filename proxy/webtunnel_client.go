@@ -3,12 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -20,7 +18,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -95,7 +92,7 @@ func (p *Proxy) ServeWebTunnelClient(w http.ResponseWriter, r *http.Request) {
 	}
 	port := uint16(n)
 	client := p.cfg.ClientAddr(r)
-	cred, err := p.authenticateClient(r, client)
+	cred, err := p.authenticate(r.Header.Get("Authorization"), client)
 	if err != nil {
 		p.refuseClient(w, err)
 		return
@@ -168,27 +165,6 @@ func (p *Proxy) hostDevice(hostport string) (string, bool) {
 		return "", false
 	}
 	return id, true
-}
-
-// authenticateClient checks the request's Authorization as authenticate
-// checks Proxy-Authorization.
-func (p *Proxy) authenticateClient(r *http.Request, client netip.Addr) (store.Credential, error) {
-	user, secret, ok := parseProxyAuth(r.Header.Get("Authorization"))
-	if !ok {
-		return store.Credential{}, errNeedAuth
-	}
-	cred, err := p.cfg.Authenticate(client, user, secret)
-	var locked *throttle.LockedOutError
-	switch {
-	case err == nil:
-		return cred, nil
-	case errors.As(err, &locked):
-		return store.Credential{}, err
-	case errors.Is(err, store.ErrBadCredentials), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNotFound):
-		p.cfg.Logger.Debug("webtunnel client authentication failed", "user", user, "client", client, "err", err)
-		return store.Credential{}, errNeedAuth
-	}
-	return store.Credential{}, fmt.Errorf("%w: authenticate %s: %w", errInternal, user, err)
 }
 
 // refuseClient answers a failure before the upgrade: as refuse, but an

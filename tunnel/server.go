@@ -103,22 +103,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("device", device)
-	var locked *throttle.LockedOutError
-	switch err := s.Authenticate(WithClientAddr(r.Context(), client), device, secret); {
-	case err == nil:
-	case errors.As(err, &locked):
-		// Logged once by whoever locked it out, not per attempt.
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-		http.Error(w, locked.Error(), http.StatusTooManyRequests)
-		return
-	case errors.Is(err, ErrUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
-		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
-		log.Warn("agent refused", "err", err)
-		return
-	default:
-		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
-		log.Error("check device credentials", "err", err)
+	if err := s.Authenticate(WithClientAddr(r.Context(), client), device, secret); err != nil {
+		refuseAgent(w, log, err)
 		return
 	}
 	info, err := parseInfo(r)
@@ -228,4 +214,24 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// refuseAgent answers an agent whose credentials Authenticate did not
+// accept (either tunnel endpoint): 429 with Retry-After for a lockout, 401
+// for wrong credentials, 503 when they could not be checked.
+func refuseAgent(w http.ResponseWriter, log *slog.Logger, err error) {
+	var locked *throttle.LockedOutError
+	switch {
+	case errors.As(err, &locked):
+		// Logged once by whoever locked it out, not per attempt.
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
+		http.Error(w, locked.Error(), http.StatusTooManyRequests)
+	case errors.Is(err, ErrUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
+		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
+		log.Warn("agent refused", "err", err)
+	default:
+		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
+		log.Error("check device credentials", "err", err)
+	}
 }

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/reflector-dev/reflector/throttle"
 )
 
 // Wire constants of a WebTunnelAgent's upgrade (PROTOCOL.md §6;
@@ -122,22 +119,8 @@ func (s *WebTunnelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, password, _ := r.BasicAuth()
 	log = log.With("device", device)
-	var locked *throttle.LockedOutError
-	switch err := s.Authenticate(WithClientAddr(r.Context(), client), device, password); {
-	case err == nil:
-	case errors.As(err, &locked):
-		// Logged once by whoever locked it out, not per attempt.
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-		http.Error(w, locked.Error(), http.StatusTooManyRequests)
-		return
-	case errors.Is(err, ErrUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
-		http.Error(w, "wrong device credentials", http.StatusUnauthorized)
-		log.Warn("webtunnel agent refused", "err", err)
-		return
-	default:
-		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
-		log.Error("check device credentials", "err", err)
+	if err := s.Authenticate(WithClientAddr(r.Context(), client), device, password); err != nil {
+		refuseAgent(w, log, err)
 		return
 	}
 	info, err := parseWTInfo(r)
