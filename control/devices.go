@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,28 +96,8 @@ var errEmptySecret = errors.New("empty secret on stdin")
 const secretPlaceholder = "'<the device's password>'"
 
 // wantsSecretStdin reports whether args (after "device add") ask for the
-// secret on stdin: -secret-stdin or --secret-stdin, optionally =true or
-// =false, before any "--". It is wantsPasswordStdin for another flag.
-func wantsSecretStdin(args []string) bool {
-	want := false
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "secret-stdin" {
-			continue
-		}
-		if !hasValue {
-			want = true
-			continue
-		}
-		if b, err := strconv.ParseBool(value); err == nil {
-			want = b
-		}
-	}
-	return want
-}
+// secret on stdin (--secret-stdin).
+func wantsSecretStdin(args []string) bool { return boolFlagSet(args, "secret-stdin") }
 
 // printAgentLine prints the agent command line for a device, after
 // heading. secretWord is the secret as a shell word (or a placeholder).

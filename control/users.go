@@ -228,16 +228,20 @@ func readLine(r io.Reader, limit int64) (string, error) {
 }
 
 // wantsPasswordStdin reports whether args (after "user add" or "user
-// passwd") ask for the password on stdin: -password-stdin or
-// --password-stdin, optionally =true/=false, before any "--".
-func wantsPasswordStdin(args []string) bool {
+// passwd") ask for the password on stdin (--password-stdin).
+func wantsPasswordStdin(args []string) bool { return boolFlagSet(args, "password-stdin") }
+
+// boolFlagSet reports whether args turn the boolean flag name on: -name or
+// --name, optionally =true/=false (the last one counts), before any "--".
+// Main asks it before parsing, to know whether to send stdin along.
+func boolFlagSet(args []string, name string) bool {
 	want := false
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
-		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "password-stdin" {
+		flag, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if !strings.HasPrefix(a, "-") || flag != name {
 			continue
 		}
 		if !hasValue {

@@ -284,30 +284,7 @@ func getSession(tx *bolt.Tx, id string) (sessionRecord, error) {
 // deleteUserSessions deletes the sessions of user inside tx and returns
 // their ids. Callers pass the ids to forgetSessionUse once tx commits.
 func deleteUserSessions(tx *bolt.Tx, user string) ([]string, error) {
-	b := tx.Bucket(bucketSessions)
-	var ids []string
-	err := b.ForEach(func(k, v []byte) error {
-		var r struct {
-			User string `json:"user"`
-		}
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode session %s: %w", k, err)
-		}
-		if r.User == user {
-			ids = append(ids, string(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// bbolt forbids changing a bucket while ForEach walks it.
-	for _, id := range ids {
-		if err := b.Delete([]byte(id)); err != nil {
-			return nil, fmt.Errorf("delete session %s: %w", id, err)
-		}
-	}
-	return ids, nil
+	return deleteUserRecords(tx, bucketSessions, user, "session")
 }
 
 // sessionUse holds what CheckSession learnt and the writer has not written

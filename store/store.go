@@ -205,3 +205,33 @@ func getRecord[T any](tx *bolt.Tx, bucket []byte, key, what string) (T, error) {
 	}
 	return rec, nil
 }
+
+// deleteUserRecords deletes, inside tx, the records of bucket whose JSON
+// "user" field is user (tokens, sessions), and returns their keys; what
+// names the kind in errors.
+func deleteUserRecords(tx *bolt.Tx, bucket []byte, user, what string) ([]string, error) {
+	b := tx.Bucket(bucket)
+	var keys []string
+	err := b.ForEach(func(k, v []byte) error {
+		var r struct {
+			User string `json:"user"`
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode %s %s: %w", what, k, err)
+		}
+		if r.User == user {
+			keys = append(keys, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// bbolt forbids changing a bucket while ForEach walks it.
+	for _, k := range keys {
+		if err := b.Delete([]byte(k)); err != nil {
+			return nil, fmt.Errorf("delete %s %s: %w", what, k, err)
+		}
+	}
+	return keys, nil
+}

@@ -213,28 +213,7 @@ func getToken(tx *bolt.Tx, id string) (tokenRecord, error) {
 // deleteUserTokens deletes the tokens of user inside tx and returns their
 // ids.
 func deleteUserTokens(tx *bolt.Tx, user string) ([]string, error) {
-	b := tx.Bucket(bucketTokens)
-	var ids []string
-	err := b.ForEach(func(k, v []byte) error {
-		var r tokenRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode token %s: %w", k, err)
-		}
-		if r.User == user {
-			ids = append(ids, string(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// bbolt forbids changing a bucket while ForEach walks it.
-	for _, id := range ids {
-		if err := b.Delete([]byte(id)); err != nil {
-			return nil, fmt.Errorf("delete token %s: %w", id, err)
-		}
-	}
-	return ids, nil
+	return deleteUserRecords(tx, bucketTokens, user, "token")
 }
 
 // checkTokenName accepts 1–64 characters of [A-Za-z0-9._@-].
