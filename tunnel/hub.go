@@ -27,7 +27,8 @@ type Tunnel interface {
 	Done() <-chan struct{}
 }
 
-// DeviceInfo is what a device declared when its tunnel connected.
+// DeviceInfo is what a device declared when its tunnel connected, with the
+// ports and properties it has updated since (WebTunnel property frames).
 type DeviceInfo struct {
 	Kind         string            // wire kind: "reflector.v1" or "webtunnel"
 	RemoteAddr   string            // the agent's address as seen by the reflector
@@ -60,7 +61,7 @@ type Hub struct {
 type connected struct {
 	id     string
 	tunnel Tunnel
-	info   DeviceInfo
+	info   atomic.Pointer[DeviceInfo] // replaced whole, never changed in place
 	since  time.Time
 
 	streams  atomic.Int64
@@ -85,14 +86,15 @@ type Registration struct {
 // Register makes t the device's tunnel. An older tunnel of the same device is
 // replaced and closed: the newest connection is the one the agent uses.
 func (h *Hub) Register(id string, t Tunnel, info DeviceInfo) *Registration {
-	c := &connected{id: id, tunnel: t, info: info, since: time.Now()}
+	c := &connected{id: id, tunnel: t, since: time.Now()}
+	c.info.Store(&info)
 	h.mu.Lock()
 	old := h.devices[id]
 	h.devices[id] = c
 	h.mu.Unlock()
 	if old != nil {
 		h.logger.Info("device tunnel replaced by a newer one", "device", id,
-			"old_remote", old.info.RemoteAddr, "remote", info.RemoteAddr)
+			"old_remote", old.info.Load().RemoteAddr, "remote", info.RemoteAddr)
 		old.tunnel.Close()
 	}
 	return &Registration{hub: h, c: c}
@@ -108,6 +110,18 @@ func (r *Registration) Unregister() {
 	}
 	h.mu.Unlock()
 	r.c.tunnel.Close()
+}
+
+// Update replaces the allow-list and properties the device declared, for
+// a device that declares them again while connected (a WebTunnelAgent's
+// property update frame). Kind, address and agent version stay. Streams
+// already open are not affected; the next Dial checks the new ports. One
+// goroutine, the tunnel's reader, calls it.
+func (r *Registration) Update(ports []uint16, properties map[string]string) {
+	info := *r.c.info.Load()
+	info.Ports = slices.Clone(ports)
+	info.Properties = maps.Clone(properties)
+	r.c.info.Store(&info)
 }
 
 type clientAddrKey struct{}
@@ -133,7 +147,7 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, e
 	if c == nil {
 		return nil, fmt.Errorf("dial device %s: %w", device, ErrDeviceOffline)
 	}
-	if !slices.Contains(c.info.Ports, port) {
+	if !slices.Contains(c.info.Load().Ports, port) {
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
 	}
 	conn, err := c.tunnel.Open(ctx, port, ClientAddrFrom(ctx))
@@ -188,7 +202,7 @@ func (h *Hub) Close() {
 }
 
 func (c *connected) status() DeviceStatus {
-	info := c.info
+	info := *c.info.Load()
 	info.Ports = slices.Clone(info.Ports)
 	info.Properties = maps.Clone(info.Properties)
 	return DeviceStatus{

@@ -148,6 +148,7 @@ func (s *WebTunnelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Logger:       log,
 	})
 	reg := s.Hub.Register(device, t, info)
+	t.cfg.Declared = reg.Update // before run, its only reader
 	start := time.Now()
 	if s.Seen != nil {
 		s.Seen(device, start)

@@ -70,6 +70,10 @@ type wtConfig struct {
 	ChannelQueue int
 	StallTimeout time.Duration
 	Logger       *slog.Logger
+	// Declared, if set, is told the merged allow-list and properties after
+	// each property update frame; the server points it at the hub
+	// (Registration.Update). It runs on the tunnel's reader.
+	Declared func(ports []uint16, properties map[string]string)
 }
 
 // wtTunnel is one WebTunnelAgent's tunnel. Its reader (run) is the only
@@ -86,8 +90,11 @@ type wtTunnel struct {
 	mu    sync.Mutex
 	chans map[uint16]*wtChan // open and pending channels; nil once ended
 	next  uint16             // last channel number handed out
-	ports []uint16           // targetPorts, as last declared
-	props map[string]string  // as last declared
+
+	// Reader only: the declared allow-list and properties, merged with
+	// each property update frame.
+	ports []uint16
+	props map[string]string
 
 	lastAlive atomic.Int64 // unix ns of the last read-deadline extension
 	badFrames atomic.Int64
@@ -154,22 +161,6 @@ func (t *wtTunnel) Close() error {
 		t.ws.Close()
 	})
 	return nil
-}
-
-// Properties returns the device's properties as last declared, in the
-// upgrade's headers or a property update frame. The hub has no API to
-// update a registered device's info, so updates stay here.
-func (t *wtTunnel) Properties() map[string]string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return maps.Clone(t.props)
-}
-
-// Ports returns the agent's allow-list as last declared.
-func (t *wtTunnel) Ports() []uint16 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.ports)
 }
 
 // alive pushes the read deadline to Idle from now. It is called on every
@@ -419,21 +410,33 @@ func (t *wtTunnel) dispatch(f WTFrame) {
 			t.free(c)
 		}
 	case WTOpProps:
-		t.mu.Lock()
-		for _, p := range f.Props {
-			if name, v, ok := wtProperty(p.Key, p.Value); ok {
-				if name == "targetPorts" {
-					if ports, err := parseWTPorts(v); err == nil {
-						t.ports = ports
-					}
-					continue
-				}
-				t.props[name] = v
-			}
-		}
-		t.mu.Unlock()
+		t.updateProperties(f.Props)
 	case WTOpOpen: // only the reflector opens channels
 		t.send(WTOpFault, f.Channel, uint16(WTErrProtocol))
+	}
+}
+
+// updateProperties merges a property update frame into what the device
+// declared: known properties are set (as in the upgrade's headers), an
+// invalid targetPorts is ignored, others are dropped.
+func (t *wtTunnel) updateProperties(props []WTProperty) {
+	for _, p := range props {
+		name, v, ok := wtProperty(p.Key, p.Value)
+		switch {
+		case !ok:
+		case name == "targetPorts":
+			if ports, err := parseWTPorts(v); err == nil && len(ports) > 0 {
+				t.ports = ports
+			} else {
+				t.log.Warn("webtunnel property update: bad targetPorts ignored", "value", v)
+			}
+		default:
+			t.props[name] = v
+		}
+	}
+	t.log.Debug("webtunnel device properties updated", "ports", t.ports, "properties", len(props))
+	if t.cfg.Declared != nil {
+		t.cfg.Declared(t.ports, t.props)
 	}
 }
 

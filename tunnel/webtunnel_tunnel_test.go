@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -388,18 +389,40 @@ func TestWebTunnelPingIsAnsweredWithPong(t *testing.T) {
 	}
 }
 
+// TestWebTunnelPropertyUpdateFrame: a property update frame changes what
+// the hub shows and which ports Dial allows, merged with the upgrade's
+// properties; unknown keys and a bad targetPorts are dropped.
 func TestWebTunnelPropertyUpdateFrame(t *testing.T) {
 	a := startFakeAgent(t)
-	f, _ := AppendWTFrame(nil, WTFrame{Op: WTOpProps, Props: []WTProperty{
-		{"name", "Pump 18"}, {"targetPorts", "7,22"}, {"unknown", "x"}}})
-	a.send(f)
-	tun := a.tunnel()
-	waitFor(t, func() bool { return tun.Properties()["deviceName"] == "Pump 18" })
-	if fmt.Sprint(tun.Ports()) != "[7 22]" {
-		t.Errorf("ports %v", tun.Ports())
+	if _, err := a.dial(22); !errors.Is(err, ErrPortNotAllowed) {
+		t.Fatalf("port 22 before the update: %v", err)
 	}
-	if _, ok := tun.Properties()["unknown"]; ok {
-		t.Error("unknown property kept")
+	f, _ := AppendWTFrame(nil, WTFrame{Op: WTOpProps, Props: []WTProperty{
+		{"name", "Pump 18"}, {"targetPorts", fmt.Sprintf("%d,22", fakeEcho)}, {"unknown", "x"}, {"sshPort", "22"}}})
+	a.send(f)
+	var st DeviceStatus
+	waitFor(t, func() bool { st, _ = a.hub.Status("dev1"); return st.Properties["deviceName"] == "Pump 18" })
+	if fmt.Sprint(st.Ports) != fmt.Sprint([]uint16{fakeEcho, 22}) {
+		t.Errorf("ports %v", st.Ports)
+	}
+	want := map[string]string{"targetHost": "127.0.0.1", "httpPort": "80", "deviceName": "Pump 18", "sshPort": "22"}
+	if !maps.Equal(st.Properties, want) {
+		t.Errorf("properties %v, want %v", st.Properties, want)
+	}
+	if _, err := a.dial(fakeSource); !errors.Is(err, ErrPortNotAllowed) {
+		t.Errorf("port %d no longer declared: %v", fakeSource, err)
+	}
+	c, err := a.dial(fakeEcho)
+	if err != nil {
+		t.Fatalf("port %d declared by the update: %v", fakeEcho, err)
+	}
+	c.Close()
+
+	bad, _ := AppendWTFrame(nil, WTFrame{Op: WTOpProps, Props: []WTProperty{{"targetPorts", "x"}, {"version", "2"}}})
+	a.send(bad)
+	waitFor(t, func() bool { st, _ = a.hub.Status("dev1"); return st.Properties["deviceVersion"] == "2" })
+	if fmt.Sprint(st.Ports) != fmt.Sprint([]uint16{fakeEcho, 22}) {
+		t.Errorf("a bad targetPorts changed the ports: %v", st.Ports)
 	}
 }
 
