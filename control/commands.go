@@ -89,6 +89,8 @@ func init() {
 			summary: "add devices with their own secrets from lines id,password,group[,name]; all or none, bad lines reported",
 			run:     deviceImport, dialogue: deviceImportDialogue},
 		{words: "device list", summary: "list devices and their status", run: deviceList},
+		{words: "device show", args: "ID [--json]",
+			summary: "a device's record and, while it is connected, its agent kind, properties, streams and traffic", run: deviceShow},
 		{words: "device set", args: "ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N] [--http-tls|--no-http-tls]",
 			summary: "change a device (--group replaces its groups, --ports its ports)", run: deviceSet},
 		{words: "device rotate-secret", args: "ID",

@@ -3,7 +3,9 @@ package control
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"regexp"
@@ -337,7 +339,7 @@ func TestDeviceListShowsHubStatusAndLastSeen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env.Hub.Register("online-1", newFakeTunnel(), tunnel.DeviceInfo{RemoteAddr: "192.0.2.7:50123", Ports: []uint16{22, 80}})
+	env.Hub.Register("online-1", newFakeTunnel(), tunnel.DeviceInfo{Kind: tunnel.WTKind, RemoteAddr: "192.0.2.7:50123", Ports: []uint16{22, 80}})
 	seen := time.Date(2025, 3, 4, 5, 6, 0, 0, time.Local)
 	env.Store.TouchDevice("seen-1", seen)
 
@@ -347,7 +349,7 @@ func TestDeviceListShowsHubStatusAndLastSeen(t *testing.T) {
 	}
 	lines := strings.Split(stdout, "\n")
 	want := map[string]*regexp.Regexp{
-		"online-1": regexp.MustCompile(`online since \d\d:\d\d:\d\d from 192\.0\.2\.7:50123, agent ports 22,80$`),
+		"online-1": regexp.MustCompile(`online since \d\d:\d\d:\d\d from 192\.0\.2\.7:50123 \(webtunnel\), agent ports 22,80$`),
 		"seen-1":   regexp.MustCompile(`offline, last seen 2025-03-04 05:06$`),
 		"never-1":  regexp.MustCompile(`  offline$`),
 	}
@@ -487,6 +489,56 @@ func TestShellQuote(t *testing.T) {
 	for in, want := range tests {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDeviceShowHasTheTunnelsStatus: device show prints the record and,
+// while connected, what the tunnel reports, as text and as JSON.
+func TestDeviceShowHasTheTunnelsStatus(t *testing.T) {
+	env := newTestEnv(t)
+	if _, err := env.Store.AddDevice(store.Device{ID: "pump-17", Name: "Pump 17", Groups: nil}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, env, "", "device", "show", "pump-17")
+	if code != 0 || !regexp.MustCompile(`(?m)^status\s+offline$`).MatchString(stdout) || strings.Contains(stdout, "kind") {
+		t.Fatalf("offline: code %d\n%s%s", code, stdout, stderr)
+	}
+	env.Hub.Register("pump-17", newFakeTunnel(), tunnel.DeviceInfo{Kind: tunnel.WTKind, RemoteAddr: "192.0.2.7:50123",
+		AgentVersion: "WebTunnelAgent/2.5.0", Ports: []uint16{22, 80}, Properties: map[string]string{"httpPort": "80", "deviceName": "Pump\t17"}})
+	code, stdout, stderr = run(t, env, "", "device", "show", "pump-17")
+	for _, re := range []string{`(?m)^kind\s+webtunnel$`, `(?m)^agent\s+WebTunnelAgent/2\.5\.0$`,
+		`(?m)^property httpPort\s+80$`, `(?m)^property deviceName\s+Pump 17$`, `(?m)^streams\s+0 open; 0 B from the device, 0 B to it`,
+		`(?m)^status\s+online since .* \(webtunnel\), agent ports 22,80$`} {
+		if !regexp.MustCompile(re).MatchString(stdout) {
+			t.Errorf("no %s in:\n%s%s", re, stdout, stderr)
+		}
+	}
+	code, stdout, _ = run(t, env, "", "device", "show", "pump-17", "--json")
+	var v struct {
+		ID     string
+		Online bool
+		Tunnel struct {
+			Kind       string
+			Ports      []uint16
+			Properties map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil || code != 0 {
+		t.Fatalf("json: %v %d\n%s", err, code, stdout)
+	}
+	if !v.Online || v.Tunnel.Kind != tunnel.WTKind || fmt.Sprint(v.Tunnel.Ports) != "[22 80]" || v.Tunnel.Properties["httpPort"] != "80" {
+		t.Errorf("json %+v", v)
+	}
+	if code, _, stderr = run(t, env, "", "device", "show", "nope"); code == 0 || !strings.Contains(stderr, "not found") {
+		t.Errorf("unknown device: %d %s", code, stderr)
+	}
+}
+
+func TestByteCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
+		if got := byteCount(n); got != want {
+			t.Errorf("byteCount(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -358,7 +358,7 @@ func deviceList(c *call, args []string) int {
 }
 
 // status describes whether d is connected: "online since 15:04:05 from
-// 192.0.2.7:50123, agent ports 22,80", "offline, last seen 2006-01-02
+// 192.0.2.7:50123 (webtunnel), agent ports 22,80", "offline, last seen 2006-01-02
 // 15:04", "offline", or "disabled" (with when it was last seen).
 func (c *call) status(d store.Device, now time.Time) string {
 	if d.Disabled {
@@ -369,7 +369,7 @@ func (c *call) status(d store.Device, now time.Time) string {
 	}
 	if c.env.Hub != nil {
 		if st, ok := c.env.Hub.Status(d.ID); ok {
-			s := fmt.Sprintf("online since %s from %s", clock(st.ConnectedSince, now), orDash(st.RemoteAddr))
+			s := fmt.Sprintf("online since %s from %s (%s)", clock(st.ConnectedSince, now), orDash(st.RemoteAddr), st.Kind)
 			if len(st.Ports) > 0 {
 				s += ", agent ports " + formatPorts(st.Ports)
 			}

@@ -24,9 +24,10 @@ import (
 )
 
 // The client tools of macchina.io REMOTE (issue 9), run unchanged against a
-// real `reflector serve` with a device on our own agent: remote-login gets
-// a token, remote-connect carries bytes with Basic credentials and with
-// that token, on its own and as OpenSSH's ProxyCommand.
+// real `reflector serve` with a device on our own agent and, where the
+// issue asks for both, one on the real WebTunnelAgent: remote-login gets a
+// token, remote-connect carries bytes with Basic credentials and with a
+// token, on its own and as OpenSSH's ProxyCommand.
 
 // macchinaBin is where ../shared/compat keeps the tools, from this
 // package's directory.
@@ -114,6 +115,63 @@ type macchinaStack struct {
 	ssh     uint16
 	srv     *proc
 	homeDir string
+	tok     string // alice's token, made on first use by token
+}
+
+// macchinaDevices are the devices a stack made by newMacchinaStackWithWT
+// has, both in plant-a and forwarding the echo and SSH ports: dev1 on our
+// own agent, wt1 on the real WebTunnelAgent.
+var macchinaDevices = []string{"dev1", "wt1"}
+
+// newMacchinaStackWithWT is newMacchinaStack plus device wt1 of plant-a
+// on the real WebTunnelAgent (password adopted from the agent's
+// configuration), forwarding the same echo and SSH ports, and online. It
+// skips the test when WebTunnelAgent cannot run.
+func newMacchinaStackWithWT(t *testing.T) *macchinaStack {
+	t.Helper()
+	macchinaTool(t, "WebTunnelAgent")
+	s := newMacchinaStack(t)
+	s.cmd(t, "wt1-pass\n", "device", "add", "wt1", "--group", "plant-a", "--secret-stdin")
+	out := startWTAgent(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", s.port), "wt1", "wt1-pass", s.echo, s.ssh))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list := s.cmd(t, "", "device", "list")
+		if regexp.MustCompile(`(?m)^wt1\s.*online`).MatchString(list) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WebTunnelAgent not online within 20 s:\n%s\nagent:\n%s", list, out())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// token returns a token of alice's, created on first use.
+func (s *macchinaStack) token(t *testing.T) string {
+	t.Helper()
+	if s.tok == "" {
+		out := s.cmd(t, "", "token", "create", "--user", "alice", "--name", "tools", "--expires", "1d")
+		if s.tok = tokenPattern.FindString(out); s.tok == "" {
+			t.Fatalf("no token in:\n%s", out)
+		}
+	}
+	return s.tok
+}
+
+// macchinaAuth is one way the tools authenticate alice to the reflector.
+type macchinaAuth struct {
+	name string   // subtest name: basic or bearer
+	args []string // the tool's options
+}
+
+// auths returns alice's password (Basic) and a token of hers (Bearer), in
+// that order, as tool options.
+func (s *macchinaStack) auths(t *testing.T) []macchinaAuth {
+	t.Helper()
+	return []macchinaAuth{
+		{"basic", []string{"-u", "alice", "-p", alicePass}},
+		{"bearer", []string{"-t", s.token(t)}},
+	}
 }
 
 const alicePass = "alice-pass"
@@ -316,45 +374,45 @@ func TestRemoteConnectCarriesBytesToADeviceOnOurAgent(t *testing.T) {
 }
 
 // TestRemoteConnectAsSSHProxyCommand runs OpenSSH's client with
-// remote-connect as its ProxyCommand against a Go SSH server on the device.
+// remote-connect as its ProxyCommand against a Go SSH server on the device,
+// for a device on our agent (dev1) and one on WebTunnelAgent (wt1), each
+// with Basic and with Bearer credentials: the command's output comes back.
 func TestRemoteConnectAsSSHProxyCommand(t *testing.T) {
 	bin := macchinaTool(t, "remote-connect")
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
 		t.Skip("OpenSSH client (ssh) not installed")
 	}
-	needHostsEntry(t, "dev1.localhost")
-	s := newMacchinaStack(t)
-	out := s.cmd(t, "", "token", "create", "--user", "alice", "--name", "ssh", "--expires", "1d")
-	tok := tokenPattern.FindString(out)
-	if tok == "" {
-		t.Fatalf("no token in:\n%s", out)
+	for _, d := range macchinaDevices {
+		needHostsEntry(t, d+".localhost")
 	}
+	s := newMacchinaStackWithWT(t)
 	tls := strings.Join(macchinaTLS, " ")
-	for name, auth := range map[string]string{
-		"basic":  "-u alice -p " + alicePass,
-		"bearer": "-t " + tok,
-	} {
-		t.Run(name, func(t *testing.T) {
-			proxy := fmt.Sprintf("%s %s -R %s %s %%h:%%p", bin, auth, s.url, tls)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, sshBin, "-F", "/dev/null",
-				"-o", "ProxyCommand="+proxy,
-				"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-				"-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-				"-p", fmt.Sprint(s.ssh), "alice@dev1.localhost", "hello over remote-connect")
-			cmd.Env = append(os.Environ(), "HOME="+s.homeDir)
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "ran: hello over remote-connect") {
-				t.Fatalf("ssh via remote-connect: %v\n%s", err, out)
-			}
-		})
+	for _, dev := range macchinaDevices {
+		for _, auth := range s.auths(t) {
+			t.Run(dev+"/"+auth.name, func(t *testing.T) {
+				proxy := fmt.Sprintf("%s %s -R %s %s %%h:%%p", bin, strings.Join(auth.args, " "), s.url, tls)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				msg := "hello over remote-connect to " + dev
+				cmd := exec.CommandContext(ctx, sshBin, "-F", "/dev/null",
+					"-o", "ProxyCommand="+proxy,
+					"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+					"-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+					"-p", fmt.Sprint(s.ssh), "alice@"+dev+".localhost", msg)
+				cmd.Env = append(os.Environ(), "HOME="+s.homeDir)
+				out, err := cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "ran: "+msg) {
+					t.Fatalf("ssh to %s via remote-connect (%s): %v\n%s", dev, auth.name, err, out)
+				}
+			})
+		}
 	}
 }
 
 // sshServer is a minimal SSH server on 127.0.0.1 that lets anybody in and
-// answers an exec request with "ran: <command>".
+// answers an exec request with "ran: <command>", or runs scp's far side
+// for `scp -t`/`scp -f` (serveSSHSession).
 func sshServer(t testing.TB) uint16 {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -386,6 +444,10 @@ func sshServer(t testing.TB) uint16 {
 	})
 }
 
+// serveSSHSession answers the session's first exec request. `scp -t …`
+// and `scp -f …` (what scp's legacy protocol runs on the far side) run the
+// local scp with the channel as its stdin and stdout; anything else gets
+// "ran: <command>". The exit status is the command's.
 func serveSSHSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	for req := range reqs {
@@ -399,11 +461,47 @@ func serveSSHSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			return
 		}
 		req.Reply(true, nil)
-		w := bufio.NewWriter(ch)
-		fmt.Fprintf(w, "ran: %s\n", payload.Command)
-		w.Flush()
+		go ssh.DiscardRequests(reqs)
+		status := uint32(0)
+		if args := strings.Fields(payload.Command); len(args) > 1 && args[0] == "scp" && (args[1] == "-t" || args[1] == "-f") {
+			status = runSCP(ch, args[1:])
+		} else {
+			w := bufio.NewWriter(ch)
+			fmt.Fprintf(w, "ran: %s\n", payload.Command)
+			w.Flush()
+		}
 		ch.CloseWrite()
-		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 		return
+	}
+}
+
+// runSCP runs /usr/bin/scp with args (no shell) on the channel and returns
+// its exit status (255 when it cannot run).
+func runSCP(ch ssh.Channel, args []string) uint32 {
+	cmd := exec.Command("/usr/bin/scp", args...)
+	cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		fmt.Fprintf(ch.Stderr(), "scp: %v\n", err)
+		return 255
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(ch.Stderr(), "scp: %v\n", err)
+		return 255
+	}
+	// Not waited for: scp may be done before the client's EOF, and this
+	// copy ends when the channel closes.
+	go func() { io.Copy(stdin, ch); stdin.Close() }()
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+		return uint32(exit.ExitCode())
+	default:
+		fmt.Fprintf(ch.Stderr(), "scp: %v\n", err)
+		return 255
 	}
 }

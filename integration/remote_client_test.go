@@ -9,14 +9,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// remote-client and remote-ssh (issue 9) run unchanged against a real
-// `reflector serve` with a device on our own agent: each local connection
+// remote-client, remote-ssh and remote-scp (issue 9) run unchanged against
+// a real `reflector serve` with a device on our own agent (dev1) and one on
+// the real WebTunnelAgent (wt1): each local connection
 // becomes a WebSocket upgrade (POST /, com.appinf.webtunnel.client/1.0,
 // X-WebTunnel-RemotePort) on the device's host, dev1.localhost.
 
@@ -144,27 +146,136 @@ func TestRemoteClientWithAWrongPasswordCarriesNothing(t *testing.T) {
 
 // TestRemoteSSHRunsACommand runs remote-ssh, which starts remote-client's
 // forwarder and OpenSSH's client through it, against the Go SSH server on
-// the device.
+// a device on our agent (dev1) and one on WebTunnelAgent (wt1), each with
+// Basic and with Bearer credentials: the command's output comes back and
+// remote-ssh exits 0.
 func TestRemoteSSHRunsACommand(t *testing.T) {
 	bin := macchinaTool(t, "remote-ssh")
 	if _, err := exec.LookPath("ssh"); err != nil {
 		t.Skip("OpenSSH client (ssh) not installed")
 	}
-	needHostsEntry(t, "dev1.localhost")
-	s := newMacchinaStack(t)
+	for _, d := range macchinaDevices {
+		needHostsEntry(t, d+".localhost")
+	}
+	s := newMacchinaStackWithWT(t)
+	for _, dev := range macchinaDevices {
+		for _, auth := range s.auths(t) {
+			t.Run(dev+"/"+auth.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				msg := "hello over remote-ssh to " + dev
+				args := append(append([]string{}, auth.args...), "-R", fmt.Sprint(s.ssh), "-l", "alice", "-m", msg)
+				args = append(append(args, macchinaTLS...), fmt.Sprintf("https://%s.localhost:%d", dev, s.port), "--",
+					"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+					"-o", "BatchMode=yes", "-o", "LogLevel=ERROR")
+				cmd := exec.CommandContext(ctx, bin, args...)
+				cmd.Env = append(os.Environ(), "HOME="+s.homeDir)
+				out, err := cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "ran: "+msg) {
+					t.Fatalf("remote-ssh to %s (%s): %v\n%s", dev, auth.name, err, out)
+				}
+			})
+		}
+	}
+}
+
+// TestRemoteSCPCopiesAFile runs remote-scp (scp's legacy protocol, -O,
+// through remote-client's forwarder) to upload a 1 MiB random file to the
+// Go SSH server on the device, which runs the local scp for `scp -t`/`scp
+// -f`, and to download it back, for a device on our agent (dev1) and one on
+// WebTunnelAgent (wt1), each with Basic and with Bearer credentials: both
+// copies arrive whole (SHA-256).
+//
+// remote-scp takes no reflector URL: it connects to https://<device host>
+// on the default port 443 (the SDK builds "https://" + the host of
+// user@host:path, and has no port option). The test relays 127.0.0.1:443 to
+// the stack's port, so it needs to bind port 443 (CI runs as root).
+func TestRemoteSCPCopiesAFile(t *testing.T) {
+	macchinaTool(t, "remote-scp")
+	if _, err := exec.LookPath("scp"); err != nil {
+		t.Skip("OpenSSH scp not installed")
+	}
+	if _, err := os.Stat("/usr/bin/scp"); err != nil {
+		t.Skip("the test SSH server runs /usr/bin/scp, which is not installed")
+	}
+	for _, d := range macchinaDevices {
+		needHostsEntry(t, d+".localhost")
+	}
+	s := newMacchinaStackWithWT(t)
+	relay443(t, s.port)
+
+	local := t.TempDir()
+	src := filepath.Join(local, "src.bin")
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(data)
+	for _, dev := range macchinaDevices {
+		for _, auth := range s.auths(t) {
+			t.Run(dev+"/"+auth.name, func(t *testing.T) {
+				remote := filepath.Join(t.TempDir(), "up.bin") // on the "device"
+				s.remoteSCP(t, auth.args, src, "alice@"+dev+".localhost:"+remote)
+				if got, err := os.ReadFile(remote); err != nil || sha256.Sum256(got) != want {
+					t.Fatalf("upload to %s: %d bytes (%v), want %d with the same SHA-256", dev, len(got), err, len(data))
+				}
+				back := filepath.Join(t.TempDir(), "down.bin")
+				s.remoteSCP(t, auth.args, "alice@"+dev+".localhost:"+remote, back)
+				if got, err := os.ReadFile(back); err != nil || sha256.Sum256(got) != want {
+					t.Fatalf("download from %s: %d bytes (%v), want %d with the same SHA-256", dev, len(got), err, len(data))
+				}
+			})
+		}
+	}
+}
+
+// remoteSCP runs remote-scp with auth from source to target, forwarding to
+// the device's SSH port, with the legacy scp protocol and no ssh
+// configuration or known hosts, and fails the test unless it exits 0.
+func (s *macchinaStack) remoteSCP(t *testing.T, auth []string, source, target string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := append([]string{"-u", "alice", "-p", alicePass, "-R", fmt.Sprint(s.ssh), "-l", "alice",
-		"-m", "hello over remote-ssh"}, macchinaTLS...)
-	args = append(args, fmt.Sprintf("https://dev1.localhost:%d", s.port), "--",
+	args := append(append([]string{}, auth...), "-R", fmt.Sprint(s.ssh))
+	args = append(append(args, macchinaTLS...), "--", "-O",
 		"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "BatchMode=yes", "-o", "LogLevel=ERROR")
-	cmd := exec.CommandContext(ctx, bin, args...)
+		"-o", "BatchMode=yes", "-o", "LogLevel=ERROR", source, target)
+	cmd := exec.CommandContext(ctx, macchinaTool(t, "remote-scp"), args...)
 	cmd.Env = append(os.Environ(), "HOME="+s.homeDir)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ran: hello over remote-ssh") {
-		t.Fatalf("remote-ssh: %v\n%s", err, out)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("remote-scp %s %s: %v\n%s", source, target, err, out)
 	}
+}
+
+// relay443 relays 127.0.0.1:443 to 127.0.0.1:port until the test ends, for
+// remote-scp, which always connects to port 443. It skips the test when
+// the port cannot be had.
+func relay443(t *testing.T, port int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:443")
+	if err != nil {
+		t.Skipf("remote-scp always connects to port 443, and this test cannot listen there to relay to the reflector: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					return
+				}
+				defer r.Close()
+				go func() { io.Copy(r, c); r.(*net.TCPConn).CloseWrite() }()
+				io.Copy(c, r)
+			}()
+		}
+	}()
 }
 
 // TestRemoteClientForwardsAPortOfAWebTunnelAgentDevice: the same client
@@ -172,34 +283,23 @@ func TestRemoteSSHRunsACommand(t *testing.T) {
 // adopted.
 func TestRemoteClientForwardsAPortOfAWebTunnelAgentDevice(t *testing.T) {
 	macchinaTool(t, "remote-client")
-	macchinaTool(t, "WebTunnelAgent")
 	needHostsEntry(t, "wt1.localhost")
-	s := newMacchinaStack(t)
-	s.cmd(t, "wt1-pass\n", "device", "add", "wt1", "--group", "plant-a", "--secret-stdin")
-	out := startWTAgent(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", s.port), "wt1", "wt1-pass", s.echo))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		list := s.cmd(t, "", "device", "list")
-		if regexp.MustCompile(`(?m)^wt1\s.*online`).MatchString(list) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("WebTunnelAgent not online within 20 s:\n%s\nagent:\n%s", list, out())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tokOut := s.cmd(t, "", "token", "create", "--user", "alice", "--name", "client", "--expires", "1d")
-	tok := tokenPattern.FindString(tokOut)
-	if tok == "" {
-		t.Fatalf("no token in:\n%s", tokOut)
-	}
-	for name, auth := range map[string][]string{
-		"basic":  {"-u", "alice", "-p", alicePass},
-		"bearer": {"-t", tok},
-	} {
-		t.Run(name, func(t *testing.T) {
-			local, out := startRemoteClient(t, s, "wt1", auth, s.echo)
+	s := newMacchinaStackWithWT(t)
+	for _, auth := range s.auths(t) {
+		t.Run(auth.name, func(t *testing.T) {
+			local, out := startRemoteClient(t, s, "wt1", auth.args, s.echo)
 			echoThrough(t, local, 1<<20, out)
 		})
+	}
+	// The operator's view of the device: kind, agent, its properties file's
+	// values, and the traffic just carried.
+	show := s.cmd(t, "", "device", "show", "wt1")
+	for _, re := range []string{`(?m)^kind\s+webtunnel$`, `(?m)^agent\s+WebTunnelAgent/`,
+		`(?m)^property deviceName\s+Pump 17$`, fmt.Sprintf(`(?m)^property httpPort\s+%d$`, s.echo),
+		fmt.Sprintf(`(?m)^status\s+online .*\(webtunnel\), agent ports (%[1]d,%[2]d|%[2]d,%[1]d)$`, s.echo, s.ssh),
+		`(?m)^streams\s+0 open; 2\.0 MiB from the device, 2\.0 MiB to it`} {
+		if !regexp.MustCompile(re).MatchString(show) {
+			t.Errorf("device show lacks %s:\n%s", re, show)
+		}
 	}
 }

@@ -73,11 +73,11 @@ func BenchmarkWebTunnel(b *testing.B) {
 	s := newStack(b)
 	s.addUser("bench", "bench-pass", true)
 	secret := s.addDevice(store.Device{ID: "ours"})
-	s.startAgent(agent.Config{DeviceID: "ours", Secret: secret, Ports: []uint16{dev.source, dev.echo}})
+	s.startAgent(agent.Config{DeviceID: "ours", Secret: secret, Ports: []uint16{dev.source, dev.sink, dev.echo}})
 	if err := s.srv.Store().AddDeviceWithSecret(store.Device{ID: "wt"}, "s3cret"); err != nil {
 		b.Fatal(err)
 	}
-	out := wtAgentTB(b, wtAgentProperties(s.srv.Addr().String(), "wt", "s3cret", dev.source, dev.echo))
+	out := wtAgentTB(b, wtAgentProperties(s.srv.Addr().String(), "wt", "s3cret", dev.source, dev.sink, dev.echo))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, ok := s.srv.Hub().Status("wt"); ok {
@@ -134,6 +134,29 @@ func BenchmarkWebTunnel(b *testing.B) {
 					if err := readChunk(c, buf); err != nil {
 						b.Fatal(err)
 					}
+				}
+			})
+		}
+	})
+	b.Run("upload", func(b *testing.B) {
+		for _, p := range paths {
+			b.Run(p.name, func(b *testing.B) {
+				c := p.dial(b, dev.sink)
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				b.SetBytes(chunk)
+				b.ResetTimer()
+				for range b.N {
+					for n := 0; n < chunk; n += len(buf) {
+						if _, err := c.Write(buf); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				// Everything sent has arrived only when the sink acknowledges.
+				c.(interface{ CloseWrite() error }).CloseWrite()
+				if _, err := io.ReadFull(c, buf[:1]); err != nil {
+					b.Fatal(err)
 				}
 			})
 		}
