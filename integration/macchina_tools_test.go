@@ -127,10 +127,10 @@ var macchinaDevices = []string{"dev1", "wt1"}
 // on the real WebTunnelAgent (password adopted from the agent's
 // configuration), forwarding the same echo and SSH ports, and online. It
 // skips the test when WebTunnelAgent cannot run.
-func newMacchinaStackWithWT(t *testing.T) *macchinaStack {
+func newMacchinaStackWithWT(t *testing.T, serveFlags ...string) *macchinaStack {
 	t.Helper()
 	macchinaTool(t, "WebTunnelAgent")
-	s := newMacchinaStack(t)
+	s := newMacchinaStack(t, serveFlags...)
 	s.cmd(t, "wt1-pass\n", "device", "add", "wt1", "--group", "plant-a", "--secret-stdin")
 	out := startWTAgent(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", s.port), "wt1", "wt1-pass", s.echo, s.ssh))
 	deadline := time.Now().Add(20 * time.Second)
@@ -176,12 +176,12 @@ func (s *macchinaStack) auths(t *testing.T) []macchinaAuth {
 
 const alicePass = "alice-pass"
 
-func newMacchinaStack(t *testing.T) *macchinaStack {
+func newMacchinaStack(t *testing.T, serveFlags ...string) *macchinaStack {
 	t.Helper()
 	s := &macchinaStack{data: t.TempDir(), port: freePort(t), homeDir: t.TempDir()}
 	s.url = fmt.Sprintf("https://127.0.0.1:%d", s.port)
 	var fp string
-	s.srv, fp = serveProc(t, s.data, s.port)
+	s.srv, fp = serveProc(t, s.data, s.port, serveFlags...)
 	s.cmd(t, "", "group", "add", "plant-a")
 	s.cmd(t, alicePass+"\n", "user", "add", "alice", "--group", "plant-a", "--password-stdin")
 	s.echo = echoServer(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/reflector-dev/reflector/control"
 	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/login"
+	"github.com/reflector-dev/reflector/metrics"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/throttle"
@@ -33,6 +34,10 @@ import (
 type Config struct {
 	Listen      string // TLS listener for everything; default ":8443"
 	ProxyListen string // optional plain-HTTP proxy listener; "" for none
+	// MetricsListen is an optional plain-HTTP listener for GET /metrics
+	// (Prometheus text format; package metrics); "" for none. It has no
+	// authentication: a loopback or private address.
+	MetricsListen string
 	Domain      string // default "localhost"
 	DataDir     string // default "./reflector-data"
 	TLSCert     string // PEM files; both empty: self-signed, kept in DataDir
@@ -95,8 +100,10 @@ type Server struct {
 	clients     clientip.Resolver
 	proxy       *proxy.Proxy
 	cert        tls.Certificate
-	listeners   []net.Listener
-	servers     []*http.Server
+	listeners   []net.Listener // TLS first, then the optional ones
+	servers     []*http.Server // one per listener
+	proxyLn     net.Listener   // the plain proxy listener, or nil
+	metricsLn   net.Listener   // the metrics listener, or nil
 	control     net.Listener
 	url         string
 	fingerprint string
@@ -171,6 +178,16 @@ func New(cfg Config) (s *Server, err error) {
 		}
 		s.listeners = append(s.listeners, pln)
 		s.servers = append(s.servers, newHTTPServer(s.proxy.ProxyOnly(), cfg.Logger))
+		s.proxyLn = pln
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
+		}
+		s.listeners = append(s.listeners, mln)
+		s.servers = append(s.servers, newHTTPServer(metrics.Handler(s.hub), cfg.Logger))
+		s.metricsLn = mln
 	}
 	s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
 	if s.control, err = control.Listen(cfg.DataDir); err != nil {
@@ -361,10 +378,18 @@ func (s *Server) Addr() net.Addr { return s.listeners[0].Addr() }
 
 // ProxyAddr is the plain proxy listener's address, nil without one.
 func (s *Server) ProxyAddr() net.Addr {
-	if len(s.listeners) < 2 {
+	if s.proxyLn == nil {
 		return nil
 	}
-	return s.listeners[1].Addr()
+	return s.proxyLn.Addr()
+}
+
+// MetricsAddr is the metrics listener's address, or nil without one.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
 }
 
 // URL is the reflector's address for users and agents: https://<domain>:<port>.

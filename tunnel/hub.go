@@ -55,6 +55,9 @@ type Hub struct {
 
 	mu      sync.RWMutex
 	devices map[string]*connected
+	kinds   map[string]*kindStats // by DeviceInfo.Kind; entries are never removed
+
+	offline atomic.Int64 // Dial of a device not connected
 }
 
 // connected is one registered tunnel and its counters.
@@ -63,6 +66,7 @@ type connected struct {
 	tunnel Tunnel
 	info   atomic.Pointer[DeviceInfo] // replaced whole, never changed in place
 	since  time.Time
+	kind   *kindStats
 
 	streams  atomic.Int64
 	bytesIn  atomic.Int64
@@ -74,7 +78,8 @@ func NewHub(logger *slog.Logger) *Hub {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{logger: logger, devices: make(map[string]*connected)}
+	return &Hub{logger: logger, devices: make(map[string]*connected),
+		kinds: map[string]*kindStats{Subprotocol: {}, WTKind: {}}}
 }
 
 // Registration is the handle of one registered tunnel.
@@ -89,8 +94,17 @@ func (h *Hub) Register(id string, t Tunnel, info DeviceInfo) *Registration {
 	c := &connected{id: id, tunnel: t, since: time.Now()}
 	c.info.Store(&info)
 	h.mu.Lock()
+	c.kind = h.kinds[info.Kind]
+	if c.kind == nil {
+		c.kind = &kindStats{}
+		h.kinds[info.Kind] = c.kind
+	}
+	c.kind.connects.Add(1)
 	old := h.devices[id]
 	h.devices[id] = c
+	if old != nil {
+		old.retire()
+	}
 	h.mu.Unlock()
 	if old != nil {
 		h.logger.Info("device tunnel replaced by a newer one", "device", id,
@@ -107,6 +121,7 @@ func (r *Registration) Unregister() {
 	h.mu.Lock()
 	if h.devices[r.c.id] == r.c {
 		delete(h.devices, r.c.id)
+		r.c.retire()
 	}
 	h.mu.Unlock()
 	r.c.tunnel.Close()
@@ -145,12 +160,15 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, e
 	c := h.devices[device]
 	h.mu.RUnlock()
 	if c == nil {
+		h.offline.Add(1)
 		return nil, fmt.Errorf("dial device %s: %w", device, ErrDeviceOffline)
 	}
 	if !slices.Contains(c.info.Load().Ports, port) {
+		c.kind.opens[OpenNotAllowed].Add(1)
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
 	}
 	conn, err := c.tunnel.Open(ctx, port, ClientAddrFrom(ctx))
+	c.kind.opens[openResult(err)].Add(1)
 	if err != nil {
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, err)
 	}
@@ -199,6 +217,13 @@ func (h *Hub) Close() {
 	for _, c := range all {
 		c.tunnel.Close()
 	}
+}
+
+// retire adds the device's byte counts to its kind's totals when it leaves
+// the hub; the caller holds the hub's lock, so Metrics counts them once.
+func (c *connected) retire() {
+	c.kind.retiredIn.Add(c.bytesIn.Load())
+	c.kind.retiredOut.Add(c.bytesOut.Load())
 }
 
 func (c *connected) status() DeviceStatus {

@@ -22,6 +22,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("reflector serve", stderr)
 	fs.StringVar(&cfg.Listen, "listen", ":8443", "TLS listener for everything: proxy, tunnel endpoint, device subdomains")
 	fs.StringVar(&cfg.ProxyListen, "proxy-listen", "", "optional plain-HTTP listener for the proxy alone, e.g. 127.0.0.1:8080")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "optional plain-HTTP listener for Prometheus GET /metrics, unauthenticated: use a loopback or private address, e.g. 127.0.0.1:9464")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "domain devices live under: device pump-17 is pump-17.<domain>")
 	fs.StringVar(&cfg.DataDir, "data", defaultData, "data directory: database, control socket, self-signed certificate")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); default: a self-signed one kept in --data")
@@ -59,6 +60,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "reflector listening on %s (domain %s)\n", srv.Addr(), cfg.Domain)
 	if a := srv.ProxyAddr(); a != nil {
 		fmt.Fprintf(stdout, "plain-HTTP proxy on %s\n", a)
+	}
+	if a := srv.MetricsAddr(); a != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", a)
 	}
 	fmt.Fprintf(stdout, "TLS certificate fingerprint: %s\n", srv.Fingerprint())
 
