@@ -38,11 +38,11 @@ type Config struct {
 	// (Prometheus text format; package metrics); "" for none. It has no
 	// authentication: a loopback or private address.
 	MetricsListen string
-	Domain      string // default "localhost"
-	DataDir     string // default "./reflector-data"
-	TLSCert     string // PEM files; both empty: self-signed, kept in DataDir
-	TLSKey      string
-	Logger      *slog.Logger // nil discards
+	Domain        string // default "localhost"
+	DataDir       string // default "./reflector-data"
+	TLSCert       string // PEM files; both empty: self-signed, kept in DataDir
+	TLSKey        string
+	Logger        *slog.Logger // nil discards
 
 	// TrustedProxies are the CIDRs of reverse proxies whose
 	// X-Forwarded-For names the client (--trusted-proxy); others are

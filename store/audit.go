@@ -34,6 +34,7 @@ const (
 	AuditRequest     = "http"         // an absolute-form request finished
 	AuditTokenCreate = "token.create"
 	AuditTokenRevoke = "token.revoke"
+	AuditTokenPrune  = "token.pruned" // the writer deleted long-expired tokens; Reason has the count
 	AuditDeviceAdd   = "device.add"
 	AuditDeviceRm    = "device.rm"
 	AuditDeviceSet   = "device.set"

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -28,7 +32,8 @@ type Device struct {
 }
 
 // deviceRecord is the stored form of a device, a JSON value in the devices
-// bucket under the device id. Only a hash of the secret is kept.
+// bucket under the device id. Only a hash of the secret is kept: sha256 for
+// a generated secret, argon2id for an adopted one (password.go).
 type deviceRecord struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name,omitempty"`
@@ -85,17 +90,18 @@ func (s *Store) newDeviceRecord(d Device) (deviceRecord, string, error) {
 	if err != nil {
 		return deviceRecord{}, "", err
 	}
-	rec, err := s.deviceRecordWithSecret(d, secret)
+	rec, err := s.validDeviceRecord(d)
 	if err != nil {
 		return deviceRecord{}, "", err
 	}
+	rec.SecretHash = hashSecret(secret)
 	return rec, secret, nil
 }
 
-// deviceRecordWithSecret validates d and returns the record of a new device
-// made from it with the hash of secret, which the caller has generated or
-// checked with checkDeviceSecret.
-func (s *Store) deviceRecordWithSecret(d Device, secret string) (deviceRecord, error) {
+// validDeviceRecord validates d and returns the record of a new device made
+// from it, without a secret hash: the caller hashes a generated secret
+// with hashSecret and an adopted one with hashAdoptedSecret.
+func (s *Store) validDeviceRecord(d Device) (deviceRecord, error) {
 	if err := checkDeviceID(d.ID); err != nil {
 		return deviceRecord{}, err
 	}
@@ -111,15 +117,25 @@ func (s *Store) deviceRecordWithSecret(d Device, secret string) (deviceRecord, e
 		return deviceRecord{}, err
 	}
 	return deviceRecord{
-		ID:         d.ID,
-		Name:       d.Name,
-		Groups:     groups,
-		Ports:      ports,
-		HTTPPort:   d.HTTPPort,
-		HTTPTLS:    d.HTTPTLS,
-		Created:    s.now().UTC(),
-		SecretHash: hashSecret(secret),
+		ID:       d.ID,
+		Name:     d.Name,
+		Groups:   groups,
+		Ports:    ports,
+		HTTPPort: d.HTTPPort,
+		HTTPTLS:  d.HTTPTLS,
+		Created:  s.now().UTC(),
 	}, nil
+}
+
+// hashAdoptedSecret returns the stored form of an adopted device secret,
+// which the caller has checked with checkDeviceSecret: argon2id, as for a
+// user password, since a password chosen by a person may be guessable.
+func (s *Store) hashAdoptedSecret(secret string) (string, error) {
+	hash, err := s.argon.hashPassword(secret)
+	if err != nil {
+		return "", fmt.Errorf("hash device secret: %w", err)
+	}
+	return hash, nil
 }
 
 // insertDevice stores rec as a new device inside tx. The id must be free
@@ -148,15 +164,19 @@ func insertDevice(tx *bolt.Tx, rec *deviceRecord) error {
 // AddDeviceWithSecret is AddDevice for a device that already has a secret:
 // a fleet moved from another server (a WebTunnelAgent's password, issue 9)
 // keeps the password baked into its configuration. The secret must be 1 to
-// 1024 bytes without control characters (ErrInvalid); it is stored hashed
-// like a generated one.
+// 1024 bytes without control characters (ErrInvalid); it is stored as an
+// argon2id hash (hashAdoptedSecret), not as a generated one's SHA-256.
 func (s *Store) AddDeviceWithSecret(d Device, secret string) error {
 	if err := checkDeviceSecret(secret); err != nil {
 		return fmt.Errorf("add device %q: %w", truncate(d.ID), err)
 	}
-	rec, err := s.deviceRecordWithSecret(d, secret)
+	rec, err := s.validDeviceRecord(d)
 	if err != nil {
 		return fmt.Errorf("add device %q: %w", truncate(d.ID), err)
+	}
+	// Hash before the write transaction, as AddUser does.
+	if rec.SecretHash, err = s.hashAdoptedSecret(secret); err != nil {
+		return fmt.Errorf("add device %q: %w", d.ID, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error { return insertDevice(tx, &rec) })
 	if err != nil {
@@ -231,6 +251,7 @@ func (s *Store) RemoveDevice(id string) error {
 		return fmt.Errorf("remove device %q: %w", id, err)
 	}
 	s.forgetLastSeen(id)
+	s.devSecrets.forget(id)
 	return nil
 }
 
@@ -261,7 +282,7 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	if !found {
 		stored = dummySecretHash
 	}
-	ok, err := verifySecret(stored, secret)
+	ok, err := s.verifyDeviceSecret(id, stored, secret, found)
 	if err != nil {
 		return Device{}, fmt.Errorf("check device secret for %q: %w", id, err)
 	}
@@ -276,6 +297,30 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	s.overlayLastSeen(&d)
 	s.seenMu.Unlock()
 	return d, nil
+}
+
+// verifyDeviceSecret is verifySecret for device id, whose stored form is
+// stored (dummySecretHash when found is false). An argon2id form is first
+// looked up in the cache of secrets that passed before, and otherwise
+// checked through the store's gate; a pass of an existing device's secret
+// is cached. An unknown id is checked against the cheap dummy, as it always
+// was: making it cost argon2id would let anyone spend the reflector's CPU
+// and memory with made-up ids.
+func (s *Store) verifyDeviceSecret(id, stored, secret string, found bool) (bool, error) {
+	if !strings.HasPrefix(stored, argonPrefix) {
+		return verifySecret(stored, secret)
+	}
+	if found && s.devSecrets.hit(id, stored, secret) {
+		return true, nil
+	}
+	ok, err := s.argon.verifyPassword(stored, secret)
+	if err != nil || !ok {
+		return false, err
+	}
+	if found {
+		s.devSecrets.put(id, stored, secret)
+	}
+	return true, nil
 }
 
 // TouchDevice records that the device was seen at t. It does not block on
@@ -483,6 +528,9 @@ func (s *Store) RotateDeviceSecret(id string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("rotate secret of device %q: %w", truncate(id), err)
 	}
+	// The old entry could not match the new hash; it is dropped only to
+	// free it.
+	s.devSecrets.forget(id)
 	return secret, nil
 }
 
@@ -588,8 +636,21 @@ func (e *ImportError) Unwrap() error { return e.Err }
 // others through it).
 func (s *Store) ImportDevices(ds []DeviceImport) error {
 	recs, problems := s.importRecords(ds)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if err := joinImportErrors(append(problems, checkImport(tx, recs)...)); err != nil {
+	// Hashing is the slow part, so an import that would be refused is
+	// refused before it, and it is done before the write transaction, as
+	// AddUser's is. The checks are made again inside the transaction: the
+	// database may have changed meanwhile.
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return joinImportErrors(append(problems, checkImport(tx, recs)...))
+	})
+	if err == nil {
+		err = s.hashImportSecrets(ds, recs)
+	}
+	if err != nil {
+		return fmt.Errorf("import %s: %w", plural(len(ds), "device"), err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := joinImportErrors(checkImport(tx, recs)); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketDevices)
@@ -616,7 +677,8 @@ func (s *Store) ImportDevices(ds []DeviceImport) error {
 
 // CheckDeviceImport runs the checks of ImportDevices on ds and reports what
 // ImportDevices would refuse, storing nothing: a dry run, and a way to
-// report every problem of a file whose other lines could not be parsed.
+// report every problem of a file whose other lines could not be parsed. It
+// hashes no secret, so it is fast however many devices ds holds.
 func (s *Store) CheckDeviceImport(ds []DeviceImport) error {
 	recs, problems := s.importRecords(ds)
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -636,8 +698,8 @@ type importRecord struct {
 }
 
 // importRecords validates ds one by one and returns the records of the
-// valid ones (with their hashes: hashing is the slow part, done outside the
-// transaction) and an *ImportError for each other.
+// valid ones, without their secret hashes (hashImportSecrets), and an
+// *ImportError for each other.
 func (s *Store) importRecords(ds []DeviceImport) ([]importRecord, []*ImportError) {
 	recs := make([]importRecord, 0, len(ds))
 	var problems []*ImportError
@@ -645,7 +707,7 @@ func (s *Store) importRecords(ds []DeviceImport) ([]importRecord, []*ImportError
 		err := checkDeviceSecret(d.Secret)
 		var rec deviceRecord
 		if err == nil {
-			rec, err = s.deviceRecordWithSecret(d.Device, d.Secret)
+			rec, err = s.validDeviceRecord(d.Device)
 		}
 		if err != nil {
 			problems = append(problems, &ImportError{Index: i, ID: truncate(d.Device.ID), Err: err})
@@ -654,6 +716,41 @@ func (s *Store) importRecords(ds []DeviceImport) ([]importRecord, []*ImportError
 		recs = append(recs, importRecord{index: i, rec: rec})
 	}
 	return recs, problems
+}
+
+// hashImportSecrets sets the secret hash of each of recs from its device's
+// secret in ds. An argon2id hash takes tens of milliseconds, so a fleet of
+// thousands is hashed by GOMAXPROCS workers at once (as many as the gate
+// lets run), not one by one.
+func (s *Store) hashImportSecrets(ds []DeviceImport, recs []importRecord) error {
+	var (
+		next atomic.Int64 // index into recs of the next record to hash
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	workers := min(runtime.GOMAXPROCS(0), len(recs))
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(recs) {
+					return
+				}
+				r := &recs[i]
+				hash, err := s.hashAdoptedSecret(ds[r.index].Secret)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("device %q: %w", r.rec.ID, err))
+					mu.Unlock()
+					return
+				}
+				r.rec.SecretHash = hash
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // checkImport checks the valid records of an import against the database

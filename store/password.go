@@ -166,13 +166,19 @@ var dummyPasswordHash = encodeArgon2id(argonParams{
 	key:     make([]byte, argonKeyLen),
 })
 
-// Device secrets are 32 random bytes, so a single SHA-256 is enough to make
-// the stored value useless to a reader of the database (there is nothing to
-// guess). The stored form carries its scheme as a prefix, so a slow scheme
-// for adopted low-entropy device passwords (WebTunnel fleets) can sit beside
-// it later:
+// Device secrets come in two kinds, told apart by the prefix of their
+// stored form:
 //
-//	sha256:<64 hex digits>
+//	sha256:<64 hex digits>       a secret the store generated
+//	$argon2id$v=19$m=...$...$... a secret the device brought (adopted)
+//
+// A generated secret is 32 random bytes, so a single SHA-256 is enough to
+// make the stored value useless to a reader of the database (there is
+// nothing to guess), and it is cheap: agents reconnect often. An adopted
+// secret — a WebTunnelAgent's password, kept when a fleet moves here — may
+// be guessable, so it gets the argon2id hash of a user password, with the
+// same parameters. API tokens, enrolment keys and web sessions use the
+// sha256 form: their secrets are random too.
 const (
 	secretLen          = 32
 	secretSchemeSHA256 = "sha256:"
@@ -188,16 +194,21 @@ func newSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// hashSecret returns the stored form of a device secret.
+// hashSecret returns the stored form of a generated device secret (or of
+// another random secret: a token's, a session's).
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return secretSchemeSHA256 + hex.EncodeToString(sum[:])
 }
 
-// verifySecret reports whether secret matches the stored form. The error is
-// non-nil only when the stored form cannot be read.
+// verifySecret reports whether secret matches the stored form, of either
+// scheme. The error is non-nil only when the stored form cannot be read.
+// It runs argon2id without the store's gate or cache; device checks go
+// through Store.verifyDeviceSecret instead.
 func verifySecret(stored, secret string) (bool, error) {
 	switch {
+	case strings.HasPrefix(stored, argonPrefix):
+		return verifyPassword(stored, secret)
 	case strings.HasPrefix(stored, secretSchemeSHA256):
 		want := stored[len(secretSchemeSHA256):]
 		if len(want) != 2*sha256.Size {

@@ -136,6 +136,10 @@ func TestVerifySecret(t *testing.T) {
 	if !strings.HasPrefix(stored, "sha256:") || len(stored) != len("sha256:")+64 {
 		t.Fatalf("hashSecret = %q, want sha256:<64 hex>", stored)
 	}
+	adopted, err := hashPassword("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		desc, stored, secret string
 		ok, badHash          bool
@@ -146,6 +150,9 @@ func TestVerifySecret(t *testing.T) {
 		{"unknown scheme", "argon2id:xyz", "s3cret", false, true},
 		{"no scheme", "deadbeef", "s3cret", false, true},
 		{"short digest", "sha256:abcd", "s3cret", false, true},
+		{"argon2id right secret", adopted, "s3cret", true, false},
+		{"argon2id wrong secret", adopted, "s3creT", false, false},
+		{"argon2id malformed", "$argon2id$v=19$m=0", "s3cret", false, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			ok, err := verifySecret(tc.stored, tc.secret)

@@ -1,8 +1,10 @@
 // Package store keeps the reflector's persistent records — users and devices —
 // in a single bbolt file in the data directory, and checks the credentials
 // that guard them: argon2id password hashes for users, SHA-256 hashes of
-// high-entropy secrets for devices, with a short-lived cache of verified
-// passwords so the proxy does not pay for argon2id on every CONNECT. Records
+// high-entropy secrets for devices (argon2id for the secrets devices bring
+// along), with a short-lived cache of verified passwords so the proxy does
+// not pay for argon2id on every CONNECT, and one of verified adopted device
+// secrets so a reconnecting agent does not either. Records
 // are JSON values in the buckets "users", "devices" and "meta". Admin changes
 // are synchronous bbolt writes; device last-seen times are kept in memory and
 // written in batches by one goroutine. A Store is safe for concurrent use.
@@ -60,6 +62,9 @@ type Store struct {
 	creds *credCache
 	now   func() time.Time // time.Now; tests replace it before use
 
+	argon      *argonGate   // bounds concurrent argon2id work (argon.go)
+	devSecrets *secretCache // adopted device secrets that passed argon2id (argon.go)
+
 	tokenUse   tokenUse   // token last-use times, written by writeLoop (tokens.go)
 	sessionUse sessionUse // session last-seen times and ends, written by writeLoop (sessions.go)
 	audit      auditLog   // pending audit events, written by writeLoop (audit.go)
@@ -107,11 +112,18 @@ func open(dir string, every time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	devSecrets, err := newSecretCache()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	s := &Store{
 		dir:        dir,
 		db:         db,
 		creds:      newCredCache(),
 		now:        time.Now,
+		argon:      newArgonGate(),
+		devSecrets: devSecrets,
 		seen:       make(map[string]time.Time),
 		dirty:      make(map[string]struct{}),
 		done:       make(chan struct{}),
@@ -180,6 +192,7 @@ func (s *Store) writeLoop(every time.Duration) {
 			_ = s.flushTokenUse()
 			_ = s.flushSessionUse()
 			_ = s.pruneSessions()
+			_ = s.pruneTokens()
 			_ = s.flushAudit()
 		case <-s.audit.full:
 			_ = s.flushAudit()

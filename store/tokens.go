@@ -31,7 +31,22 @@ const (
 	// token is in use: a busy token costs one write a minute, not one per
 	// request.
 	tokenUseEvery = time.Minute
+
+	// tokenPruneEvery is how often the writer looks for tokens expired
+	// longer than TokenExpiredKeep; the first tick after Open looks too.
+	tokenPruneEvery = time.Hour
+
+	// tokenPruneChunk is how many records one pruning transaction reads,
+	// so a large backlog is removed in steps that let other writers in.
+	tokenPruneChunk = 10000
 )
+
+// TokenExpiredKeep is how long an expired token is kept, so that "token
+// list" still shows it (a login that just stopped working, and why); after
+// that the writer deletes it. Tools that log in through the API (the
+// macchina.io remote-login) make a short-lived token per login, and without
+// pruning the tokens bucket would only grow.
+const TokenExpiredKeep = 7 * 24 * time.Hour
 
 // Token is an API token's record; the secret is not in it.
 type Token struct {
@@ -247,9 +262,10 @@ func checkDevicePattern(p string) error {
 // token, written or not, so Tokens shows it; dirty the ids whose stored
 // time was a minute old or more when they were used.
 type tokenUse struct {
-	mu    sync.Mutex
-	last  map[string]time.Time
-	dirty map[string]struct{}
+	mu        sync.Mutex
+	last      map[string]time.Time
+	dirty     map[string]struct{}
+	lastPrune time.Time // when the last pruning pass finished; zero before the first
 }
 
 // recordTokenUse notes that token r, as just read from the database, was
@@ -346,4 +362,99 @@ func (s *Store) flushTokenUse() error {
 		}
 	}
 	return nil
+}
+
+// pruneTokens deletes the tokens that expired more than TokenExpiredKeep
+// ago, at most once per tokenPruneEvery, in transactions that each read at
+// most tokenPruneChunk records, and drops their in-memory use times. A pass
+// that deletes any records one AuditTokenPrune event with the count. Only
+// writeLoop calls it.
+func (s *Store) pruneTokens() error {
+	u := &s.tokenUse
+	now := s.now().UTC()
+	u.mu.Lock()
+	due := u.lastPrune.IsZero() || now.Sub(u.lastPrune) >= tokenPruneEvery
+	u.mu.Unlock()
+	if !due {
+		return nil
+	}
+	cutoff := now.Add(-TokenExpiredKeep)
+	var from []byte
+	pruned := 0
+	for {
+		next, n, err := s.pruneTokensChunk(cutoff, from)
+		pruned += n
+		if err != nil {
+			s.auditTokenPrune(now, pruned)
+			return fmt.Errorf("prune tokens: %w", err)
+		}
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	s.auditTokenPrune(now, pruned)
+	u.mu.Lock()
+	u.lastPrune = now
+	u.mu.Unlock()
+	return nil
+}
+
+// pruneTokensChunk deletes the tokens that expired before cutoff among up
+// to tokenPruneChunk records from key from (the first key when nil), and
+// forgets their use times. It returns the key to continue at, or nil at
+// the end of the bucket, and how many it deleted. A record that cannot be
+// decoded is passed over: a check of it reports the store fault it is, and
+// deleting it would hide that.
+func (s *Store) pruneTokensChunk(cutoff time.Time, from []byte) (next []byte, pruned int, err error) {
+	var gone []string
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		gone = gone[:0]
+		b := tx.Bucket(bucketTokens)
+		c := b.Cursor()
+		k, v := c.First()
+		if from != nil {
+			k, v = c.Seek(from)
+		}
+		for n := 0; k != nil; k, v = c.Next() {
+			if n == tokenPruneChunk {
+				next = slices.Clone(k)
+				break
+			}
+			n++
+			var r tokenRecord
+			if json.Unmarshal(v, &r) != nil {
+				continue
+			}
+			if !r.Expires.IsZero() && r.Expires.Before(cutoff) {
+				gone = append(gone, string(k)) // the key is what is deleted
+			}
+		}
+		// bbolt forbids changing a bucket while a cursor walks it.
+		for _, id := range gone {
+			if err := b.Delete([]byte(id)); err != nil {
+				return fmt.Errorf("delete token %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	s.forgetTokenUse(gone...)
+	return next, len(gone), nil
+}
+
+// auditTokenPrune records a pruning pass that deleted n tokens; a pass that
+// deleted none is not worth an event an hour.
+func (s *Store) auditTokenPrune(now time.Time, n int) {
+	if n == 0 {
+		return
+	}
+	s.Audit(AuditEvent{
+		Time:   now,
+		Kind:   AuditTokenPrune,
+		OK:     true,
+		Reason: fmt.Sprintf("deleted %s expired more than %d days ago", plural(n, "token"), TokenExpiredKeep/(24*time.Hour)),
+	})
 }

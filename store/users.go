@@ -70,7 +70,7 @@ func (s *Store) AddUser(name, password string, role Role, groups []string) error
 	}
 	// Hash before the write transaction: bbolt has one writer at a time and
 	// argon2id takes tens of milliseconds.
-	hash, err := hashPassword(password)
+	hash, err := s.argon.hashPassword(password)
 	if err != nil {
 		return fmt.Errorf("add user %q: %w", name, err)
 	}
@@ -185,7 +185,7 @@ func (s *Store) SetPassword(name, password string) error {
 	if err := checkPassword(password); err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
 	}
-	hash, err := hashPassword(password)
+	hash, err := s.argon.hashPassword(password)
 	if err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
 	}
@@ -238,7 +238,7 @@ func (s *Store) CheckPassword(name, password string) (User, error) {
 	if !found {
 		hash = dummyPasswordHash
 	}
-	ok, err := verifyPassword(hash, password)
+	ok, err := s.argon.verifyPassword(hash, password)
 	if err != nil {
 		return User{}, fmt.Errorf("check password for %q: %w", name, err)
 	}
