@@ -76,6 +76,9 @@ type Config struct {
 	Store *store.Store
 	// Guard checks passwords and TOTP codes, throttled and audited. Required.
 	Guard *login.Guard
+	// Hub, if set, gives the devices' online status on the start page;
+	// nil shows none.
+	Hub *tunnel.Hub
 	// ClientAddr gives the client's address (clientip.Resolver.Addr); nil
 	// means the socket's.
 	ClientAddr func(*http.Request) netip.Addr

@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 	"github.com/reflector-dev/reflector/login"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/throttle"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 const (
@@ -288,6 +291,35 @@ func TestStartPageListsTheUsersDevicesAndThePAC(t *testing.T) {
 	for _, not := range []string{"other.", "off."} {
 		if strings.Contains(body, not) {
 			t.Errorf("start page links %s, which alice may not use", not)
+		}
+	}
+}
+
+// idleTunnel is a connected device tunnel that opens nothing.
+type idleTunnel struct{ done chan struct{} }
+
+func (t *idleTunnel) Open(context.Context, uint16, string) (net.Conn, error) {
+	return nil, tunnel.ErrRefused
+}
+func (t *idleTunnel) Close() error          { return nil }
+func (t *idleTunnel) Done() <-chan struct{} { return t.done }
+
+// TestStartPageShowsWhichDevicesAreOnline: with the hub, each device line
+// says online (since when, which agent kind) or offline.
+func TestStartPageShowsWhichDevicesAreOnline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	hub := tunnel.NewHub(nil)
+	f.a.cfg.Hub = hub
+	hub.Register("pump-1", &idleTunnel{done: make(chan struct{})}, tunnel.DeviceInfo{Kind: tunnel.WTKind})
+	w := f.serve(withCookie(request("GET", adminHost, "/", nil), SessionCookie, f.login("alice", "alice-pass")))
+	body := w.Body.String()
+	for _, re := range []string{
+		`<span class="dot on" aria-hidden="true"></span><a href="https://pump-1\.[^"]+">pump-1</a> <span class="small">Pump one</span> <span class="small">— online since \d{4}-\d\d-\d\d \d\d:\d\d UTC \(webtunnel\)</span>`,
+		`<span class="dot" aria-hidden="true"></span><a href="https://pump-2\.[^"]+">pump-2</a> <span class="small">— offline</span>`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("start page lacks %s:\n%s", re, body)
 		}
 	}
 }

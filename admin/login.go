@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -66,7 +67,7 @@ func (a *Admin) serveHome(w http.ResponseWriter, r *http.Request) {
 	p := page{Title: "Reflector", User: u.Name, PAC: a.base + "/proxy.pac"}
 	for _, d := range devices {
 		if !d.Disabled && store.CanAccess(u, d) {
-			p.Devices = append(p.Devices, deviceLink{ID: d.ID, Name: d.Name, URL: a.deviceBase(d.ID) + "/"})
+			p.Devices = append(p.Devices, a.deviceLink(d))
 		}
 	}
 	a.render(w, http.StatusOK, "home", p)
@@ -245,4 +246,21 @@ func (a *Admin) crossOrigin(w http.ResponseWriter, r *http.Request) {
 		"client", a.cfg.ClientAddr(r))
 	a.message(w, http.StatusForbidden, "Request refused",
 		"This form was sent from another site. Please use the form on this page.", a.base+"/login", "Sign in")
+}
+
+// deviceLink is a device's line on the start page, with its status when
+// the hub is known.
+func (a *Admin) deviceLink(d store.Device) deviceLink {
+	l := deviceLink{ID: d.ID, Name: d.Name, URL: a.deviceBase(d.ID) + "/"}
+	if a.cfg.Hub == nil {
+		return l
+	}
+	st, ok := a.cfg.Hub.Status(d.ID)
+	if !ok {
+		l.Status = "offline"
+		return l
+	}
+	l.Online = true
+	l.Status = fmt.Sprintf("online since %s (%s)", st.ConnectedSince.UTC().Format("2006-01-02 15:04 UTC"), st.Kind)
+	return l
 }

@@ -60,6 +60,10 @@ type page struct {
 
 type deviceLink struct {
 	ID, Name, URL string
+	// Status is "online since 15:04 (webtunnel)", "offline" or, without
+	// a hub, "".
+	Status string
+	Online bool
 }
 
 // setPageHeaders sets what every reflector page carries: no framing, no

@@ -160,6 +160,7 @@ func New(cfg Config) (s *Server, err error) {
 		Port:       port,
 		Store:      s.store,
 		Guard:      s.guard,
+		Hub:        s.hub,
 		ClientAddr: s.clients.Addr,
 		Logger:     cfg.Logger,
 	})
