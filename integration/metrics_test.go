@@ -1,21 +1,26 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TestMetricsCountBothAgentKinds runs `reflector serve --metrics-listen`
-// with a device on our agent (dev1) and one on the real WebTunnelAgent
-// (wt1), carries bytes to each with CONNECT, and reads the same counters
-// for both kinds from GET /metrics.
-func TestMetricsCountBothAgentKinds(t *testing.T) {
+// TestStatusAndMetricsForBothAgentKinds runs `reflector serve
+// --metrics-listen` with a device on our agent (dev1) and one on the real
+// WebTunnelAgent (wt1): the start page shows both online with their kind,
+// and after bytes carried to each with CONNECT, GET /metrics has the same
+// counters for both kinds.
+func TestStatusAndMetricsForBothAgentKinds(t *testing.T) {
 	metricsPort := freePort(t)
 	s := newMacchinaStackWithWT(t, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort))
 	scrape := func() string {
@@ -39,6 +44,15 @@ func TestMetricsCountBothAgentKinds(t *testing.T) {
 		}
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		return n
+	}
+
+	startPage := signedInStartPage(t, s.port, "alice", alicePass)
+	for device, kind := range map[string]string{"dev1": "reflector.v1", "wt1": "webtunnel"} {
+		re := `<span class="dot on" aria-hidden="true"></span><a href="https://` + device + `\.localhost:\d+/">` +
+			device + `</a>.*— online since [^<]* \(` + regexp.QuoteMeta(kind) + `\)</span>`
+		if !regexp.MustCompile(re).MatchString(startPage) {
+			t.Errorf("start page lacks %s online (%s):\n%s", device, kind, startPage)
+		}
 	}
 
 	const size = 100_000
@@ -103,4 +117,28 @@ func TestMetricsCountBothAgentKinds(t *testing.T) {
 			t.Errorf("GET /admin on the metrics listener: %q", line)
 		}
 	}
+}
+
+// signedInStartPage signs user in on the admin host (https://localhost:port)
+// as a browser does and returns the start page.
+func signedInStartPage(t *testing.T, port int, user, password string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	base := fmt.Sprintf("https://localhost:%d", port)
+	req, _ := http.NewRequest(http.MethodPost, base+"/login",
+		strings.NewReader(url.Values{"username": {user}, "password": {password}, "next": {"/"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
+		t.Fatalf("sign in: %d at %s:\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	return string(body)
 }
