@@ -20,7 +20,7 @@ const defaultAuditLimit = 1000
 // ("device."). Keep in step with the constants in store/audit.go.
 var auditKinds = []string{
 	store.AuditLogin, store.AuditLockout, store.AuditAgent, store.AuditStream, store.AuditRequest,
-	store.AuditTokenCreate, store.AuditTokenRevoke,
+	store.AuditTokenCreate, store.AuditTokenRevoke, store.AuditTokenPrune,
 	store.AuditDeviceAdd, store.AuditDeviceRm, store.AuditDeviceSet, store.AuditRotate,
 	store.AuditEnable, store.AuditDisable, store.AuditEnroll,
 	store.AuditEnrollKey, store.AuditEnrollRm,

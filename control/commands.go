@@ -48,6 +48,17 @@ type command struct {
 	// and one answer, with stdin sent up front). Run still runs the whole
 	// command in one call when given it directly.
 	dialogue func(s *session, cmd *command, args []string, stdin io.Reader) int
+	// timeout is how long the command may run on the server; zero means
+	// connTimeout. Both ends of the control socket take it from here.
+	timeout time.Duration
+}
+
+// runTimeout is how long the command args names may run on the server.
+func runTimeout(args []string) time.Duration {
+	if cmd, _, ok := lookup(args); ok && cmd.timeout > 0 {
+		return cmd.timeout
+	}
+	return connTimeout
 }
 
 // commands is the table Run dispatches on, in the order usage lists them.
@@ -87,7 +98,10 @@ func init() {
 			run:     deviceAdd, stdin: wantsSecretStdin},
 		{words: "device import", args: "FILE.csv|- [--dry-run]",
 			summary: "add devices with their own secrets from lines id,password,group[,name]; all or none, bad lines reported",
-			run:     deviceImport, dialogue: deviceImportDialogue},
+			run:     deviceImport, dialogue: deviceImportDialogue,
+			// Each adopted password is hashed with argon2id (7.5 ms of a
+			// core): 50,000 devices take minutes.
+			timeout: 15 * time.Minute},
 		{words: "device list", summary: "list devices and their status", run: deviceList},
 		{words: "device show", args: "ID [--json]",
 			summary: "a device's record and, while it is connected, its agent kind, properties, streams and traffic", run: deviceShow},

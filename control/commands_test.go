@@ -542,3 +542,16 @@ func TestByteCount(t *testing.T) {
 		}
 	}
 }
+
+// TestImportMayRunLongerOnTheServer: an import hashes every password with
+// argon2id, so it gets more than the control socket's usual 30 s.
+func TestImportMayRunLongerOnTheServer(t *testing.T) {
+	if got := runTimeout([]string{"device", "import", "fleet.csv"}); got != 15*time.Minute {
+		t.Errorf("device import: %v", got)
+	}
+	for _, args := range [][]string{{"device", "list"}, {"nonsense"}, nil} {
+		if got := runTimeout(args); got != connTimeout {
+			t.Errorf("%q: %v", args, got)
+		}
+	}
+}

@@ -42,11 +42,13 @@ const (
 	maxResponse = 64 << 20
 
 	// connTimeout bounds one connection on the server: reading the request,
-	// running the command and writing the answer.
+	// running the command and writing the answer. A command may ask for
+	// longer (command.timeout).
 	connTimeout = 30 * time.Second
-	// clientTimeout is the client's bound, a little longer so that the
-	// server's own limit is what a slow command runs into.
-	clientTimeout = connTimeout + 5*time.Second
+	// clientMargin is how much longer the client waits than the server
+	// lets the command run, so that the server's own limit is what a slow
+	// command runs into.
+	clientMargin = 5 * time.Second
 	// dialTimeout bounds connecting to the socket, which on a live server
 	// succeeds at once.
 	dialTimeout = 2 * time.Second
@@ -199,7 +201,9 @@ func serveConn(ctx context.Context, conn net.Conn, env Env, logger *slog.Logger)
 		resp = response{Stderr: fmt.Sprintf("reflector: bad control request: %v\n", err), Code: exitFailure}
 	default:
 		var stdout, stderr bytes.Buffer
-		cctx, cancel := context.WithTimeout(ctx, connTimeout)
+		run := runTimeout(req.Args)
+		conn.SetDeadline(time.Now().Add(run))
+		cctx, cancel := context.WithTimeout(ctx, run)
 		resp.Code = Run(cctx, env, req.Args, bytes.NewReader(req.Stdin), &stdout, &stderr)
 		cancel()
 		resp.Stdout, resp.Stderr = stdout.String(), stderr.String()
@@ -369,7 +373,7 @@ func (s *session) close(code int) int {
 // back to the store on failure: the server may have made the change already.
 func remote(ctx context.Context, conn net.Conn, req request, stdout, stderr io.Writer) int {
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(clientTimeout))
+	conn.SetDeadline(time.Now().Add(runTimeout(req.Args) + clientMargin))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 

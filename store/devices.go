@@ -128,10 +128,11 @@ func (s *Store) validDeviceRecord(d Device) (deviceRecord, error) {
 }
 
 // hashAdoptedSecret returns the stored form of an adopted device secret,
-// which the caller has checked with checkDeviceSecret: argon2id, as for a
-// user password, since a password chosen by a person may be guessable.
+// which the caller has checked with checkDeviceSecret: argon2id with the
+// device parameters (password.go), since a password chosen by a person may
+// be guessable.
 func (s *Store) hashAdoptedSecret(secret string) (string, error) {
-	hash, err := s.argon.hashPassword(secret)
+	hash, err := s.argon.hashDeviceSecret(secret)
 	if err != nil {
 		return "", fmt.Errorf("hash device secret: %w", err)
 	}
