@@ -271,6 +271,12 @@ func TestWebTunnelAgentBackAfterReflectorRestart(t *testing.T) {
 	echo := echoServer(t)
 	agentOut := wtAgentTB(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", port), "wt-restart", "s3cret", echo))
 	srv.waitOutput(`device connected`)
+	// WebTunnelAgent 2.5.0 subscribes to its forwarder's "closed" event
+	// only after the forwarder is already reading the socket: a tunnel
+	// closed within that window is never noticed and the agent stays
+	// offline for good (seen once under -race in CI, the stop 0 ms after
+	// the connect). Give it a second to settle, as a real restart would.
+	time.Sleep(time.Second)
 
 	stoppedAt := len(agentOut())
 	srv.stop()
