@@ -142,20 +142,46 @@ func readChunk(c net.Conn, buf []byte) error {
 	return nil
 }
 
+// benchDownload reads b.N chunks from c, a connection to the source port,
+// and closes it.
+func benchDownload(b *testing.B, c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	b.SetBytes(chunk)
+	b.ResetTimer()
+	for range b.N {
+		if err := readChunk(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchUpload writes b.N chunks to c, a connection to the sink port, waits
+// for the sink's acknowledgement that all of it arrived, and closes c.
+func benchUpload(b *testing.B, c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	b.SetBytes(chunk)
+	b.ResetTimer()
+	for range b.N {
+		for n := 0; n < chunk; n += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// Everything sent has arrived only when the sink acknowledges.
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func BenchmarkDownload(b *testing.B) {
 	paths, dev := benchPaths(b)
 	for _, p := range paths {
 		b.Run(p.name, func(b *testing.B) {
-			c := p.dial(b, dev.source)
-			defer c.Close()
-			buf := make([]byte, 64<<10)
-			b.SetBytes(chunk)
-			b.ResetTimer()
-			for range b.N {
-				if err := readChunk(c, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchDownload(b, p.dial(b, dev.source))
 		})
 	}
 }
@@ -164,23 +190,7 @@ func BenchmarkUpload(b *testing.B) {
 	paths, dev := benchPaths(b)
 	for _, p := range paths {
 		b.Run(p.name, func(b *testing.B) {
-			c := p.dial(b, dev.sink)
-			defer c.Close()
-			buf := make([]byte, 64<<10)
-			b.SetBytes(chunk)
-			b.ResetTimer()
-			for range b.N {
-				for n := 0; n < chunk; n += len(buf) {
-					if _, err := c.Write(buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			// Everything sent has arrived only when the sink acknowledges.
-			c.(interface{ CloseWrite() error }).CloseWrite()
-			if _, err := io.ReadFull(c, buf[:1]); err != nil {
-				b.Fatal(err)
-			}
+			benchUpload(b, p.dial(b, dev.sink))
 		})
 	}
 }

@@ -125,39 +125,14 @@ func BenchmarkWebTunnel(b *testing.B) {
 	b.Run("download", func(b *testing.B) {
 		for _, p := range paths {
 			b.Run(p.name, func(b *testing.B) {
-				c := p.dial(b, dev.source)
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				b.SetBytes(chunk)
-				b.ResetTimer()
-				for range b.N {
-					if err := readChunk(c, buf); err != nil {
-						b.Fatal(err)
-					}
-				}
+				benchDownload(b, p.dial(b, dev.source))
 			})
 		}
 	})
 	b.Run("upload", func(b *testing.B) {
 		for _, p := range paths {
 			b.Run(p.name, func(b *testing.B) {
-				c := p.dial(b, dev.sink)
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				b.SetBytes(chunk)
-				b.ResetTimer()
-				for range b.N {
-					for n := 0; n < chunk; n += len(buf) {
-						if _, err := c.Write(buf); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				// Everything sent has arrived only when the sink acknowledges.
-				c.(interface{ CloseWrite() error }).CloseWrite()
-				if _, err := io.ReadFull(c, buf[:1]); err != nil {
-					b.Fatal(err)
-				}
+				benchUpload(b, p.dial(b, dev.sink))
 			})
 		}
 	})

@@ -266,49 +266,40 @@ func inFlightHook(peak *atomic.Int32) func() {
 	}
 }
 
-func TestArgonGateBoundsConcurrentDeviceChecks(t *testing.T) {
-	s := newTestStore(t)
-	if err := s.AddDeviceWithSecret(Device{ID: "pump-1"}, "weak"); err != nil {
-		t.Fatal(err)
-	}
-	var peak atomic.Int32
-	s.argon.hook = inFlightHook(&peak)
-	const checks = 20
-	before := argonRuns(s)
-	var wg sync.WaitGroup
-	for range checks {
-		// Wrong secrets are never cached, so each check hashes.
-		wg.Go(func() { _, _ = s.CheckDeviceSecret("pump-1", "wrong") })
-	}
-	wg.Wait()
-	if n := argonRuns(s) - before; n != checks {
-		t.Errorf("%d checks ran argon2id %d times", checks, n)
-	}
-	if p, limit := peak.Load(), int32(runtime.GOMAXPROCS(0)); p > limit || p < 1 {
-		t.Errorf("%d argon2id computations at once, want 1 to GOMAXPROCS=%d", p, limit)
-	}
-}
-
-func TestArgonGateBoundsConcurrentPasswordChecks(t *testing.T) {
-	s := newTestStore(t)
-	if err := s.AddUser("alice", "alice-pw", RoleUser, nil); err != nil {
-		t.Fatal(err)
-	}
-	var peak atomic.Int32
-	s.argon.hook = inFlightHook(&peak)
-	const checks = 20
-	before := argonRuns(s)
-	var wg sync.WaitGroup
-	for range checks {
-		// Failures are never cached.
-		wg.Go(func() { _, _ = s.CheckPassword("alice", "wrong") })
-	}
-	wg.Wait()
-	if n := argonRuns(s) - before; n != checks {
-		t.Errorf("%d checks ran argon2id %d times", checks, n)
-	}
-	if p, limit := peak.Load(), int32(runtime.GOMAXPROCS(0)); p > limit || p < 1 {
-		t.Errorf("%d argon2id computations at once, want 1 to GOMAXPROCS=%d", p, limit)
+func TestArgonGateBoundsConcurrentChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		add   func(*Store) error
+		check func(*Store) // a failing check: failures are never cached, so each one hashes
+	}{
+		{"adopted device secret",
+			func(s *Store) error { return s.AddDeviceWithSecret(Device{ID: "pump-1"}, "weak") },
+			func(s *Store) { _, _ = s.CheckDeviceSecret("pump-1", "wrong") }},
+		{"user password",
+			func(s *Store) error { return s.AddUser("alice", "alice-pw", RoleUser, nil) },
+			func(s *Store) { _, _ = s.CheckPassword("alice", "wrong") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestStore(t)
+			if err := tc.add(s); err != nil {
+				t.Fatal(err)
+			}
+			var peak atomic.Int32
+			s.argon.hook = inFlightHook(&peak)
+			const checks = 20
+			before := argonRuns(s)
+			var wg sync.WaitGroup
+			for range checks {
+				wg.Go(func() { tc.check(s) })
+			}
+			wg.Wait()
+			if n := argonRuns(s) - before; n != checks {
+				t.Errorf("%d checks ran argon2id %d times", checks, n)
+			}
+			if p, limit := peak.Load(), int32(runtime.GOMAXPROCS(0)); p > limit || p < 1 {
+				t.Errorf("%d argon2id computations at once, want 1 to GOMAXPROCS=%d", p, limit)
+			}
+		})
 	}
 }
 

@@ -462,16 +462,7 @@ func addDevice(s *Store, d Device) error {
 // rawLastSeen reads the stored last-seen time, bypassing the in-memory one.
 func rawLastSeen(t *testing.T, s *Store, id string) time.Time {
 	t.Helper()
-	var rec deviceRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getDevice(tx, id)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("raw device %q: %v", id, err)
-	}
-	return rec.LastSeen
+	return rawDevice(t, s, id).LastSeen
 }
 
 func TestAddDeviceEnforcesGroupQuota(t *testing.T) {
