@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/reflector-dev/reflector/enroll"
+	"github.com/reflector-dev/reflector/tlsbatch"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -114,7 +115,17 @@ func newDialer(cfg Config) (*websocket.Dialer, error) {
 		return nil, err
 	}
 	return &websocket.Dialer{
-		Proxy:             proxyFunc(cfg),
+		Proxy: proxyFunc(cfg),
+		// TLS runs over a tlsbatch.Conn, so each tunnel message (one smux
+		// frame, up to five TLS records) goes out in one socket write.
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return tlsbatch.New(c), nil
+		},
 		TLSClientConfig:   tlsConf,
 		HandshakeTimeout:  cfg.ConnectTimeout,
 		ReadBufferSize:    wsReadBuffer,

@@ -26,6 +26,7 @@ import (
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/throttle"
+	"github.com/reflector-dev/reflector/tlsbatch"
 	"github.com/reflector-dev/reflector/tlscert"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -170,7 +171,7 @@ func New(cfg Config) (s *Server, err error) {
 	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
 		return nil, err
 	}
-	s.listeners[0] = tls.NewListener(ln, tlscert.ServerConfig(s.cert))
+	s.listeners[0] = tlsbatch.Listener{Listener: ln, Config: tlscert.ServerConfig(s.cert)}
 	s.servers = append(s.servers, newHTTPServer(s.proxy, cfg.Logger))
 	if cfg.ProxyListen != "" {
 		pln, err := net.Listen("tcp", cfg.ProxyListen)

@@ -6,11 +6,15 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/reflector-dev/reflector/tlsbatch"
 )
 
 // CopyBufferSize is the size of the pooled buffers Join copies through: one
 // smux frame, so a full buffer becomes one frame and one WebSocket message.
-const CopyBufferSize = 64 << 10
+// (A 64 KiB buffer would be a full frame and a 1-byte one: smux frames hold
+// at most 65,535 bytes.)
+const CopyBufferSize = MaxFrameSize
 
 var copyPool = sync.Pool{New: func() any {
 	b := make([]byte, CopyBufferSize)
@@ -62,11 +66,12 @@ func pipe(dst, src net.Conn) (int64, error) {
 	bp := copyPool.Get().(*[]byte)
 	defer copyPool.Put(bp)
 	buf := *bp
+	out := tlsbatch.Writer(dst) // a TLS dst gets each chunk in one socket write
 	var total int64
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+			w, werr := out.Write(buf[:n])
 			total += int64(w)
 			if werr != nil {
 				dst.Close()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/reflector-dev/reflector/tlsbatch"
 )
 
 // wsConn adapts a *websocket.Conn to net.Conn: each Write is one binary
@@ -18,6 +19,9 @@ import (
 // for any other caller too, at no cost when uncontended.
 type wsConn struct {
 	ws *websocket.Conn
+	// batch, when ws runs over TLS on a tlsbatch.Conn, sends each message
+	// (one smux frame, up to five TLS records) in one socket write.
+	batch *tlsbatch.Conn
 
 	// Owned by the reader.
 	readMu sync.Mutex
@@ -31,7 +35,7 @@ type wsConn struct {
 // NextReader, so no message is ever copied whole; an expired deadline breaks
 // the connection for good, as gorilla does.
 func NewWSConn(ws *websocket.Conn) net.Conn {
-	return &wsConn{ws: ws}
+	return &wsConn{ws: ws, batch: tlsbatch.Of(ws.NetConn())}
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -63,7 +67,18 @@ func (c *wsConn) Read(p []byte) (int, error) {
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+	if c.batch == nil {
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	c.batch.Hold()
+	err := c.ws.WriteMessage(websocket.BinaryMessage, p)
+	if serr := c.batch.Send(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -1,0 +1,158 @@
+// Package tlsbatch sends the TLS records of one write in one socket write.
+//
+// crypto/tls writes each record (at most 16 KiB of data) to the connection
+// under it as soon as it is sealed, so a 64 KiB write costs four system
+// calls and four TCP sends. A Conn sits under the *tls.Conn instead of the
+// socket; inside Batch, the records are gathered in a pooled buffer and sent
+// with one write when the batch ends. Outside Batch it writes through, so
+// handshakes, alerts and any caller that does not batch behave as before.
+package tlsbatch
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+)
+
+// maxBatch is the most a batch holds before it is sent early: one 64 KiB
+// payload with the headers and tags of its records, also while crypto/tls
+// still sends the small records it starts a connection with (about 1 KiB
+// each, for the first 128 KiB).
+const maxBatch = 68 << 10
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxBatch)
+	return &b
+}}
+
+// Conn is the socket under a *tls.Conn.
+type Conn struct {
+	net.Conn
+
+	mu    sync.Mutex // orders writes to the socket
+	depth int        // open batches
+	buf   *[]byte    // records held by the open batches; nil when none
+	err   error      // the first failed socket write of a batch
+}
+
+// New returns c ready to go under tls.Server or tls.Client.
+func New(c net.Conn) *Conn { return &Conn{Conn: c} }
+
+// Write sends p, or holds it while a batch is open. A held write reports
+// success; if sending it fails later, the batch reports the error, and so
+// does every later Write.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.depth == 0 {
+		return c.Conn.Write(p)
+	}
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+	}
+	if len(*c.buf)+len(p) > maxBatch {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxBatch {
+			return c.Conn.Write(p)
+		}
+	}
+	*c.buf = append(*c.buf, p...)
+	return len(p), nil
+}
+
+// Hold starts a batch: the socket writes that follow are held until the
+// matching Send. Batches may overlap (several writers on one connection):
+// what they hold is sent when the last one ends, in the order it was
+// written.
+func (c *Conn) Hold() {
+	c.mu.Lock()
+	c.depth++
+	c.mu.Unlock()
+}
+
+// Send ends a batch begun by Hold and, if it was the last one open, sends
+// what is held in one socket write. It returns the socket's error.
+func (c *Conn) Send() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.depth--
+	if c.depth > 0 || c.buf == nil {
+		return c.err
+	}
+	err := c.flushLocked()
+	bufPool.Put(c.buf)
+	c.buf = nil
+	return err
+}
+
+// flushLocked sends what is held; the caller holds mu.
+func (c *Conn) flushLocked() error {
+	if len(*c.buf) == 0 {
+		return c.err
+	}
+	_, err := c.Conn.Write(*c.buf)
+	*c.buf = (*c.buf)[:0]
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return c.err
+}
+
+// Of returns the Conn under c when c is a *tls.Conn over one, else nil.
+func Of(c net.Conn) *Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	b, _ := tc.NetConn().(*Conn)
+	return b
+}
+
+// Listener wraps a listener's connections in New, then in tls.Server.
+type Listener struct {
+	net.Listener
+	Config *tls.Config
+}
+
+// Accept returns the next connection as a *tls.Conn over a Conn.
+func (l Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(New(c), l.Config), nil
+}
+
+// Writer returns c with every Write sent as one batch when c is a *tls.Conn
+// over a Conn, else c itself.
+func Writer(c net.Conn) net.Conn {
+	b := Of(c)
+	if b == nil {
+		return c
+	}
+	return batchWriter{c, b}
+}
+
+type batchWriter struct {
+	net.Conn // the *tls.Conn
+	b        *Conn
+}
+
+func (w batchWriter) Write(p []byte) (int, error) {
+	w.b.Hold()
+	n, err := w.Conn.Write(p)
+	if serr := w.b.Send(); err == nil {
+		err = serr
+	}
+	return n, err
+}
+
+// CloseWrite half-closes the *tls.Conn.
+func (w batchWriter) CloseWrite() error {
+	return w.Conn.(*tls.Conn).CloseWrite()
+}
