@@ -1,17 +1,25 @@
-// Package tlsbatch sends the TLS records of one write in one socket write.
+// Package tlsbatch cuts the system calls of bulk data over crypto/tls.
 //
 // crypto/tls writes each record (at most 16 KiB of data) to the connection
 // under it as soon as it is sealed, so a 64 KiB write costs four system
 // calls and four TCP sends. A Conn sits under the *tls.Conn instead of the
-// socket; inside Batch, the records are gathered in a pooled buffer and sent
-// with one write when the batch ends. Outside Batch it writes through, so
-// handshakes, alerts and any caller that does not batch behave as before.
+// socket; between Hold and Send (or through Writer) the records are gathered
+// in a pooled buffer and sent with one write. Outside a batch it writes
+// through, so handshakes, alerts and callers that do not batch behave as
+// before.
+//
+// Reading, crypto/tls returns one record a Read; Reader fills the caller's
+// buffer with the further records the *tls.Conn already holds, without
+// waiting for the network.
 package tlsbatch
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"time"
 )
 
 // maxBatch is the most a batch holds before it is sent early: one 64 KiB
@@ -155,4 +163,43 @@ func (w batchWriter) Write(p []byte) (int, error) {
 // CloseWrite half-closes the *tls.Conn.
 func (w batchWriter) CloseWrite() error {
 	return w.Conn.(*tls.Conn).CloseWrite()
+}
+
+// Reader returns c with each Read filled, after its first record, with the
+// records c already holds, without waiting for more, when c is a *tls.Conn:
+// crypto/tls returns one record (at most 16 KiB) a Read. Other connections
+// are returned as they are. The reader owns c's read deadline.
+func Reader(c net.Conn) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c
+	}
+	return &gatherReader{tc}
+}
+
+type gatherReader struct{ *tls.Conn }
+
+// expired is a read deadline in the past: a Read with it returns what the
+// connection holds, or a timeout at once.
+var expired = time.Unix(1, 0)
+
+func (r *gatherReader) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if err != nil || n == len(p) {
+		return n, err
+	}
+	r.Conn.SetReadDeadline(expired)
+	for n < len(p) {
+		var m int
+		m, err = r.Conn.Read(p[n:])
+		n += m
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			break
+		}
+	}
+	r.Conn.SetReadDeadline(time.Time{})
+	return n, err
 }

@@ -76,7 +76,7 @@ func pair(t *testing.T) (client *tls.Conn, counter *countingConn, server net.Con
 		t.Fatal(err)
 	}
 	counter = &countingConn{Conn: raw}
-	client = tls.Client(New(counter), &tls.Config{ServerName: "tlsbatch.test", InsecureSkipVerify: true})
+	client = tls.Client(New(counter), &tls.Config{ServerName: "tlsbatch.test", InsecureSkipVerify: true, DynamicRecordSizingDisabled: true})
 	t.Cleanup(func() { client.Close() })
 	if err := client.Handshake(); err != nil {
 		t.Fatal(err)
@@ -221,5 +221,70 @@ func TestWriterLeavesOtherConnectionsAlone(t *testing.T) {
 	}
 	if Of(a) != nil {
 		t.Error("Of found a Conn under a pipe")
+	}
+}
+
+func TestReaderGathersHeldRecords(t *testing.T) {
+	client, _, server := pair(t)
+	data := make([]byte, 64<<10) // four full records, sent in one socket write
+	rand.Read(data)
+	if _, err := Writer(client).Write(data); err != nil {
+		t.Fatal(err)
+	}
+	r := Reader(server)
+	buf := make([]byte, 128<<10)
+	got, reads := 0, 0
+	for got < len(data) {
+		n, err := r.Read(buf[got:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+		reads++
+	}
+	if reads >= 4 {
+		t.Errorf("four records sent at once took %d reads, want fewer than one a record", reads)
+	}
+	if !bytes.Equal(buf[:got], data) {
+		t.Error("read other bytes than were written")
+	}
+}
+
+func TestReaderDoesNotWaitForMore(t *testing.T) {
+	client, _, server := pair(t)
+	r := Reader(server)
+	buf := make([]byte, 64<<10)
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+
+	// The deadline it used is gone: the next Read waits for data.
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		client.Write([]byte("world"))
+		client.CloseWrite()
+	}()
+	n, err = r.Read(buf)
+	if (err != nil && err != io.EOF) || string(buf[:n]) != "world" {
+		t.Fatalf("second Read = %q, %v", buf[:n], err)
+	}
+	// The close arrives with the data (n, io.EOF) or on its own.
+	if err == nil {
+		if n, err = r.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("Read after CloseWrite = %d, %v; want 0, EOF", n, err)
+		}
+	}
+}
+
+func TestReaderLeavesOtherConnectionsAlone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if Reader(a) != a {
+		t.Error("Reader wrapped a connection that is not TLS")
 	}
 }

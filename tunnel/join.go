@@ -67,9 +67,10 @@ func pipe(dst, src net.Conn) (int64, error) {
 	defer copyPool.Put(bp)
 	buf := *bp
 	out := tlsbatch.Writer(dst) // a TLS dst gets each chunk in one socket write
+	in := tlsbatch.Reader(src)  // a TLS src fills the buffer with what it holds
 	var total int64
 	for {
-		n, rerr := src.Read(buf)
+		n, rerr := in.Read(buf)
 		if n > 0 {
 			w, werr := out.Write(buf[:n])
 			total += int64(w)
