@@ -121,6 +121,19 @@ func Of(c net.Conn) *Conn {
 	return b
 }
 
+// Close closes c without waiting. A *tls.Conn over a Conn loses its socket
+// first: otherwise its close alert would queue behind a batch that a peer
+// who stopped reading holds up, for as long as the 5 s crypto/tls allows it.
+// (crypto/tls itself skips the alert when a Write is in flight; a batch being
+// sent is such a write.) Use it to tear a connection down, not to end it
+// cleanly.
+func Close(c net.Conn) error {
+	if b := Of(c); b != nil {
+		b.Conn.Close()
+	}
+	return c.Close()
+}
+
 // Listener wraps a listener's connections in New, then in tls.Server.
 type Listener struct {
 	net.Listener

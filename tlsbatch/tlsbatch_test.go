@@ -288,3 +288,32 @@ func TestReaderLeavesOtherConnectionsAlone(t *testing.T) {
 		t.Error("Reader wrapped a connection that is not TLS")
 	}
 }
+
+func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
+	client, _, _ := pair(t) // the server never reads
+	written := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := Writer(client).Write(chunk); err != nil {
+				written <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the socket buffers fill; a batch is stuck
+
+	start := time.Now()
+	Close(client)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	select {
+	case err := <-written:
+		if err == nil {
+			t.Error("the stuck Write reported no error")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the stuck Write did not end after Close")
+	}
+}

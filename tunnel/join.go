@@ -35,8 +35,8 @@ type closeWriter interface {
 // was not a clean end.
 func Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 	stop := context.AfterFunc(ctx, func() {
-		a.Close()
-		b.Close()
+		tlsbatch.Close(a)
+		tlsbatch.Close(b)
 	})
 	defer stop()
 
@@ -75,24 +75,24 @@ func pipe(dst, src net.Conn) (int64, error) {
 			w, werr := out.Write(buf[:n])
 			total += int64(w)
 			if werr != nil {
-				dst.Close()
-				src.Close()
+				tlsbatch.Close(dst)
+				tlsbatch.Close(src)
 				return total, werr
 			}
 		}
 		if rerr == io.EOF {
 			if cw, ok := dst.(closeWriter); ok {
 				if err := cw.CloseWrite(); err != nil {
-					dst.Close()
+					tlsbatch.Close(dst)
 				}
 			} else {
-				dst.Close()
+				tlsbatch.Close(dst)
 			}
 			return total, nil
 		}
 		if rerr != nil {
-			dst.Close()
-			src.Close()
+			tlsbatch.Close(dst)
+			tlsbatch.Close(src)
 			if isClosed(rerr) {
 				return total, nil // the other direction closed us; its error counts
 			}
