@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/reflector-dev/reflector/admin"
@@ -40,10 +41,15 @@ type Config struct {
 	// authentication: a loopback or private address.
 	MetricsListen string
 	Domain        string // default "localhost"
-	DataDir       string // default "./reflector-data"
-	TLSCert       string // PEM files; both empty: self-signed, kept in DataDir
-	TLSKey        string
-	Logger        *slog.Logger // nil discards
+	// PublicPort is the port users, browsers and agents reach the TLS
+	// listener at, when a port mapping or load balancer in front changes
+	// it (443 outside, 8443 here): it goes into redirects, the PAC file and
+	// printed agent and proxy lines. Default: the listener's own.
+	PublicPort string
+	DataDir    string // default "./reflector-data"
+	TLSCert    string // PEM files; both empty: self-signed, kept in DataDir
+	TLSKey     string
+	Logger     *slog.Logger // nil discards
 
 	// TrustedProxies are the CIDRs of reverse proxies whose
 	// X-Forwarded-For names the client (--trusted-proxy); others are
@@ -74,6 +80,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./reflector-data"
+	}
+	if c.PublicPort != "" {
+		if n, err := strconv.ParseUint(c.PublicPort, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("public port %q is not a port number", c.PublicPort)
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS certificate and key go together")
@@ -156,6 +167,9 @@ func New(cfg Config) (s *Server, err error) {
 	}
 	s.listeners = append(s.listeners, ln) // wrapped in TLS below; closed by close either way
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if cfg.PublicPort != "" {
+		port = cfg.PublicPort
+	}
 	s.admin, err = admin.New(admin.Config{
 		Domain:     cfg.Domain,
 		Port:       port,
@@ -191,7 +205,10 @@ func New(cfg Config) (s *Server, err error) {
 		s.servers = append(s.servers, newHTTPServer(metrics.Handler(s.hub), cfg.Logger))
 		s.metricsLn = mln
 	}
-	s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	s.url = "https://" + cfg.Domain
+	if port != "443" {
+		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	}
 	if s.control, err = control.Listen(cfg.DataDir); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.ProxyListen, "proxy-listen", "", "optional plain-HTTP listener for the proxy alone, e.g. 127.0.0.1:8080")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "optional plain-HTTP listener for Prometheus GET /metrics, unauthenticated: use a loopback or private address, e.g. 127.0.0.1:9464")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "domain devices live under: device pump-17 is pump-17.<domain>")
+	fs.StringVar(&cfg.PublicPort, "public-port", "", "port users and agents reach --listen at, when a port mapping in front changes it (e.g. 443); default: the listener's")
 	fs.StringVar(&cfg.DataDir, "data", defaultData, "data directory: database, control socket, self-signed certificate")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); default: a self-signed one kept in --data")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key file (PEM), with --tls-cert")
