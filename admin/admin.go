@@ -37,6 +37,10 @@ import (
 const (
 	SessionCookie = "__Host-reflector_session" // admin-host session
 	DeviceCookie  = "__Host-reflector_device"  // one device subdomain's session
+	// StateCookie binds a hand-off to the browser that asked for it: set on
+	// the device subdomain before it sends the browser to the admin host,
+	// checked by the callback (as OAuth's state).
+	StateCookie = "__Host-reflector_handoff"
 	// AuthHeader carries "Bearer <API token>" on device-subdomain requests
 	// from programs.
 	AuthHeader = "X-Reflector-Authorization"
@@ -103,6 +107,7 @@ type Admin struct {
 // handoff is what a hand-off code stands for.
 type handoff struct {
 	user, device string
+	state        string // the StateCookie of the browser that asked
 }
 
 // pendingLogin is a login waiting for its TOTP code.

@@ -129,7 +129,7 @@ func (f *fixture) login(user, password string) string {
 // returns the callback URL it redirects to.
 func (f *fixture) handoff(session, device, next string) *url.URL {
 	f.t.Helper()
-	r := request("GET", adminHost, "/auth/handoff?device="+device+"&next="+url.QueryEscape(next), nil)
+	r := request("GET", adminHost, "/auth/handoff?device="+device+"&state="+testState+"&next="+url.QueryEscape(next), nil)
 	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: session})
 	w := f.serve(r)
 	if w.Code != http.StatusSeeOther {
@@ -142,12 +142,21 @@ func (f *fixture) handoff(session, device, next string) *url.URL {
 	return u
 }
 
+// testState is the hand-off state of the tests' browser.
+const testState = "dGVzdC1zdGF0ZS0xMjM0NQ"
+
+// callback is a request for a hand-off's callback URL on host, from the
+// browser whose state is testState.
+func callback(host string, cb *url.URL) *http.Request {
+	return withCookie(request("GET", host, cb.RequestURI(), nil), StateCookie, testState)
+}
+
 // deviceSession runs a whole hand-off to device and returns the device
 // session's token.
 func (f *fixture) deviceSession(device string) string {
 	f.t.Helper()
 	cb := f.handoff(f.login("alice", "alice-pass"), device, "/")
-	w, _, ok := f.device(request("GET", cb.Host, cb.RequestURI(), nil), device)
+	w, _, ok := f.device(callback(cb.Host, cb), device)
 	if ok || w.Code != http.StatusSeeOther {
 		f.t.Fatalf("callback: status %d", w.Code)
 	}

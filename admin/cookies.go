@@ -1,8 +1,12 @@
 package admin
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // maxSessionCookies bounds how many cookies of one of our names a request
@@ -92,6 +96,47 @@ func containsName(names []string, k string) bool {
 func setCookie(w http.ResponseWriter, name, token string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: token, Path: "/", HttpOnly: true, Secure: true,
 		SameSite: http.SameSiteLaxMode})
+}
+
+// stateTTL is how long a browser keeps its hand-off state: a login with
+// TOTP fits, a forgotten tab does not.
+const stateTTL = 10 * time.Minute
+
+// handoffState returns the browser's hand-off state on a device subdomain,
+// setting a new one if it has none: several tabs share one, so a second
+// hand-off does not spoil the first. It is not cleared after use: codes are
+// single-use, and the state only says which browser may redeem one.
+func handoffState(w http.ResponseWriter, r *http.Request) string {
+	for _, v := range cookieValues(r.Header, StateCookie) {
+		if validState(v) {
+			return v
+		}
+	}
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24)
+	state := base64.RawURLEncoding.EncodeToString(b[:])
+	http.SetCookie(w, &http.Cookie{Name: StateCookie, Value: state, Path: "/", MaxAge: int(stateTTL / time.Second),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode})
+	return state
+}
+
+// validState reports whether s has the shape handoffState gives.
+func validState(s string) bool {
+	if len(s) != 22 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil
+}
+
+// hasState reports whether r carries the hand-off state want.
+func hasState(r *http.Request, want string) bool {
+	for _, v := range cookieValues(r.Header, StateCookie) {
+		if subtle.ConstantTimeCompare([]byte(v), []byte(want)) == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // clearCookie tells the browser to forget one of our cookies.

@@ -18,7 +18,11 @@ import (
 // allowed on the device, sends it back to the device's
 // /.reflector/callback with a one-time code (60 s, bound to user and
 // device); the callback turns the code into a session valid on that device
-// alone, in a cookie of that host alone.
+// alone, in a cookie of that host alone. The code is also bound to the
+// browser: the device subdomain gives it a random state (StateCookie)
+// before sending it off, the hand-off carries the state into the code, and
+// the callback wants the same state back, so a code cannot be redeemed in
+// a browser its maker sent it to.
 
 // maxBearer bounds the X-Reflector-Authorization value.
 const maxBearer = 1024
@@ -56,8 +60,15 @@ func (a *Admin) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		a.message(w, http.StatusForbidden, "No access", "Device "+d.ID+" is not shared with you.", "/", "Your devices")
 		return
 	}
+	state := q.Get("state")
+	if !validState(state) {
+		// Not started on the device subdomain (an old link, a bookmark):
+		// start there, where the browser gets its state.
+		redirect(w, a.deviceBase(d.ID)+pathOrRoot(q.Get("next")))
+		return
+	}
 	now := a.now()
-	code := a.handoffs.issue(handoff{user: u.Name, device: d.ID}, now, now.Add(a.handoffTTL))
+	code := a.handoffs.issue(handoff{user: u.Name, device: d.ID, state: state}, now, now.Add(a.handoffTTL))
 	redirect(w, a.deviceBase(d.ID)+callbackPath+"?code="+code+"&next="+url.QueryEscape(pathOrRoot(q.Get("next"))))
 }
 
@@ -87,7 +98,7 @@ func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string
 		// Whichever authenticated the request, neither the header nor
 		// our cookies go on to the device.
 		r.Header.Del(AuthHeader)
-		stripCookies(r.Header, DeviceCookie, SessionCookie)
+		stripCookies(r.Header, DeviceCookie, SessionCookie, StateCookie)
 	}
 	return cred, ok
 }
@@ -137,7 +148,9 @@ func (a *Admin) deviceCredential(w http.ResponseWriter, r *http.Request, device 
 		clearCookie(w, DeviceCookie)
 	}
 	if isBrowserNavigation(r) {
-		redirect(w, a.base+"/auth/handoff?device="+url.QueryEscape(device)+"&next="+url.QueryEscape(pathOrRoot(r.URL.RequestURI())))
+		state := handoffState(w, r)
+		redirect(w, a.base+"/auth/handoff?device="+url.QueryEscape(device)+"&state="+state+
+			"&next="+url.QueryEscape(pathOrRoot(r.URL.RequestURI())))
 		return store.Credential{}, false
 	}
 	a.jsonError(w, http.StatusUnauthorized, "authentication required")
@@ -204,6 +217,16 @@ func (a *Admin) serveCallback(w http.ResponseWriter, r *http.Request, device str
 		a.log.Info("hand-off code refused", "device", device, "client", client)
 		a.message(w, http.StatusForbidden, "Sign-in link not valid",
 			"This sign-in link has been used already, has expired, or is for another device.", next, "Start again")
+		return
+	}
+	if !hasState(r, h.state) {
+		// Somebody else's hand-off, sent to this browser (a link in a
+		// message): it would sign this browser in as them.
+		a.log.Warn("hand-off code from another browser refused", "user", h.user, "device", device, "client", client)
+		a.cfg.Store.Audit(store.AuditEvent{Kind: store.AuditLogin, User: h.user, Device: device,
+			Client: addrString(client), Reason: "device web session: hand-off from another browser"})
+		a.message(w, http.StatusForbidden, "Sign-in link not valid",
+			"This sign-in link was started in another browser.", next, "Start again")
 		return
 	}
 	for _, old := range cookieValues(r.Header, DeviceCookie) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reflector-dev/reflector/store"
 )
 
 const pump1 = "pump-1." + adminHost
@@ -80,7 +82,7 @@ func TestCallbackSetsAHostOnlyDeviceCookie(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	cb := f.handoff(f.login("alice", "alice-pass"), "pump-1", "/status?x=1")
-	w, _, ok := f.device(request("GET", cb.Host, cb.RequestURI(), nil), "pump-1")
+	w, _, ok := f.device(callback(cb.Host, cb), "pump-1")
 	if ok || w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/status?x=1" {
 		t.Fatalf("callback: ok %v, %d %v", ok, w.Code, w.Header())
 	}
@@ -102,7 +104,7 @@ func TestHandoffCodeIsSingleUseBoundToItsDeviceAndExpires(t *testing.T) {
 	f := newFixture(t)
 	session := f.login("alice", "alice-pass")
 	redeem := func(cb *url.URL, device string) int {
-		w, _, ok := f.device(request("GET", device+"."+adminHost, cb.RequestURI(), nil), device)
+		w, _, ok := f.device(callback(device+"."+adminHost, cb), device)
 		if ok {
 			t.Fatal("the callback returned a credential")
 		}
@@ -169,7 +171,7 @@ func TestCallbackNextStaysOnTheDevice(t *testing.T) {
 		q := cb.Query()
 		q.Set("next", next) // as if the URL were edited on the way
 		cb.RawQuery = q.Encode()
-		w, _, _ := f.device(request("GET", pump1, cb.RequestURI(), nil), "pump-1")
+		w, _, _ := f.device(callback(pump1, cb), "pump-1")
 		if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
 			t.Errorf("callback next %q: %d %q", next, w.Code, w.Header().Get("Location"))
 		}
@@ -226,9 +228,18 @@ func TestUnauthenticatedBrowserIsRedirectedAndProgramGets401JSON(t *testing.T) {
 	browser := request("GET", pump1, "/status?x=1&y=%2F", nil)
 	browser.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
 	w, _, ok := f.device(browser, "pump-1")
-	want := "https://devices.example.com:8443/auth/handoff?device=pump-1&next=" + url.QueryEscape("/status?x=1&y=%2F")
+	state := responseCookie(t, w, StateCookie)
+	want := "https://devices.example.com:8443/auth/handoff?device=pump-1&state=" + state.Value + "&next=" + url.QueryEscape("/status?x=1&y=%2F")
 	if ok || w.Code != http.StatusSeeOther || w.Header().Get("Location") != want {
 		t.Fatalf("browser: ok %v, %d, Location %q, want %q", ok, w.Code, w.Header().Get("Location"), want)
+	}
+	if !validState(state.Value) || state.MaxAge <= 0 || state.MaxAge > 3600 {
+		t.Fatalf("state cookie %+v", state)
+	}
+	// The same browser again (another tab) keeps its state.
+	w, _, _ = f.device(withCookie(browser.Clone(browser.Context()), StateCookie, state.Value), "pump-1")
+	if w.Header().Get("Set-Cookie") != "" || !strings.Contains(w.Header().Get("Location"), "state="+state.Value+"&") {
+		t.Fatalf("second navigation: Set-Cookie %q, Location %q", w.Header().Get("Set-Cookie"), w.Header().Get("Location"))
 	}
 
 	for _, r := range []*http.Request{
@@ -380,5 +391,57 @@ func TestReflectorPathsOnADeviceNeverReachIt(t *testing.T) {
 	}
 	if _, _, ok := f.device(withCookie(request("GET", pump1, "/.reflectorx", nil), DeviceCookie, tok), "pump-1"); !ok {
 		t.Error("GET /.reflectorx is the device's")
+	}
+}
+
+// A hand-off link made in one browser (say, by a user who then mails it to
+// another) must not sign a second browser in as its maker.
+func TestHandoffCodeFromAnotherBrowserIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	session := f.login("alice", "alice-pass")
+	for name, state := range map[string]string{"another state": "b3RoZXItYnJvd3Nlci0xMg", "no state": ""} {
+		cb := f.handoff(session, "pump-1", "/")
+		r := request("GET", pump1, cb.RequestURI(), nil)
+		if state != "" {
+			r = withCookie(r, StateCookie, state)
+		}
+		w, _, ok := f.device(r, "pump-1")
+		if ok || w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "another browser") {
+			t.Fatalf("%s: ok %v, %d\n%s", name, ok, w.Code, w.Body)
+		}
+		if strings.Contains(w.Header().Get("Set-Cookie"), DeviceCookie) {
+			t.Fatalf("%s: a device session was set", name)
+		}
+		// The code is spent: its maker's browser cannot use it either.
+		if w, _, _ := f.device(callback(pump1, cb), "pump-1"); w.Code != http.StatusForbidden {
+			t.Fatalf("%s: the refused code then worked: %d", name, w.Code)
+		}
+	}
+	events, err := f.st.AuditEvents(store.AuditFilter{Kind: store.AuditLogin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, e := range events {
+		if !e.OK && strings.Contains(e.Reason, "another browser") {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("%d audited refusals, want 2", refused)
+	}
+}
+
+func TestHandoffWithoutStateStartsOnTheDevice(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := withCookie(request("GET", adminHost, "/auth/handoff?device=pump-1&next=%2Fstatus", nil), SessionCookie, f.login("alice", "alice-pass"))
+	w := f.serve(r)
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "https://"+pump1+"/status" {
+		t.Fatalf("hand-off without state: %d %q", w.Code, w.Header().Get("Location"))
+	}
+	if n := f.a.handoffs.len(); n != 0 {
+		t.Fatalf("%d codes made without a state", n)
 	}
 }

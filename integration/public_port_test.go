@@ -55,7 +55,7 @@ func TestPublicPortGoesIntoRedirectsPACAndAgentLines(t *testing.T) {
 	}
 
 	resp, _ := get("https://dev1.localhost/")
-	if want := "https://localhost/auth/handoff?device=dev1&next=%2F"; resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+	if want := "https://localhost/auth/handoff?device=dev1&next=%2F"; resp.StatusCode != http.StatusSeeOther || withoutState(resp.Header.Get("Location")) != want {
 		t.Errorf("device page without a session: %d Location %q, want 303 %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
 	resp, body := get("https://localhost/proxy.pac")

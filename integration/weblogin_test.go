@@ -225,6 +225,32 @@ func (w *webSite) browse(c *http.Client, device, path, user, password string) (*
 	return w.post(c, w.url("localhost", "/login"), form)
 }
 
+// handoffLink follows, by hand, a signed-in browser c from device's page
+// at path through the hand-off, and returns the callback URL (with its
+// one-time code) that the admin host sends it to.
+func (w *webSite) handoffLink(c *http.Client, device, path string) string {
+	w.t.Helper()
+	resp, _ := w.get(c, w.url(device+".localhost", path), true)
+	handoff := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(handoff, w.url("localhost", "/auth/handoff?")) {
+		w.t.Fatalf("%s%s without a device session: %d, Location %q", device, path, resp.StatusCode, handoff)
+	}
+	resp, _ = w.get(c, handoff, true)
+	callback := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(callback, w.url(device+".localhost", "/.reflector/callback?code=")) {
+		w.t.Fatalf("hand-off: %d, Location %q", resp.StatusCode, callback)
+	}
+	return callback
+}
+
+var stateParamRE = regexp.MustCompile(`state=[A-Za-z0-9_-]{22}&`)
+
+// withoutState is a hand-off URL without its state parameter, which is
+// random.
+func withoutState(u string) string {
+	return stateParamRE.ReplaceAllString(u, "")
+}
+
 // cookieHeader is the Cookie header c's jar sends to u.
 func cookieHeader(c *http.Client, u string) string {
 	pu, _ := url.Parse(u)
@@ -340,7 +366,7 @@ func TestDeviceCookieIsRefusedOnAnotherDevice(t *testing.T) {
 	resp, body := w.get(bare, w.url("dev2.localhost", "/"), false, "Cookie", stolen)
 	w.assertJSON401(resp, body, "authentication required")
 	resp, _ = w.get(bare, w.url("dev2.localhost", "/page"), true, "Cookie", stolen)
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther ||
+	if loc := withoutState(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther ||
 		loc != w.url("localhost", "/auth/handoff?device=dev2&next=%2Fpage") {
 		t.Fatalf("browser with dev1's cookie on dev2: %d, Location %q", resp.StatusCode, loc)
 	}
@@ -366,12 +392,8 @@ func TestHandoffCodeIsRefusedTheSecondTime(t *testing.T) {
 	}
 	manual := w.client(false)
 	manual.Jar = c.Jar // the signed-in browser, following redirects by hand
-	resp, _ := w.get(manual, w.url("localhost", "/auth/handoff?device=dev2&next=%2Fx"), true)
-	callback := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(callback, w.url("dev2.localhost", "/.reflector/callback?code=")) {
-		t.Fatalf("hand-off: %d, Location %q", resp.StatusCode, callback)
-	}
-	resp, _ = w.get(manual, callback, true)
+	callback := w.handoffLink(manual, "dev2", "/x")
+	resp, _ := w.get(manual, callback, true)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/x" {
 		t.Fatalf("first use of the code: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -385,13 +407,41 @@ func TestHandoffCodeIsRefusedTheSecondTime(t *testing.T) {
 	// (Expiry after 60 s is tested in the admin package with its clock.)
 }
 
+// A user who mails the link of their own hand-off (the callback URL with
+// its code) to somebody else cannot sign that person's browser in as
+// themselves on the device.
+func TestHandoffLinkMadeInAnotherBrowserIsRefused(t *testing.T) {
+	w := newWebSite(t)
+	w.addUser("mallory", "mallory-pass", false, "plant")
+	mallory := w.client(false)
+	if resp, _ := w.post(mallory, w.url("localhost", "/login"), url.Values{"username": {"mallory"}, "password": {"mallory-pass"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("mallory's login: %d", resp.StatusCode)
+	}
+	link := w.handoffLink(mallory, "dev1", "/")
+
+	alice := w.client(false)
+	if resp, _ := w.post(alice, w.url("localhost", "/login"), url.Values{"username": {"alice"}, "password": {"alice-pass"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("alice's login: %d", resp.StatusCode)
+	}
+	resp, body := w.get(alice, link, true)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "another browser") {
+		t.Fatalf("mallory's link in alice's browser: %d\n%s", resp.StatusCode, body)
+	}
+	if c := cookieHeader(alice, w.url("dev1.localhost", "/")); strings.Contains(c, "reflector_device") {
+		t.Fatalf("alice's browser got a device session: %q", c)
+	}
+	if n := len(w.dev1.headers()); n != 0 {
+		t.Fatalf("the device received %d requests", n)
+	}
+}
+
 func TestUnauthenticatedProgramGets401AndBrowserARedirect(t *testing.T) {
 	w := newWebSite(t)
 	c := w.client(false)
 	resp, body := w.get(c, w.url("dev1.localhost", "/api/v1/status"), false)
 	w.assertJSON401(resp, body, "authentication required")
 	resp, _ = w.get(c, w.url("dev1.localhost", "/index.html?lang=de"), true)
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther ||
+	if loc := withoutState(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther ||
 		loc != w.url("localhost", "/auth/handoff?device=dev1&next=%2Findex.html%3Flang%3Dde") {
 		t.Fatalf("browser: %d, Location %q", resp.StatusCode, loc)
 	}
