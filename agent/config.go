@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -156,7 +157,22 @@ func (c Config) Properties() map[string]string {
 	if c.HTTPPort != 0 || c.HTTPSEnable {
 		m["httpsEnable"] = strconv.FormatBool(c.HTTPSEnable)
 	}
+	// A device beside the agent (a PLC on the LAN) redirects to its own
+	// address; the reflector rewrites such redirects to the subdomain.
+	if h := c.LocalAddr; h != "" && !loopbackHost(h) {
+		m["targetHost"] = h
+	}
 	return m
+}
+
+// loopbackHost reports whether h is this machine: "localhost" or a
+// loopback address.
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
 }
 
 // Validate checks c and fills in the defaults of zero fields, so that after

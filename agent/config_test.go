@@ -452,6 +452,9 @@ func TestConfigPropertiesSendsOnlyWhatIsSet(t *testing.T) {
 			map[string]string{"deviceName": "Pump 17", "deviceVersion": "2.1", "httpPort": "443", "httpsEnable": "true",
 				"sshPort": "22", "vncPort": "5900", "rdpPort": "3389", "appPort": "502"}},
 		{"plain HTTP", Config{HTTPPort: 8080}, map[string]string{"httpPort": "8080", "httpsEnable": "false"}},
+		{"a device beside the agent", Config{LocalAddr: "192.168.1.10"}, map[string]string{"targetHost": "192.168.1.10"}},
+		{"the agent's own machine", Config{LocalAddr: "127.0.0.1"}, map[string]string{}},
+		{"localhost", Config{LocalAddr: "LocalHost"}, map[string]string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

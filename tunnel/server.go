@@ -38,7 +38,7 @@ const (
 // PropertyNames are the device properties an agent may declare, spelled as
 // in WebTunnelAgent's properties file.
 var PropertyNames = []string{"deviceName", "deviceVersion", "httpPort", "httpsEnable",
-	"sshPort", "vncPort", "rdpPort", "appPort"}
+	"sshPort", "vncPort", "rdpPort", "appPort", "targetHost"}
 
 var deviceIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
