@@ -9,17 +9,18 @@
 // before.
 //
 // Reading, crypto/tls returns one record a Read; Reader fills the caller's
-// buffer with the further records the *tls.Conn already holds, without
-// waiting for the network.
+// buffer with the further records the *tls.Conn holds or its socket has
+// received, without waiting for the network.
 package tlsbatch
 
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
-	"os"
 	"sync"
-	"time"
+	"sync/atomic"
+	"syscall"
 )
 
 // maxBatch is the most a batch holds before it is sent early: one 64 KiB
@@ -36,6 +37,8 @@ var bufPool = sync.Pool{New: func() any {
 // Conn is the socket under a *tls.Conn.
 type Conn struct {
 	net.Conn
+	raw    syscall.RawConn // the socket's, for reads that must not wait; nil if none
+	noWait atomic.Bool     // reads return errWouldBlock rather than wait
 
 	mu    sync.Mutex // orders writes to the socket
 	depth int        // open batches
@@ -44,7 +47,50 @@ type Conn struct {
 }
 
 // New returns c ready to go under tls.Server or tls.Client.
-func New(c net.Conn) *Conn { return &Conn{Conn: c} }
+func New(c net.Conn) *Conn {
+	b := &Conn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		b.raw, _ = sc.SyscallConn()
+	}
+	return b
+}
+
+// wouldBlock is the error of a read that found nothing to read and was not
+// to wait. It is temporary, so crypto/tls does not give up the connection.
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "tlsbatch: nothing to read now" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+var errWouldBlock net.Error = wouldBlock{}
+
+// Read reads from the socket; while noWait is set it takes only what the
+// socket holds and returns errWouldBlock when that is nothing.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.raw == nil || !c.noWait.Load() {
+		return c.Conn.Read(p)
+	}
+	var (
+		n   int
+		err error
+	)
+	if cerr := c.raw.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), p)
+		return true // done, whether or not there was data
+	}); cerr != nil {
+		return 0, cerr
+	}
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
 
 // Write sends p, or holds it while a batch is open. A held write reports
 // success; if sending it fails later, the batch reports the error, and so
@@ -179,40 +225,39 @@ func (w batchWriter) CloseWrite() error {
 }
 
 // Reader returns c with each Read filled, after its first record, with the
-// records c already holds, without waiting for more, when c is a *tls.Conn:
-// crypto/tls returns one record (at most 16 KiB) a Read. Other connections
-// are returned as they are. The reader owns c's read deadline.
+// records c already holds or its socket has received, without waiting for
+// more, when c is a *tls.Conn over a Conn: crypto/tls returns one record
+// (at most 16 KiB) a Read. Other connections are returned as they are.
 func Reader(c net.Conn) net.Conn {
-	tc, ok := c.(*tls.Conn)
-	if !ok {
+	b := Of(c)
+	if b == nil || b.raw == nil {
 		return c
 	}
-	return &gatherReader{tc}
+	return &gatherReader{c.(*tls.Conn), b}
 }
 
-type gatherReader struct{ *tls.Conn }
-
-// expired is a read deadline in the past: a Read with it returns what the
-// connection holds, or a timeout at once.
-var expired = time.Unix(1, 0)
+type gatherReader struct {
+	*tls.Conn
+	b *Conn
+}
 
 func (r *gatherReader) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
 	if err != nil || n == len(p) {
 		return n, err
 	}
-	r.Conn.SetReadDeadline(expired)
+	r.b.noWait.Store(true)
 	for n < len(p) {
 		var m int
 		m, err = r.Conn.Read(p[n:])
 		n += m
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, errWouldBlock) {
 				err = nil
 			}
 			break
 		}
 	}
-	r.Conn.SetReadDeadline(time.Time{})
+	r.b.noWait.Store(false)
 	return n, err
 }

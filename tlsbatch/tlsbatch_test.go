@@ -242,8 +242,11 @@ func TestReaderGathersHeldRecords(t *testing.T) {
 		got += n
 		reads++
 	}
-	if reads >= 4 {
-		t.Errorf("four records sent at once took %d reads, want fewer than one a record", reads)
+	// The records are in the socket when the first read starts (one socket
+	// write on loopback), so one read takes them all (seen every time; two
+	// allowed in case the kernel delivers the write in two parts).
+	if reads > 2 {
+		t.Errorf("four records sent at once took %d reads, want 1 (crypto/tls alone takes 4)", reads)
 	}
 	if !bytes.Equal(buf[:got], data) {
 		t.Error("read other bytes than were written")
