@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -169,10 +170,26 @@ func (p *Proxy) rewriteSubdomain(pr *httputil.ProxyRequest) {
 	}
 }
 
+// reflectorCookiePrefix starts the names of the reflector's own cookies
+// (admin.SessionCookie, DeviceCookie, StateCookie), lower-cased: browsers
+// match the __Host- prefix in any case.
+const reflectorCookiePrefix = "__host-reflector_"
+
 // modifySubdomainResponse rewrites a redirect to the device's own local
-// address, and counts the bytes of a switched protocol.
+// address, drops any cookie of the reflector's the device tries to set (a
+// device page must not plant a session or a hand-off state on its host),
+// and counts the bytes of a switched protocol.
 func (p *Proxy) modifySubdomainResponse(resp *http.Response) error {
 	sr := subdomainFrom(resp.Request.Context())
+	if cookies := resp.Header["Set-Cookie"]; len(cookies) > 0 {
+		resp.Header["Set-Cookie"] = slices.DeleteFunc(cookies, func(line string) bool {
+			name, _, _ := strings.Cut(line, "=")
+			return strings.HasPrefix(strings.ToLower(strings.TrimSpace(name)), reflectorCookiePrefix)
+		})
+		if len(resp.Header["Set-Cookie"]) == 0 {
+			delete(resp.Header, "Set-Cookie")
+		}
+	}
 	if loc := resp.Header.Get("Location"); loc != "" {
 		_, port, _ := net.SplitHostPort(resp.Request.Host)
 		if u, ok := deviceLocation(loc, sr.host, port, sr.local); ok {

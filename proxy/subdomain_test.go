@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -376,6 +377,22 @@ func TestSubdomainRewritesLocationToTheDevice(t *testing.T) {
 		if loc := resp.Header.Get("Location"); loc != want {
 			t.Errorf("device redirect to %s: Location %q, want %q", to, loc, want)
 		}
+	}
+}
+
+func TestSubdomainDropsTheReflectorsCookiesFromTheDevice(t *testing.T) {
+	f := newSubdomainFixture(t, nil)
+	f.addDevice(store.Device{ID: "pump-17"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Set-Cookie", "sid=device-own; Path=/; HttpOnly")
+		h.Add("Set-Cookie", "__Host-reflector_device=planted; Path=/; Secure")
+		h.Add("Set-Cookie", "__HOST-Reflector_handoff=planted; Path=/; Secure")
+		h.Add("Set-Cookie", " __Host-reflector_session=planted; Path=/; Secure")
+		h.Add("Set-Cookie", "lang=de")
+	}))
+	resp := f.get("https://pump-17.localhost:8443/", "root")
+	if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, []string{"sid=device-own; Path=/; HttpOnly", "lang=de"}) {
+		t.Fatalf("Set-Cookie reaching the browser: %q", got)
 	}
 }
 
