@@ -48,11 +48,7 @@ type Conn struct {
 
 // New returns c ready to go under tls.Server or tls.Client.
 func New(c net.Conn) *Conn {
-	b := &Conn{Conn: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		b.raw, _ = sc.SyscallConn()
-	}
-	return b
+	return &Conn{Conn: c, raw: rawConn(c)}
 }
 
 // wouldBlock is the error of a read that found nothing to read and was not
@@ -76,7 +72,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		err error
 	)
 	if cerr := c.raw.Read(func(fd uintptr) bool {
-		n, err = syscall.Read(int(fd), p)
+		n, err = readNow(fd, p)
 		return true // done, whether or not there was data
 	}); cerr != nil {
 		return 0, cerr

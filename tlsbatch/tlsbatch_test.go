@@ -232,6 +232,9 @@ func TestReaderGathersHeldRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := Reader(server)
+	if r == server {
+		t.Skip("no reads that do not wait on this platform")
+	}
 	buf := make([]byte, 128<<10)
 	got, reads := 0, 0
 	for got < len(data) {
