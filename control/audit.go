@@ -26,6 +26,7 @@ var auditKinds = []string{
 	store.AuditEnrollKey, store.AuditEnrollRm,
 	store.AuditGroupAdd, store.AuditGroupRm, store.AuditGroupSet,
 	store.AuditUserAdd, store.AuditUserRm, store.AuditUserSet, store.AuditTOTP,
+	store.AuditBackup,
 }
 
 // auditList: audit [--since 1h|7d|RFC3339] [--user U] [--device D] [--kind K] [--limit N] [--json]

@@ -118,6 +118,11 @@ func init() {
 		{words: "enroll rm", args: "ID", summary: "remove an enrolment key", run: enrollRemove},
 		{words: "audit", args: "[--since 1h|7d|RFC3339] [--user U] [--device D] [--kind K] [--limit N] [--json]",
 			summary: "show the audit log, oldest first", run: auditList},
+		{words: "backup", args: "FILE",
+			summary: "copy the database to FILE (which must not exist), consistently, while the reflector runs",
+			run:     backup, dialogue: backupDialogue,
+			// A copy of a large audit log takes a while on a slow disk.
+			timeout: 15 * time.Minute},
 	}
 }
 

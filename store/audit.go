@@ -51,6 +51,7 @@ const (
 	AuditUserRm      = "user.rm"
 	AuditUserSet     = "user.set"
 	AuditTOTP        = "user.totp"
+	AuditBackup      = "backup"        // the database was copied; Reason has the file
 	AuditDropped     = "audit.dropped" // events were lost; Reason says how many and why
 )
 

@@ -78,9 +78,10 @@ type Store struct {
 	dirty  map[string]struct{}
 	closed bool
 
-	done       chan struct{} // closed by Close to stop writeLoop
-	writerDone chan struct{} // closed by writeLoop when it has returned
-	flushErr   error         // final flush result; written by writeLoop before writerDone
+	done       chan struct{}   // closed by Close to stop writeLoop
+	flushNow   chan chan error // asks writeLoop to write every batch now (Backup)
+	writerDone chan struct{}   // closed by writeLoop when it has returned
+	flushErr   error           // final flush result; written by writeLoop before writerDone
 
 	closeOnce sync.Once
 	closeErr  error
@@ -128,6 +129,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 		dirty:      make(map[string]struct{}),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		flushNow:   make(chan chan error),
 	}
 	s.audit.init()
 	go s.writeLoop(every)
@@ -196,6 +198,8 @@ func (s *Store) writeLoop(every time.Duration) {
 			_ = s.flushAudit()
 		case <-s.audit.full:
 			_ = s.flushAudit()
+		case reply := <-s.flushNow:
+			reply <- errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushSessionUse(), s.flushAudit())
 		case <-s.done:
 			s.flushErr = errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushSessionUse(), s.flushAudit())
 			return
