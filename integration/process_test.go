@@ -126,7 +126,7 @@ func (p *proc) stop() {
 }
 
 // reflectorCmd runs an admin command to completion.
-func reflectorCmd(t *testing.T, stdin string, args ...string) (string, error) {
+func reflectorCmd(t testing.TB, stdin string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

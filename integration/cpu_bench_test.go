@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// BenchmarkProcessCPU is what relaying costs the reflector and the agent
+// as the processes users run: a real `reflector serve` and a real
+// `reflector-agent`, a client in this process sending CONNECT over TLS
+// with an API token, 1 MiB chunks each way. It reports the CPU time
+// (user + system, from /proc) each process spends per GB carried; 1,000
+// divided by the reflector's figure is the GB/s one core of it relays.
+//
+//	go test ./integration -run '^$' -bench ProcessCPU -benchtime 2s -count 3
+func BenchmarkProcessCPU(b *testing.B) {
+	dev := newBenchDevice(b)
+	data := b.TempDir()
+	port := freePort(b)
+	srv, fp := serveProc(b, data, port, "--log-level", "warn")
+	for _, args := range [][]string{{"group", "add", "plant"}, {"user", "add", "alice", "--group", "plant", "--password-stdin"}} {
+		if out, err := reflectorCmd(b, "alice-pass\n", append(args, "--data", data)...); err != nil {
+			b.Fatalf("%s: %v\n%s", args, err, out)
+		}
+	}
+	out, err := reflectorCmd(b, "", "token", "create", "--user", "alice", "--name", "bench", "--data", data)
+	tok := tokenPattern.FindString(out)
+	if err != nil || tok == "" {
+		b.Fatalf("token create: %v\n%s", err, out)
+	}
+	ports := fmt.Sprintf("%d,%d", dev.source, dev.sink)
+	out, err = reflectorCmd(b, "", "device", "add", "pump-17", "--group", "plant", "--ports", ports, "--data", data)
+	if err != nil {
+		b.Fatalf("device add: %v\n%s", err, out)
+	}
+	secret := regexp.MustCompile(`REFLECTOR_DEVICE_SECRET='?([A-Za-z0-9_-]+)`).FindStringSubmatch(out)[1]
+	agent := startProc(b, []string{"REFLECTOR_DEVICE_SECRET=" + secret}, "reflector-agent",
+		"--reflector", fmt.Sprintf("https://127.0.0.1:%d", port), "--device", "pump-17", "--ports", ports, "--fingerprint", fp)
+	waitFor(b, func() bool {
+		out, _ := reflectorCmd(b, "", "device", "list", "--data", data)
+		return strings.Contains(out, "online")
+	})
+
+	pem, err := os.ReadFile(filepath.Join(data, "tls-cert.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+tok))
+	connect := func(b *testing.B, target uint16) net.Conn {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		host := fmt.Sprintf("pump-17.localhost:%d", target)
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", host, host, auth)
+		br := bufio.NewReaderSize(c, 64)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusOK || br.Buffered() > 0 {
+			b.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		return c
+	}
+	measure := func(b *testing.B, run func()) {
+		reflector0, agent0 := cpuSeconds(b, srv.cmd.Process.Pid), cpuSeconds(b, agent.cmd.Process.Pid)
+		run()
+		gb := float64(b.N) * chunk / 1e9
+		b.ReportMetric((cpuSeconds(b, srv.cmd.Process.Pid)-reflector0)*1e3/gb, "reflector-cpu-ms/GB")
+		b.ReportMetric((cpuSeconds(b, agent.cmd.Process.Pid)-agent0)*1e3/gb, "agent-cpu-ms/GB")
+	}
+	b.Run("download", func(b *testing.B) {
+		c := connect(b, dev.source)
+		measure(b, func() { benchDownload(b, c) })
+	})
+	b.Run("upload", func(b *testing.B) {
+		c := connect(b, dev.sink)
+		measure(b, func() { benchUpload(b, c) })
+	})
+}
+
+// cpuSeconds is the user plus system CPU time of process pid so far.
+func cpuSeconds(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name may hold spaces; the fields after it do not.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, err1 := strconv.ParseFloat(fields[11], 64) // field 14 of proc(5)
+	stime, err2 := strconv.ParseFloat(fields[12], 64) // field 15
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("parse /proc/%d/stat: %q", pid, stat)
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return (utime + stime) / clockTicks
+}
