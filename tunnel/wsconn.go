@@ -84,28 +84,45 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// scratchPool holds buffers for WriteBuffers: one smux frame (64 KiB) plus its
-// 8-byte header.
-var scratchPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, MaxFrameSize+8)
-	return &b
-}}
-
 // WriteBuffers writes v as one binary message. smux calls it with a frame's
-// header and payload; joining them here saves smux its own 64 KiB send buffer
-// per session and sends each frame as one WebSocket message.
+// header and payload: each frame is one WebSocket message, and gorilla's
+// write buffer (sized for a whole frame) joins the two, so neither smux nor
+// this adapter needs a 64 KiB buffer of its own.
 func (c *wsConn) WriteBuffers(v [][]byte) (int, error) {
-	bp := scratchPool.Get().(*[]byte)
-	buf := (*bp)[:0]
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.batch != nil {
+		c.batch.Hold()
+	}
+	n, err := c.writeMessage(v)
+	if c.batch != nil {
+		if serr := c.batch.Send(); err == nil {
+			err = serr
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// writeMessage writes the parts of v as one binary message; the caller
+// holds writeMu.
+func (c *wsConn) writeMessage(v [][]byte) (int, error) {
+	w, err := c.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
 	for _, b := range v {
-		buf = append(buf, b...)
+		m, err := w.Write(b)
+		n += m
+		if err != nil {
+			w.Close()
+			return n, err
+		}
 	}
-	n, err := c.Write(buf)
-	*bp = buf[:0]
-	if cap(buf) <= 2*(MaxFrameSize+8) { // don't keep a buffer an odd caller grew
-		scratchPool.Put(bp)
-	}
-	return n, err
+	return n, w.Close()
 }
 
 // Close sends a close message (best effort, bounded by a short deadline) and
