@@ -3,14 +3,11 @@ package integration
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,41 +23,10 @@ import (
 //	go test ./integration -run '^$' -bench ProcessCPU -benchtime 2s -count 3
 func BenchmarkProcessCPU(b *testing.B) {
 	dev := newBenchDevice(b)
-	data := b.TempDir()
-	port := freePort(b)
-	srv, fp := serveProc(b, data, port, "--log-level", "warn")
-	for _, args := range [][]string{{"group", "add", "plant"}, {"user", "add", "alice", "--group", "plant", "--password-stdin"}} {
-		if out, err := reflectorCmd(b, "alice-pass\n", append(args, "--data", data)...); err != nil {
-			b.Fatalf("%s: %v\n%s", args, err, out)
-		}
-	}
-	out, err := reflectorCmd(b, "", "token", "create", "--user", "alice", "--name", "bench", "--data", data)
-	tok := tokenPattern.FindString(out)
-	if err != nil || tok == "" {
-		b.Fatalf("token create: %v\n%s", err, out)
-	}
-	ports := fmt.Sprintf("%d,%d", dev.source, dev.sink)
-	out, err = reflectorCmd(b, "", "device", "add", "pump-17", "--group", "plant", "--ports", ports, "--data", data)
-	if err != nil {
-		b.Fatalf("device add: %v\n%s", err, out)
-	}
-	secret := regexp.MustCompile(`REFLECTOR_DEVICE_SECRET='?([A-Za-z0-9_-]+)`).FindStringSubmatch(out)[1]
-	agent := startProc(b, []string{"REFLECTOR_DEVICE_SECRET=" + secret}, "reflector-agent",
-		"--reflector", fmt.Sprintf("https://127.0.0.1:%d", port), "--device", "pump-17", "--ports", ports, "--fingerprint", fp)
-	waitFor(b, func() bool {
-		out, _ := reflectorCmd(b, "", "device", "list", "--data", data)
-		return strings.Contains(out, "online")
-	})
-
-	pem, err := os.ReadFile(filepath.Join(data, "tls-cert.pem"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+tok))
+	d := deploy(b, fmt.Sprintf("%d,%d", dev.source, dev.sink))
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+d.token))
 	connect := func(b *testing.B, target uint16) net.Conn {
-		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port), &tls.Config{RootCAs: d.pool, ServerName: "localhost"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,11 +40,11 @@ func BenchmarkProcessCPU(b *testing.B) {
 		return c
 	}
 	measure := func(b *testing.B, run func()) {
-		reflector0, agent0 := cpuSeconds(b, srv.cmd.Process.Pid), cpuSeconds(b, agent.cmd.Process.Pid)
+		reflector0, agent0 := cpuSeconds(b, d.srv.cmd.Process.Pid), cpuSeconds(b, d.agent.cmd.Process.Pid)
 		run()
 		gb := float64(b.N) * chunk / 1e9
-		b.ReportMetric((cpuSeconds(b, srv.cmd.Process.Pid)-reflector0)*1e3/gb, "reflector-cpu-ms/GB")
-		b.ReportMetric((cpuSeconds(b, agent.cmd.Process.Pid)-agent0)*1e3/gb, "agent-cpu-ms/GB")
+		b.ReportMetric((cpuSeconds(b, d.srv.cmd.Process.Pid)-reflector0)*1e3/gb, "reflector-cpu-ms/GB")
+		b.ReportMetric((cpuSeconds(b, d.agent.cmd.Process.Pid)-agent0)*1e3/gb, "agent-cpu-ms/GB")
 	}
 	b.Run("download", func(b *testing.B) {
 		c := connect(b, dev.source)

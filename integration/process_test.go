@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -385,4 +386,52 @@ func TestCurlWithATokenAsTheREADMEShows(t *testing.T) {
 	if err != nil || !strings.Contains(out, "cli") {
 		t.Fatalf("token list: %v\n%s", err, out)
 	}
+}
+
+// deployment is a reflector as users run it: a real `reflector serve`, user
+// alice in group plant with an API token, and device pump-17 served by a
+// real reflector-agent process.
+type deployment struct {
+	data       string
+	port       int
+	srv, agent *proc
+	token      string         // alice's API token
+	pool       *x509.CertPool // trusts the reflector's certificate
+}
+
+// deploy starts a deployment whose agent allows ports; agentArgs are added
+// to the agent's command line.
+func deploy(tb testing.TB, ports string, agentArgs ...string) *deployment {
+	tb.Helper()
+	d := &deployment{data: tb.TempDir(), port: freePort(tb)}
+	var fp string
+	d.srv, fp = serveProc(tb, d.data, d.port, "--log-level", "warn")
+	for _, args := range [][]string{{"group", "add", "plant"}, {"user", "add", "alice", "--group", "plant", "--password-stdin"}} {
+		if out, err := reflectorCmd(tb, "alice-pass\n", append(args, "--data", d.data)...); err != nil {
+			tb.Fatalf("%s: %v\n%s", args, err, out)
+		}
+	}
+	out, err := reflectorCmd(tb, "", "token", "create", "--user", "alice", "--name", "test", "--data", d.data)
+	if d.token = tokenPattern.FindString(out); err != nil || d.token == "" {
+		tb.Fatalf("token create: %v\n%s", err, out)
+	}
+	out, err = reflectorCmd(tb, "", "device", "add", "pump-17", "--group", "plant", "--ports", ports, "--data", d.data)
+	if err != nil {
+		tb.Fatalf("device add: %v\n%s", err, out)
+	}
+	secret := regexp.MustCompile(`REFLECTOR_DEVICE_SECRET='?([A-Za-z0-9_-]+)`).FindStringSubmatch(out)[1]
+	d.agent = startProc(tb, []string{"REFLECTOR_DEVICE_SECRET=" + secret}, "reflector-agent",
+		append([]string{"--reflector", fmt.Sprintf("https://127.0.0.1:%d", d.port), "--device", "pump-17",
+			"--ports", ports, "--fingerprint", fp}, agentArgs...)...)
+	waitFor(tb, func() bool {
+		out, _ := reflectorCmd(tb, "", "device", "list", "--data", d.data)
+		return strings.Contains(out, "online")
+	})
+	pem, err := os.ReadFile(filepath.Join(d.data, "tls-cert.pem"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d.pool = x509.NewCertPool()
+	d.pool.AppendCertsFromPEM(pem)
+	return d
 }

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -375,40 +374,10 @@ func TestSubdomainDownload256MiBWithBoundedMemory(t *testing.T) {
 		}
 	}))
 
-	data := t.TempDir()
-	port := freePort(t)
-	srv, fp := serveProc(t, data, port, "--log-level", "warn")
-	for _, args := range [][]string{{"group", "add", "plant-a"}, {"user", "add", "alice", "--group", "plant-a", "--password-stdin"}} {
-		if out, err := reflectorCmd(t, "alice-pass\n", append(args, "--data", data)...); err != nil {
-			t.Fatalf("%s: %v\n%s", args, err, out)
-		}
-	}
-	out, err := reflectorCmd(t, "", "token", "create", "--user", "alice", "--name", "download", "--data", data)
-	tok := tokenPattern.FindString(out)
-	if err != nil || tok == "" {
-		t.Fatalf("token create: %v\n%s", err, out)
-	}
-	out, err = reflectorCmd(t, "", "device", "add", "pump-17", "--group", "plant-a", "--ports", fmt.Sprint(web), "--data", data)
-	if err != nil {
-		t.Fatalf("device add: %v\n%s", err, out)
-	}
-	secret := regexp.MustCompile(`REFLECTOR_DEVICE_SECRET='?([A-Za-z0-9_-]+)`).FindStringSubmatch(out)[1]
-	startProc(t, []string{"REFLECTOR_DEVICE_SECRET=" + secret}, "reflector-agent",
-		"--reflector", fmt.Sprintf("https://127.0.0.1:%d", port), "--device", "pump-17",
-		"--ports", fmt.Sprint(web), "--http-port", fmt.Sprint(web), "--fingerprint", fp)
-	waitFor(t, func() bool {
-		out, _ := reflectorCmd(t, "", "device", "list", "--data", data)
-		return strings.Contains(out, "online")
-	})
-
-	pem, err := os.ReadFile(filepath.Join(data, "tls-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
-	c := subClient(addr.String(), pool)
+	d := deploy(t, fmt.Sprint(web), "--http-port", fmt.Sprint(web))
+	srv, tok := d.srv, d.token
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: d.port}
+	c := subClient(addr.String(), d.pool)
 	pid := srv.cmd.Process.Pid
 	before := procStatusKiB(t, pid, "VmRSS")
 
