@@ -14,7 +14,8 @@ import (
 //
 // The copy is written by whoever holds the database: the running server
 // (as its user, so FILE must be a path it can write), or this process when
-// no server runs. The path is made absolute here, before it travels.
+// no server runs. FILE arrives absolute: backupDialogue makes it so on the
+// admin's side.
 func backup(c *call, args []string) int {
 	fs := c.flags()
 	pos, code, ok := c.parse(fs, args, 1)

@@ -64,24 +64,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
+// Write writes p as one binary message.
 func (c *wsConn) Write(p []byte) (int, error) {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	if c.batch == nil {
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	c.batch.Hold()
-	err := c.ws.WriteMessage(websocket.BinaryMessage, p)
-	if serr := c.batch.Send(); err == nil {
-		err = serr
-	}
-	if err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return c.WriteBuffers([][]byte{p})
 }
 
 // WriteBuffers writes v as one binary message. smux calls it with a frame's
