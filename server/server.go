@@ -128,9 +128,10 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s = &Server{cfg: cfg}
+	built := s // the error returns below set s to nil
 	defer func() {
 		if err != nil {
-			s.close()
+			built.close()
 		}
 	}()
 	if s.clients.Trusted, err = clientip.ParseTrusted(cfg.TrustedProxies); err != nil {
