@@ -8,6 +8,7 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TOTP (RFC 6238, via github.com/pquerna/otp): SHA-1, 6 digits, 30 s steps.
@@ -69,11 +70,13 @@ func (s *Store) BeginTOTP(name, issuer string) (url string, err error) {
 }
 
 // ConfirmTOTP switches TOTP on for the named user if code is valid for the
-// pending secret. A wrong code wraps ErrBadCredentials; no pending secret
-// wraps ErrNotFound.
+// pending secret, and ends their web sessions: those were opened with the
+// password alone, which is no longer enough. A wrong code wraps
+// ErrBadCredentials; no pending secret wraps ErrNotFound.
 func (s *Store) ConfirmTOTP(name, code string) error {
 	now := s.now()
-	err := s.updateUser(name, func(rec *userRecord) error {
+	var sessions []string
+	err := s.updateUserTx(name, func(tx *bolt.Tx, rec *userRecord) error {
 		if rec.TOTPPending == "" {
 			return fmt.Errorf("pending TOTP secret %w", ErrNotFound)
 		}
@@ -82,11 +85,13 @@ func (s *Store) ConfirmTOTP(name, code string) error {
 			return err
 		}
 		rec.TOTPSecret, rec.TOTPPending, rec.TOTPLastStep = rec.TOTPPending, "", step
-		return nil
+		sessions, err = deleteUserSessions(tx, name)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("confirm TOTP for %q: %w", truncate(name), err)
 	}
+	s.forgetSessionUse(sessions...)
 	return nil
 }
 

@@ -137,6 +137,45 @@ func TestConfirmTOTPRequiresCorrectFirstCode(t *testing.T) {
 	}
 }
 
+// Sessions opened with the password alone end when TOTP comes on; a wrong
+// first code ends none.
+func TestConfirmTOTPEndsTheUsersWebSessions(t *testing.T) {
+	s := newTestStore(t)
+	now := setTestClock(s, totpT0)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.AddUser(u, "pw-of-"+u, RoleUser, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, _ := mustCreateSession(t, s, "alice", "")
+	device, _ := mustCreateSession(t, s, "alice", "pump-1")
+	other, _ := mustCreateSession(t, s, "bob", "")
+	url, err := s.BeginTOTP("alice", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := otp.NewKeyFromURL(url)
+	code := totpCodeAt(t, key.Secret(), *now)
+	if err := s.ConfirmTOTP("alice", wrongCode(code)); !errors.Is(err, ErrBadCredentials) {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CheckSession(admin, ""); err != nil {
+		t.Fatalf("a wrong first code ended a session: %v", err)
+	}
+	if err := s.ConfirmTOTP("alice", code); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CheckSession(admin, ""); err == nil {
+		t.Error("alice's admin-host session survived TOTP")
+	}
+	if _, _, err := s.CheckSession(device, "pump-1"); err == nil {
+		t.Error("alice's device session survived TOTP")
+	}
+	if _, _, err := s.CheckSession(other, ""); err != nil {
+		t.Errorf("bob's session ended: %v", err)
+	}
+}
+
 func TestConfirmTOTPWithoutPendingSecretIsNotFound(t *testing.T) {
 	s := newTestStore(t)
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
