@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tlsbatch"
 )
 
 // session is an open CONNECT stream or forwarded HTTP request, kept so that
@@ -104,7 +105,7 @@ type exchange struct {
 // newExchange starts counting w and r's body; the returned request is r
 // with the counting body.
 func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
-	x := &exchange{w: &countingWriter{ResponseWriter: w}, start: time.Now()}
+	x := &exchange{w: &countingWriter{ResponseWriter: w, batch: tlsbatch.FromContext(r.Context())}, start: time.Now()}
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body = &countingBody{ReadCloser: r.Body}
 		r2 := *r // shallow copy, as WithContext makes
@@ -180,6 +181,9 @@ type countingWriter struct {
 	http.ResponseWriter
 	status int // the final status; informational (1xx) ones are not kept
 	n      int64
+	// batch, when the client's connection is TLS over a tlsbatch.Conn,
+	// sends the records of each Write and Flush in one socket write.
+	batch *tlsbatch.Conn
 }
 
 func (w *countingWriter) WriteHeader(code int) {
@@ -193,8 +197,16 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.batch != nil {
+		w.batch.Hold()
+	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
+	if w.batch != nil {
+		if serr := w.batch.Send(); err == nil {
+			err = serr
+		}
+	}
 	return n, err
 }
 
@@ -202,6 +214,18 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // write of a streamed response, so it looks for the flusher directly
 // rather than through a new http.ResponseController each time.
 func (w *countingWriter) FlushError() error {
+	if w.batch != nil {
+		w.batch.Hold()
+		err := w.flush()
+		if serr := w.batch.Send(); err == nil {
+			err = serr
+		}
+		return err
+	}
+	return w.flush()
+}
+
+func (w *countingWriter) flush() error {
 	switch f := w.ResponseWriter.(type) {
 	case interface{ FlushError() error }:
 		return f.FlushError()

@@ -439,5 +439,8 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		Protocols:         &protocols,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// Handlers that write bulk (the subdomain reverse proxy) batch the
+		// TLS records of each write into one socket write.
+		ConnContext: tlsbatch.ContextWithConn,
 	}
 }

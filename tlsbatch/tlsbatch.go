@@ -14,6 +14,7 @@
 package tlsbatch
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -256,4 +257,22 @@ func (r *gatherReader) Read(p []byte) (int, error) {
 	}
 	r.b.noWait.Store(false)
 	return n, err
+}
+
+type contextKey struct{}
+
+// ContextWithConn returns ctx carrying the Conn under c, when c is a
+// *tls.Conn over one: http.Server's ConnContext, so that handlers can batch
+// what they write (FromContext).
+func ContextWithConn(ctx context.Context, c net.Conn) context.Context {
+	if b := Of(c); b != nil {
+		return context.WithValue(ctx, contextKey{}, b)
+	}
+	return ctx
+}
+
+// FromContext returns the Conn ContextWithConn put in ctx, or nil.
+func FromContext(ctx context.Context) *Conn {
+	b, _ := ctx.Value(contextKey{}).(*Conn)
+	return b
 }

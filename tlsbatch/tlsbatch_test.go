@@ -2,6 +2,7 @@ package tlsbatch
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -321,5 +322,19 @@ func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
 		}
 	case <-time.After(time.Second):
 		t.Fatal("the stuck Write did not end after Close")
+	}
+}
+
+func TestContextCarriesTheConnOfATLSConnection(t *testing.T) {
+	_, _, server := pair(t)
+	ctx := ContextWithConn(context.Background(), server)
+	if b := FromContext(ctx); b == nil || b != Of(server) {
+		t.Fatalf("FromContext = %v, want the Conn under the server's *tls.Conn", b)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if c := FromContext(ContextWithConn(context.Background(), a)); c != nil {
+		t.Fatalf("a pipe's context carries %v", c)
 	}
 }
