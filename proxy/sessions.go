@@ -182,7 +182,8 @@ type countingWriter struct {
 	status int // the final status; informational (1xx) ones are not kept
 	n      int64
 	// batch, when the client's connection is TLS over a tlsbatch.Conn,
-	// sends the records of each Write and Flush in one socket write.
+	// sends the records of each Write and Flush in one socket write; nil
+	// otherwise (Hold and Send then do nothing).
 	batch *tlsbatch.Conn
 }
 
@@ -197,15 +198,11 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.batch != nil {
-		w.batch.Hold()
-	}
+	w.batch.Hold()
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
-	if w.batch != nil {
-		if serr := w.batch.Send(); err == nil {
-			err = serr
-		}
+	if serr := w.batch.Send(); err == nil {
+		err = serr
 	}
 	return n, err
 }
@@ -214,15 +211,12 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // write of a streamed response, so it looks for the flusher directly
 // rather than through a new http.ResponseController each time.
 func (w *countingWriter) FlushError() error {
-	if w.batch != nil {
-		w.batch.Hold()
-		err := w.flush()
-		if serr := w.batch.Send(); err == nil {
-			err = serr
-		}
-		return err
+	w.batch.Hold()
+	err := w.flush()
+	if serr := w.batch.Send(); err == nil {
+		err = serr
 	}
-	return w.flush()
+	return err
 }
 
 func (w *countingWriter) flush() error {

@@ -107,17 +107,27 @@ func TestBeginTOTPOfUnknownUserIsNotFound(t *testing.T) {
 	}
 }
 
+// beginTOTP starts TOTP enrolment for user and returns the pending key.
+func beginTOTP(t *testing.T, s *Store, user string) *otp.Key {
+	t.Helper()
+	url, err := s.BeginTOTP(user, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := otp.NewKeyFromURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 func TestConfirmTOTPRequiresCorrectFirstCode(t *testing.T) {
 	s := newTestStore(t)
 	now := setTestClock(s, totpT0)
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	url, err := s.BeginTOTP("alice", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := otp.NewKeyFromURL(url)
+	key := beginTOTP(t, s, "alice")
 	code := totpCodeAt(t, key.Secret(), *now)
 
 	if err := s.ConfirmTOTP("alice", wrongCode(code)); !errors.Is(err, ErrBadCredentials) {
@@ -150,11 +160,7 @@ func TestConfirmTOTPEndsTheUsersWebSessions(t *testing.T) {
 	admin, _ := mustCreateSession(t, s, "alice", "")
 	device, _ := mustCreateSession(t, s, "alice", "pump-1")
 	other, _ := mustCreateSession(t, s, "bob", "")
-	url, err := s.BeginTOTP("alice", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := otp.NewKeyFromURL(url)
+	key := beginTOTP(t, s, "alice")
 	code := totpCodeAt(t, key.Secret(), *now)
 	if err := s.ConfirmTOTP("alice", wrongCode(code)); !errors.Is(err, ErrBadCredentials) {
 		t.Fatal(err)

@@ -120,7 +120,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 // matching Send. Batches may overlap (several writers on one connection):
 // what they hold is sent when the last one ends, in the order it was
 // written.
+//
+// Hold and Send do nothing on a nil Conn, so a caller that may or may not
+// have one (Of returns nil for other connections) need not check.
 func (c *Conn) Hold() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	c.depth++
 	c.mu.Unlock()
@@ -129,6 +135,9 @@ func (c *Conn) Hold() {
 // Send ends a batch begun by Hold and, if it was the last one open, sends
 // what is held in one socket write. It returns the socket's error.
 func (c *Conn) Send() error {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.depth--

@@ -338,3 +338,11 @@ func TestContextCarriesTheConnOfATLSConnection(t *testing.T) {
 		t.Fatalf("a pipe's context carries %v", c)
 	}
 }
+
+func TestANilConnBatchesNothing(t *testing.T) {
+	var b *Conn
+	b.Hold()
+	if err := b.Send(); err != nil {
+		t.Fatalf("Send on a nil Conn = %v", err)
+	}
+}

@@ -20,7 +20,8 @@ import (
 type wsConn struct {
 	ws *websocket.Conn
 	// batch, when ws runs over TLS on a tlsbatch.Conn, sends each message
-	// (one smux frame, up to five TLS records) in one socket write.
+	// (one smux frame, up to five TLS records) in one socket write; nil
+	// otherwise (Hold and Send then do nothing).
 	batch *tlsbatch.Conn
 
 	// Owned by the reader.
@@ -76,14 +77,10 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) WriteBuffers(v [][]byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if c.batch != nil {
-		c.batch.Hold()
-	}
+	c.batch.Hold()
 	n, err := c.writeMessage(v)
-	if c.batch != nil {
-		if serr := c.batch.Send(); err == nil {
-			err = serr
-		}
+	if serr := c.batch.Send(); err == nil {
+		err = serr
 	}
 	if err != nil {
 		return 0, err
