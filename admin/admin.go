@@ -24,7 +24,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reflector-dev/reflector/login"
+	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -79,11 +79,11 @@ type Config struct {
 	// Store holds users, sessions and devices. Required.
 	Store *store.Store
 	// Guard checks passwords and TOTP codes, throttled and audited. Required.
-	Guard *login.Guard
+	Guard *auth.Guard
 	// Hub, if set, gives the devices' online status on the start page;
 	// nil shows none.
 	Hub *tunnel.Hub
-	// ClientAddr gives the client's address (clientip.Resolver.Addr); nil
+	// ClientAddr gives the client's address (auth.ClientResolver.Addr); nil
 	// means the socket's.
 	ClientAddr func(*http.Request) netip.Addr
 	// Logger; nil discards.

@@ -16,10 +16,10 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
-	"github.com/reflector-dev/reflector/login"
+	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/webtunnel"
 )
 
 const (
@@ -78,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 	must(err)
 	must(st.ConfirmTOTP("bob", code))
 
-	g := login.New(st, throttle.New(throttle.Config{}), nil)
+	g := auth.NewGuard(st, auth.NewLimiter(auth.LimiterConfig{}), nil)
 	a, err := New(Config{Domain: domain, Port: port, Store: st, Guard: g})
 	must(err)
 	f := &fixture{t: t, st: st, a: a, now: time.Now(), token: token, totp: secret}
@@ -228,7 +228,7 @@ func TestNewChecksTheDomainAndPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	g := login.New(st, throttle.New(throttle.Config{}), nil)
+	g := auth.NewGuard(st, auth.NewLimiter(auth.LimiterConfig{}), nil)
 	for _, tc := range []struct {
 		domain, port string
 		ok           bool
@@ -320,7 +320,7 @@ func TestStartPageShowsWhichDevicesAreOnline(t *testing.T) {
 	f := newFixture(t)
 	hub := tunnel.NewHub(nil)
 	f.a.cfg.Hub = hub
-	hub.Register("pump-1", &idleTunnel{done: make(chan struct{})}, tunnel.DeviceInfo{Kind: tunnel.WTKind})
+	hub.Register("pump-1", &idleTunnel{done: make(chan struct{})}, tunnel.DeviceInfo{Kind: webtunnel.Kind})
 	w := f.serve(withCookie(request("GET", adminHost, "/", nil), SessionCookie, f.login("alice", "alice-pass")))
 	body := w.Body.String()
 	for _, re := range []string{

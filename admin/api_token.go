@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // POST /my-devices/api/token is macchina.io REMOTE's token endpoint, which
@@ -107,11 +107,11 @@ func (a *Admin) serveAPIToken(w http.ResponseWriter, r *http.Request) {
 
 // apiLoginFailed answers a refused password or code.
 func (a *Admin) apiLoginFailed(w http.ResponseWriter, user string, client netip.Addr, err error) {
-	var locked *throttle.LockedOutError
+	if msg, ok := tunnel.RetryLater(w.Header(), err); ok {
+		apiError(w, http.StatusTooManyRequests, msg)
+		return
+	}
 	switch {
-	case errors.As(err, &locked):
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-		apiError(w, http.StatusTooManyRequests, "too many failed attempts")
 	case errors.Is(err, store.ErrBadCredentials):
 		a.log.Debug("API token login refused", "user", user, "client", client, "err", err)
 		apiError(w, http.StatusUnauthorized, "wrong user name, password or one-time password")

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -115,13 +114,13 @@ func (a *Admin) deviceCredential(w http.ResponseWriter, r *http.Request, device 
 			return store.Credential{}, false
 		}
 		cred, err := a.cfg.Guard.Token(client, tok)
-		var locked *throttle.LockedOutError
+		if msg, ok := tunnel.RetryLater(w.Header(), err); ok {
+			a.jsonError(w, http.StatusTooManyRequests, msg)
+			return store.Credential{}, false
+		}
 		switch {
 		case err == nil:
 			return cred, true
-		case errors.As(err, &locked):
-			w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-			a.jsonError(w, http.StatusTooManyRequests, "too many failed attempts")
 		case errors.Is(err, store.ErrBadCredentials):
 			a.log.Debug("device bearer token refused", "device", device, "client", client, "err", err)
 			a.jsonError(w, http.StatusUnauthorized, "invalid token")

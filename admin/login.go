@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // Login on the admin host: POST /login checks the password; a user with
@@ -147,12 +147,12 @@ func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
 
 // loginFailed answers a refused password or code with the form again.
 func (a *Admin) loginFailed(w http.ResponseWriter, form string, p page, client netip.Addr, err error) {
-	var locked *throttle.LockedOutError
-	switch {
-	case errors.As(err, &locked):
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-		p.Message = "Too many failed attempts. Try again in " + throttle.RetryAfterSeconds(locked.RetryAfter) + " seconds."
+	if _, ok := tunnel.RetryLater(w.Header(), err); ok {
+		p.Message = "Too many failed attempts. Try again in " + w.Header().Get("Retry-After") + " seconds."
 		a.render(w, http.StatusTooManyRequests, form, p)
+		return
+	}
+	switch {
 	case errors.Is(err, store.ErrBadCredentials):
 		a.log.Debug("web login refused", "user", p.User, "client", client, "err", err)
 		p.Message = "Wrong user name or password."

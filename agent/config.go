@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 // Defaults for Config fields left zero; Validate fills them in.
@@ -450,9 +450,9 @@ var ignoredKeys = []string{
 
 // ignoredPrefixes are groups of ignoredKeys.
 var ignoredPrefixes = []string{
-	"logging.",            // POCO logging channels; the agent logs with slog
-	"webtunnel.https.",    // TLS toward the device's web server (except .enable, used): the reflector's side
-	"webtunnel.throttle.", // smux flow control per stream
+	"logging.",         // POCO logging channels; the agent logs with slog
+	"webtunnel.https.", // TLS toward the device's web server (except .enable, used): the reflector's side
+	"webtunnel.auth.",  // smux flow control per stream
 }
 
 func ignoredKey(k string) bool {

@@ -123,7 +123,7 @@ webtunnel.status.notify = /usr/local/bin/tunnel-status
 webtunnel.properties.serial = 4711
 my.own.key = 1
 webtunnel.https.caLocation = /etc/ssl/device
-webtunnel.throttle.delay = 10
+webtunnel.auth.delay = 10
 `)
 	logger, logs := cfgTestLogger()
 	if _, err := loadProperties(path, logger, cfgTestSys(map[string]string{"DEVICE_ID": "pump-17"})); err != nil {

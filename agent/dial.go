@@ -21,9 +21,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/reflector-dev/reflector/enroll"
-	"github.com/reflector-dev/reflector/tlsbatch"
+	"github.com/reflector-dev/reflector/internal/tlsbatch"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 var (

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/reflector-dev/reflector/enroll"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 // enrol obtains the device's secret with the enrolment key and keeps it in

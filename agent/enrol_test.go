@@ -16,11 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reflector-dev/reflector/enroll"
-	"github.com/reflector-dev/reflector/login"
+	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 // enrolServer is a reflector with a real store behind both endpoints:
@@ -46,7 +45,7 @@ func newEnrolServer(t *testing.T) *enrolServer {
 	if err := st.AddGroup(store.Group{Name: "field"}); err != nil {
 		t.Fatalf("AddGroup: %v", err)
 	}
-	guard := login.New(st, throttle.New(throttle.Config{}), nil)
+	guard := auth.NewGuard(st, auth.NewLimiter(auth.LimiterConfig{}), nil)
 	s := &enrolServer{handler: &enroll.Handler{
 		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
 			_, secret, err := guard.Enroll(netip.MustParseAddr("127.0.0.1"), key, device)

@@ -20,8 +20,8 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/reflector-dev/reflector/agent"
-	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 var tokenPattern = regexp.MustCompile(`rfl_[A-Za-z0-9_-]{32}`)
@@ -361,7 +361,7 @@ func TestFailedLoginsAreThrottledButAValidTokenIsNot(t *testing.T) {
 		t.Fatalf("absolute-form while locked out: %d, Retry-After %q", get.StatusCode, get.Header.Get("Retry-After"))
 	}
 	if evs := f.auditEvents(store.AuditLockout); len(evs) == 0 || evs[0].Client != "127.0.0.1" {
-		t.Fatalf("audit login.locked: %+v", evs)
+		t.Fatalf("audit auth.locked: %+v", evs)
 	}
 	var failed int
 	for _, ev := range f.auditEvents(store.AuditLogin) {

@@ -31,7 +31,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/reflector-dev/reflector/agent"
-	"github.com/reflector-dev/reflector/server"
+	"github.com/reflector-dev/reflector/internal/server"
 	"github.com/reflector-dev/reflector/store"
 )
 

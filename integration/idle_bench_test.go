@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/agent"
-	"github.com/reflector-dev/reflector/control"
+	"github.com/reflector-dev/reflector/internal/control"
 )
 
 // BenchmarkIdleDeviceMemory is what a connected, idle device costs the

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/agent"
-	"github.com/reflector-dev/reflector/control"
-	"github.com/reflector-dev/reflector/server"
+	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/server"
 	"github.com/reflector-dev/reflector/store"
 )
 

@@ -24,10 +24,11 @@ import (
 
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/webtunnel"
 )
 
 // The real WebTunnelAgent of macchina.io REMOTE (issue 9) against the
-// reflector's WebTunnel endpoint (tunnel.WebTunnelServer) on a real TLS
+// reflector's WebTunnel endpoint (webtunnel.Server) on a real TLS
 // listener, streams dialled through the hub as the proxy does. The routing
 // in server/server.go is tested with the whole stack elsewhere.
 
@@ -43,10 +44,10 @@ type wtRig struct {
 
 const wtPassword = "s3cret"
 
-func newWTRig(t *testing.T, configure ...func(*tunnel.WebTunnelServer)) *wtRig {
+func newWTRig(t *testing.T, configure ...func(*webtunnel.Server)) *wtRig {
 	t.Helper()
 	rig := &wtRig{hub: tunnel.NewHub(testLogger(t))}
-	ws := &tunnel.WebTunnelServer{
+	ws := &webtunnel.Server{
 		Hub: rig.hub,
 		Authenticate: func(_ context.Context, device, password string) error {
 			if subtle.ConstantTimeCompare([]byte(password), []byte(wtPassword)) == 1 {
@@ -70,7 +71,7 @@ func newWTRig(t *testing.T, configure ...func(*tunnel.WebTunnelServer)) *wtRig {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tunnel.IsWebTunnelAgent(r) {
+		if webtunnel.IsAgentUpgrade(r) {
 			ws.ServeHTTP(w, r)
 			return
 		}
@@ -201,7 +202,7 @@ func TestWebTunnelAgentConnectsAndServesChannels(t *testing.T) {
 	output := startWTAgent(t, wtAgentProperties(rig.addr, "dev1", wtPassword, web, echo))
 	st := waitWTOnline(t, rig.hub, "dev1", output)
 	// The agent keeps webtunnel.ports in a std::set: targetPorts comes sorted.
-	if st.Kind != tunnel.WTKind || fmt.Sprint(st.Ports) != fmt.Sprint(slices.Sorted(slices.Values([]uint16{web, echo}))) ||
+	if st.Kind != webtunnel.Kind || fmt.Sprint(st.Ports) != fmt.Sprint(slices.Sorted(slices.Values([]uint16{web, echo}))) ||
 		st.Properties["deviceName"] != "Pump 17" || st.Properties["httpPort"] != fmt.Sprint(web) {
 		t.Errorf("device status: kind %q ports %v properties %v", st.Kind, st.Ports, st.Properties)
 	}
@@ -295,7 +296,7 @@ func TestWebTunnelAgentWithAWrongPasswordGets401AndRetries(t *testing.T) {
 }
 
 func TestWebTunnelAgentUserWhoStopsReadingLosesOnlyTheirChannel(t *testing.T) {
-	rig := newWTRig(t, func(s *tunnel.WebTunnelServer) { s.StallTimeout = time.Second })
+	rig := newWTRig(t, func(s *webtunnel.Server) { s.StallTimeout = time.Second })
 	echo := echoServer(t)
 	deviceEnd := make(chan error, 1)
 	var sent atomic.Int64
@@ -347,7 +348,7 @@ func TestWebTunnelAgentIdleTunnelOutlivesItsKeepAlive(t *testing.T) {
 	}
 	// A keep-alive of 10 s answered to the agent: an idle tunnel lives on
 	// the agent's pings only, and would be dead after 40 s without them.
-	rig := newWTRig(t, func(s *tunnel.WebTunnelServer) { s.MaxKeepAlive = 10 * time.Second })
+	rig := newWTRig(t, func(s *webtunnel.Server) { s.MaxKeepAlive = 10 * time.Second })
 	echo := echoServer(t)
 	output := startWTAgent(t, wtAgentProperties(rig.addr, "dev5", wtPassword, echo))
 	first := waitWTOnline(t, rig.hub, "dev5", output)

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/agent"
-	"github.com/reflector-dev/reflector/control"
+	"github.com/reflector-dev/reflector/internal/control"
 	"github.com/reflector-dev/reflector/store"
 )
 

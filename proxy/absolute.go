@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/elazarl/goproxy"
 
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -84,13 +82,10 @@ func (p *Proxy) filterAbsoluteError(resp *http.Response, ctx *goproxy.ProxyCtx) 
 func (p *Proxy) response(r *http.Request, err error) *http.Response {
 	status, msg := statusFor(err)
 	resp := goproxy.NewResponse(r, "text/plain; charset=utf-8", status, msg+"\n")
-	var locked *throttle.LockedOutError
-	switch {
-	case status == http.StatusProxyAuthRequired:
+	if status == http.StatusProxyAuthRequired {
 		resp.Header.Set("Proxy-Authenticate", `Basic realm="reflector"`)
-	case errors.As(err, &locked):
-		resp.Header.Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
 	}
+	tunnel.RetryLater(resp.Header, err) // sets Retry-After for a 429
 	return resp
 }
 

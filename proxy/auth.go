@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // errNeedAuth is every authentication failure: the user gets 407 with a
@@ -29,11 +29,11 @@ func (p *Proxy) authenticate(header string, client netip.Addr) (store.Credential
 		return store.Credential{}, errNeedAuth
 	}
 	cred, err := p.cfg.Authenticate(client, user, secret)
-	var locked *throttle.LockedOutError
+	_, throttled := tunnel.RetryLater(nil, err)
 	switch {
 	case err == nil:
 		return cred, nil
-	case errors.As(err, &locked):
+	case throttled:
 		return store.Credential{}, err
 	case errors.Is(err, store.ErrBadCredentials), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNotFound):
 		// The login package audits and rate-limits failures; the log gets
@@ -75,14 +75,10 @@ func parseProxyAuth(h string) (user, secret string, ok bool) {
 // credentials on it.
 func (p *Proxy) refuse(w http.ResponseWriter, err error) {
 	status, msg := statusFor(err)
-	switch status {
-	case http.StatusProxyAuthRequired:
+	if status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="reflector"`)
-	case http.StatusTooManyRequests:
-		var locked *throttle.LockedOutError
-		errors.As(err, &locked)
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
 	}
+	tunnel.RetryLater(w.Header(), err) // sets Retry-After for a 429
 	http.Error(w, msg, status)
 }
 

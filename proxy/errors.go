@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -25,12 +24,12 @@ var (
 // statusFor maps an error of resolving, authorising or dialling to the status
 // the user gets (DESIGN.md, "Errors"). The reason is one line, safe to show.
 func statusFor(err error) (int, string) {
-	var locked *throttle.LockedOutError
+	if msg, ok := tunnel.RetryLater(nil, err); ok {
+		return http.StatusTooManyRequests, msg
+	}
 	switch {
 	case errors.Is(err, errNeedAuth):
 		return http.StatusProxyAuthRequired, "proxy authentication required"
-	case errors.As(err, &locked):
-		return http.StatusTooManyRequests, locked.Error()
 	case errors.Is(err, errInternal):
 		return http.StatusInternalServerError, "internal error: the reflector cannot check this request now"
 	case errors.Is(err, ErrBadTarget):

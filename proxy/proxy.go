@@ -31,13 +31,13 @@ type Config struct {
 	// Authenticate checks a proxy credential sent from client: a user name
 	// and a password or token (Basic), or a bearer token alone (user "").
 	// Errors wrapping store.ErrBadCredentials answer 407, a
-	// *throttle.LockedOutError 429 with Retry-After. Required.
+	// tunnel.Throttled error 429 with Retry-After. Required.
 	Authenticate func(client netip.Addr, user, secret string) (store.Credential, error)
 	// Recheck reports whether an open stream's credential may still reach
 	// the device, after an admin change (Revalidate). Nil keeps every stream.
 	Recheck func(cred store.Credential, device string) bool
 	// ClientAddr is the client's address for throttling and the audit log
-	// (clientip.Resolver.Addr). Nil means the socket's.
+	// (auth.ClientResolver.Addr). Nil means the socket's.
 	ClientAddr func(r *http.Request) netip.Addr
 	// Audit, if set, receives a stream event when a CONNECT stream closes
 	// and a request event when an absolute-form request ends.

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/tlsbatch"
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/tlsbatch"
 )
 
 // session is an open CONNECT stream or forwarded HTTP request, kept so that

@@ -117,7 +117,7 @@ func (p *Proxy) ServeWebTunnelClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// gorilla's Upgrader refuses any method but GET; the tools upgrade
-	// with POST (and no body), checked above (as tunnel.WebTunnelServer).
+	// with POST (and no body), checked above (as webtunnel.Server).
 	r.Method = http.MethodGet
 	ws, err := wtClientUpgrader.Upgrade(w, r, nil)
 	if err != nil {

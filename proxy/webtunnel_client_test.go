@@ -19,8 +19,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/throttle"
 )
 
 // newWTClientFixture is the subdomain fixture with Next serving WebTunnel
@@ -35,7 +35,7 @@ func newWTClientFixture(t *testing.T) *subdomainFixture {
 			case user == "alice" && secret == "alice-pw", user == "" && secret == "tok-alice":
 				return store.Credential{User: testUsers["alice"]}, nil
 			case user == "locked":
-				return store.Credential{}, &throttle.LockedOutError{RetryAfter: 42 * time.Second}
+				return store.Credential{}, &auth.LockedOutError{Wait: 42 * time.Second}
 			}
 			return store.Credential{}, store.ErrBadCredentials
 		}

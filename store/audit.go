@@ -27,11 +27,11 @@ import (
 
 // Audit event kinds.
 const (
-	AuditLogin       = "login"        // a user authenticated (or failed to): proxy, API, web
-	AuditLockout     = "login.locked" // failures locked a user or address out
-	AuditAgent       = "agent.login"  // a device's agent authenticated (or failed to)
-	AuditStream      = "stream"       // a CONNECT stream closed
-	AuditRequest     = "http"         // an absolute-form request finished
+	AuditLogin       = "login"       // a user authenticated (or failed to): proxy, API, web
+	AuditLockout     = "auth.locked" // failures locked a user or address out
+	AuditAgent       = "agent.login" // a device's agent authenticated (or failed to)
+	AuditStream      = "stream"      // a CONNECT stream closed
+	AuditRequest     = "http"        // an absolute-form request finished
 	AuditTokenCreate = "token.create"
 	AuditTokenRevoke = "token.revoke"
 	AuditTokenPrune  = "token.pruned" // the writer deleted long-expired tokens; Reason has the count

@@ -161,7 +161,7 @@ func TestAuditEventsFilters(t *testing.T) {
 		{"kind exact", AuditFilter{Kind: AuditLogin}, "03"},
 		{"kind exact is not a prefix", AuditFilter{Kind: "device"}, ""},
 		{"kind prefix", AuditFilter{Kind: "device."}, "14"},
-		{"kind prefix without matches", AuditFilter{Kind: "login."}, ""},
+		{"kind prefix without matches", AuditFilter{Kind: "auth."}, ""},
 		{"limit keeps newest", AuditFilter{Limit: 2}, "45"},
 		{"limit after filter", AuditFilter{User: "bob", Limit: 1}, "5"},
 		{"limit above count", AuditFilter{Limit: 100}, "012345"},

@@ -73,13 +73,18 @@ type connected struct {
 	bytesOut atomic.Int64
 }
 
-// NewHub returns an empty hub. A nil logger discards.
-func NewHub(logger *slog.Logger) *Hub {
+// NewHub returns an empty hub. kinds are the wire kinds (DeviceInfo.Kind)
+// its metrics list from the start, before a device of that kind connects.
+// A nil logger discards.
+func NewHub(logger *slog.Logger, kinds ...string) *Hub {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{logger: logger, devices: make(map[string]*connected),
-		kinds: map[string]*kindStats{Subprotocol: {}, WTKind: {}}}
+	h := &Hub{logger: logger, devices: make(map[string]*connected), kinds: make(map[string]*kindStats)}
+	for _, k := range kinds {
+		h.kinds[k] = &kindStats{}
+	}
+	return h
 }
 
 // Registration is the handle of one registered tunnel.
@@ -185,6 +190,17 @@ func (h *Hub) Status(device string) (DeviceStatus, bool) {
 		return DeviceStatus{}, false
 	}
 	return c.status(), true
+}
+
+// Tunnel returns the device's current tunnel, if it is connected.
+func (h *Hub) Tunnel(device string) (Tunnel, bool) {
+	h.mu.RLock()
+	c := h.devices[device]
+	h.mu.RUnlock()
+	if c == nil {
+		return nil, false
+	}
+	return c.tunnel, true
 }
 
 // List returns a snapshot of every connected device, sorted by id.

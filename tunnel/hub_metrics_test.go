@@ -35,7 +35,7 @@ func TestHubMetricsCountOpensAndBytesByKind(t *testing.T) {
 	r.hub.Dial(ctx, "nope", 7)
 
 	kinds, offline := r.hub.Metrics()
-	if offline != 1 || len(kinds) != 2 || kinds[0].Kind != Subprotocol || kinds[1].Kind != WTKind {
+	if offline != 1 || len(kinds) != 2 || kinds[0].Kind != Subprotocol || kinds[1].Kind != "webtunnel" {
 		t.Fatalf("offline %d, kinds %+v", offline, kinds)
 	}
 	ours := kinds[0]
@@ -44,7 +44,7 @@ func TestHubMetricsCountOpensAndBytesByKind(t *testing.T) {
 	if ours != want {
 		t.Errorf("ours %+v\nwant %+v", ours, want)
 	}
-	if kinds[1] != (KindMetrics{Kind: WTKind}) {
+	if kinds[1] != (KindMetrics{Kind: "webtunnel"}) {
 		t.Errorf("webtunnel %+v", kinds[1])
 	}
 

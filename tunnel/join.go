@@ -7,7 +7,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/reflector-dev/reflector/tlsbatch"
+	"github.com/reflector-dev/reflector/internal/tlsbatch"
 )
 
 // CopyBufferSize is the size of the pooled buffers Join copies through: one

@@ -16,8 +16,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/xtaci/smux"
-
-	"github.com/reflector-dev/reflector/throttle"
 )
 
 // Wire constants of the agent's upgrade request (PROTOCOL.md, "Connect").
@@ -28,11 +26,11 @@ const (
 	HeaderAgent          = "X-Reflector-Agent"
 	HeaderPropertyPrefix = "X-Reflector-Property-"
 
-	// maxMessage bounds one WebSocket message from an agent: one smux frame
-	// and its header, with room to spare.
-	maxMessage = 1 << 20
-	// maxProperty bounds one property value.
-	maxProperty = 256
+	// MaxMessage bounds one WebSocket message from an agent of either
+	// wire: one smux frame and its header, with room to spare.
+	MaxMessage = 1 << 20
+	// MaxPropertyLen bounds one property value an agent declares.
+	MaxPropertyLen = 256
 )
 
 // PropertyNames are the device properties an agent may declare, spelled as
@@ -52,7 +50,7 @@ type Server struct {
 	Hub *Hub
 	// Authenticate checks a device's credentials; ctx carries the agent's
 	// address (ClientAddrFrom). An error wrapping ErrUnauthorized answers
-	// 401, a *throttle.LockedOutError 429 with Retry-After, any other 503.
+	// 401, a Throttled error 429 with Retry-After, any other 503.
 	Authenticate func(ctx context.Context, device, secret string) error
 	// ClientAddr, if set, gives the agent's address (behind a trusted
 	// proxy, the forwarded one); nil means the socket's.
@@ -104,7 +102,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log = log.With("device", device)
 	if err := s.Authenticate(WithClientAddr(r.Context(), client), device, secret); err != nil {
-		refuseAgent(w, log, err)
+		RefuseAgent(w, log, err)
 		return
 	}
 	info, err := parseInfo(r)
@@ -122,7 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Warn("agent upgrade failed", "err", err) // gorilla has answered already
 		return
 	}
-	ws.SetReadLimit(maxMessage)
+	ws.SetReadLimit(MaxMessage)
 	sess, err := smux.Server(NewWSConn(ws), MuxConfig())
 	if err != nil { // only on a bad config, which MuxConfig is not
 		ws.Close()
@@ -168,13 +166,13 @@ func parseInfo(r *http.Request) (DeviceInfo, error) {
 	info := DeviceInfo{
 		Kind:         Subprotocol,
 		RemoteAddr:   r.RemoteAddr,
-		AgentVersion: truncate(r.Header.Get(HeaderAgent), maxProperty),
+		AgentVersion: PropertyValue(r.Header.Get(HeaderAgent)),
 		Ports:        ports,
 		Properties:   make(map[string]string),
 	}
 	for _, name := range PropertyNames {
 		if v := r.Header.Get(HeaderPropertyPrefix + name); v != "" {
-			info.Properties[name] = truncate(v, maxProperty)
+			info.Properties[name] = PropertyValue(v)
 		}
 	}
 	return info, nil
@@ -209,23 +207,24 @@ func BasicCredentials(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// PropertyValue is v as the hub keeps it: cut to MaxPropertyLen bytes.
+func PropertyValue(v string) string {
+	if len(v) > MaxPropertyLen {
+		return v[:MaxPropertyLen]
 	}
-	return s
+	return v
 }
 
-// refuseAgent answers an agent whose credentials Authenticate did not
-// accept (either tunnel endpoint): 429 with Retry-After for a lockout, 401
+// RefuseAgent answers an agent whose credentials Authenticate did not
+// accept (the endpoint of either wire): 429 with Retry-After for a lockout, 401
 // for wrong credentials, 503 when they could not be checked.
-func refuseAgent(w http.ResponseWriter, log *slog.Logger, err error) {
-	var locked *throttle.LockedOutError
-	switch {
-	case errors.As(err, &locked):
+func RefuseAgent(w http.ResponseWriter, log *slog.Logger, err error) {
+	if msg, ok := RetryLater(w.Header(), err); ok {
 		// Logged once by whoever locked it out, not per attempt.
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(locked.RetryAfter))
-		http.Error(w, locked.Error(), http.StatusTooManyRequests)
+		http.Error(w, msg, http.StatusTooManyRequests)
+		return
+	}
+	switch {
 	case errors.Is(err, ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
 		http.Error(w, "wrong device credentials", http.StatusUnauthorized)

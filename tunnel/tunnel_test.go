@@ -27,7 +27,7 @@ type testReflector struct {
 
 func newTestReflector(t *testing.T) *testReflector {
 	t.Helper()
-	hub := NewHub(nil)
+	hub := NewHub(nil, Subprotocol, "webtunnel")
 	ts := &Server{Hub: hub, Authenticate: func(_ context.Context, device, secret string) error {
 		if device == "broken" {
 			return errors.New("store unavailable")

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/reflector-dev/reflector/tlsbatch"
+	"github.com/reflector-dev/reflector/internal/tlsbatch"
 )
 
 // wsConn adapts a *websocket.Conn to net.Conn: each Write is one binary
@@ -46,7 +46,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		if c.reader == nil {
 			kind, r, err := c.ws.NextReader()
 			if err != nil {
-				return 0, normalizeClose(err)
+				return 0, CloseAsEOF(err)
 			}
 			if kind != websocket.BinaryMessage {
 				continue // text messages carry nothing of ours; skip them
@@ -128,9 +128,9 @@ func (c *wsConn) SetDeadline(t time.Time) error {
 func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
-// normalizeClose turns a normal WebSocket close into io.EOF, which is not an
+// CloseAsEOF turns a normal WebSocket close into io.EOF, which is not an
 // error to anyone reading a stream.
-func normalizeClose(err error) error {
+func CloseAsEOF(err error) error {
 	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
 		return io.EOF
 	}

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reflector-dev/reflector/enroll"
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
 const testKey = "rfe_0123456789abcdef_do-not-log-me"

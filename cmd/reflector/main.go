@@ -24,8 +24,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/reflector-dev/reflector/control"
-	"github.com/reflector-dev/reflector/tlscert"
+	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/server"
 )
 
 const defaultData = "./reflector-data"
@@ -83,7 +83,7 @@ func extractData(args []string) (string, []string, error) {
 // server runs: the default URL, and the fingerprint of a kept self-signed
 // certificate if there is one.
 func offlineIdentity(data string) (url, fingerprint string) {
-	cert, err := tlscert.Load(filepath.Join(data, tlscert.CertFile), filepath.Join(data, tlscert.KeyFile))
+	cert, err := server.LoadCertificate(filepath.Join(data, server.CertFile), filepath.Join(data, server.KeyFile))
 	if err != nil {
 		return "https://localhost:8443", ""
 	}
@@ -91,7 +91,7 @@ func offlineIdentity(data string) (url, fingerprint string) {
 	if cert.Leaf != nil && len(cert.Leaf.DNSNames) > 0 {
 		host = cert.Leaf.DNSNames[0]
 	}
-	return "https://" + host + ":8443", tlscert.Fingerprint(cert)
+	return "https://" + host + ":8443", server.CertificateFingerprint(cert)
 }
 
 func usage(w io.Writer) {

@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/reflector-dev/reflector/control"
-	"github.com/reflector-dev/reflector/demo"
-	"github.com/reflector-dev/reflector/server"
-	"github.com/reflector-dev/reflector/tlscert"
+	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/server"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -71,7 +69,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		_, port, _ := net.SplitHostPort(srv.Addr().String())
-		d, err := demo.Start(ctx, demo.Config{
+		d, err := startDemo(ctx, demoConfig{
 			Store:        srv.Store(),
 			ReflectorURL: "https://" + net.JoinHostPort("127.0.0.1", port),
 			Fingerprint:  srv.Fingerprint(),
@@ -84,9 +82,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer func() { cancel(); d.Wait() }()
 		caFile := ""
 		if cfg.TLSCert == "" {
-			caFile = filepath.Join(absDir(cfg.DataDir), tlscert.CertFile)
+			caFile = filepath.Join(absDir(cfg.DataDir), server.CertFile)
 		}
-		fmt.Fprintf(stdout, "demo device %q is up; demo admin %q, password %s\n", demo.DeviceID, demo.UserName, d.Password)
+		fmt.Fprintf(stdout, "demo device %q is up; demo admin %q, password %s\n", demoDeviceID, demoUserName, d.Password)
 		fmt.Fprintf(stdout, "try:\n  %s\n", d.CurlLine(srv.URL(), caFile, cfg.Domain))
 	}
 	if err := srv.Run(ctx); err != nil {

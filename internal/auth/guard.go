@@ -1,0 +1,227 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
+)
+
+const (
+	// okAuditEvery bounds how often a successful login of the same user,
+	// token and address is written to the audit log: proxy clients
+	// authenticate on every request.
+	okAuditEvery = time.Minute
+	// maxOKSeen bounds the memory of recent successful logins.
+	maxOKSeen = 10000
+)
+
+// Guard checks credentials against a store, throttled by a limiter.
+type Guard struct {
+	store   *store.Store
+	limiter *Limiter
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu     sync.Mutex
+	okSeen map[string]time.Time // audit key of a recent successful login → when audited
+}
+
+// New returns a Guard. A nil logger discards.
+func NewGuard(st *store.Store, limiter *Limiter, logger *slog.Logger) *Guard {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Guard{store: st, limiter: limiter, log: logger, now: time.Now, okSeen: make(map[string]time.Time)}
+}
+
+// User checks a user's name and secret, a password or an API token, sent
+// from client (Basic credentials of the proxy). Failures wrap
+// store.ErrBadCredentials or are a *LockedOutError.
+func (g *Guard) User(client netip.Addr, name, secret string) (store.Credential, error) {
+	addrKey, userKey := AddrKey(client), UserKey(name)
+	if store.LooksLikeToken(secret) {
+		cred, err := g.store.Authenticate(name, secret)
+		return g.tokenOutcome(client, name, cred, err)
+	}
+	if d := g.limiter.Blocked(userKey, addrKey); d > 0 {
+		return store.Credential{}, &LockedOutError{Wait: d}
+	}
+	cred, err := g.store.Authenticate(name, secret)
+	if err == nil {
+		g.limiter.Success(userKey)
+		g.auditOK(store.AuditLogin, name, "", client)
+		return cred, nil
+	}
+	if !errors.Is(err, store.ErrBadCredentials) {
+		return store.Credential{}, err
+	}
+	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err, userKey, addrKey)
+	return store.Credential{}, err
+}
+
+// Token checks a bearer token sent from client.
+func (g *Guard) Token(client netip.Addr, token string) (store.Credential, error) {
+	cred, err := g.store.AuthenticateToken(token)
+	return g.tokenOutcome(client, "", cred, err)
+}
+
+// tokenOutcome throttles and audits a token check that has been done.
+func (g *Guard) tokenOutcome(client netip.Addr, name string, cred store.Credential, err error) (store.Credential, error) {
+	if err == nil {
+		g.auditOK(store.AuditLogin, cred.User.Name, cred.TokenID, client)
+		return cred, nil
+	}
+	if !errors.Is(err, store.ErrBadCredentials) {
+		return store.Credential{}, err
+	}
+	addrKey := AddrKey(client)
+	if d := g.limiter.Blocked(addrKey); d > 0 {
+		return store.Credential{}, &LockedOutError{Wait: d}
+	}
+	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err, addrKey)
+	return store.Credential{}, err
+}
+
+// Device checks an agent's device id and secret sent from client. Failures
+// wrap store.ErrBadCredentials or store.ErrDisabled, or are a
+// *LockedOutError.
+func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, error) {
+	addrKey, devKey := AddrKey(client), UserKey("device:"+id)
+	// A device id under attack is refused unchecked, as a user name is: a
+	// secret adopted from an existing fleet (device add --secret-stdin) may
+	// be guessable. An address is not: a fleet behind one NAT address keeps
+	// connecting while one of its devices is misconfigured.
+	if d := g.limiter.Blocked(devKey); d > 0 {
+		return store.Device{}, &LockedOutError{Wait: d}
+	}
+	d, err := g.store.CheckDeviceSecret(id, secret)
+	switch {
+	case err == nil:
+		g.auditOK(store.AuditAgent, "", id, client)
+		return d, nil
+	case errors.Is(err, store.ErrDisabled):
+		// The secret was right; the device is switched off. Not a guess, so
+		// not counted.
+		g.store.Audit(store.AuditEvent{Kind: store.AuditAgent, Device: id, Client: addrString(client), Reason: "device disabled"})
+		return store.Device{}, err
+	case !errors.Is(err, store.ErrBadCredentials):
+		return store.Device{}, err
+	}
+	if d := g.limiter.Blocked(addrKey); d > 0 {
+		return store.Device{}, &LockedOutError{Wait: d}
+	}
+	g.failed(store.AuditEvent{Kind: store.AuditAgent, Device: id}, client, err, devKey, addrKey)
+	return store.Device{}, err
+}
+
+// Enroll registers a device with an enrolment key sent from client and
+// returns it with its secret. Wrong keys are throttled per address. Errors
+// wrap the enroll package's reasons, which set the endpoint's status.
+func (g *Guard) Enroll(client netip.Addr, key, id string) (store.Device, string, error) {
+	d, secret, err := g.store.Enroll(key, id)
+	err = enrollError(err)
+	ev := store.AuditEvent{Kind: store.AuditEnroll, Device: id, Client: addrString(client)}
+	if err == nil {
+		ev.OK = true
+		ev.Group = groupOf(d)
+		g.store.Audit(ev)
+		return d, secret, nil
+	}
+	if !errors.Is(err, store.ErrBadCredentials) {
+		// Expired, used up, quota, taken id: the key was right.
+		ev.Reason = err.Error()
+		g.store.Audit(ev)
+		return store.Device{}, "", err
+	}
+	addrKey := AddrKey(client)
+	if d := g.limiter.Blocked(addrKey); d > 0 {
+		return store.Device{}, "", &LockedOutError{Wait: d}
+	}
+	ev.Client = ""
+	g.failed(ev, client, err, addrKey)
+	return store.Device{}, "", err
+}
+
+// failed counts a checked failure against keys and audits it, and the
+// lockout it starts, if any.
+func (g *Guard) failed(ev store.AuditEvent, client netip.Addr, err error, keys ...string) {
+	ev.Client = addrString(client)
+	ev.Reason = err.Error()
+	g.store.Audit(ev)
+	if d := g.limiter.Failure(keys...); d > 0 {
+		g.log.Warn("login failures: locked out", "kind", ev.Kind, "user", ev.User, "device", ev.Device,
+			"client", ev.Client, "retry_after", d)
+		g.store.Audit(store.AuditEvent{Kind: store.AuditLockout, User: ev.User, Device: ev.Device, Client: ev.Client,
+			Reason: fmt.Sprintf("locked out for %s after failed %s", d, ev.Kind)})
+	}
+}
+
+// auditOK writes a successful login to the audit log, at most once a minute
+// for the same principal and address.
+func (g *Guard) auditOK(kind, user, deviceOrToken string, client netip.Addr) {
+	key := kind + "\x00" + user + "\x00" + deviceOrToken + "\x00" + addrString(client)
+	now := g.now()
+	g.mu.Lock()
+	last, seen := g.okSeen[key]
+	fresh := seen && now.Sub(last) < okAuditEvery
+	if !fresh {
+		if len(g.okSeen) >= maxOKSeen {
+			clear(g.okSeen)
+		}
+		g.okSeen[key] = now
+	}
+	g.mu.Unlock()
+	if fresh {
+		return
+	}
+	ev := store.AuditEvent{Kind: kind, OK: true, User: user, Client: addrString(client)}
+	if kind == store.AuditAgent {
+		ev.Device = deviceOrToken
+	} else {
+		ev.Token = deviceOrToken
+	}
+	g.store.Audit(ev)
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func groupOf(d store.Device) string {
+	if len(d.Groups) == 0 {
+		return ""
+	}
+	return d.Groups[0]
+}
+
+// enrollError gives a store error of enrolment the enrolment endpoint's
+// meaning. The store's error stays wrapped for the log and errors.Is.
+func enrollError(err error) error {
+	var to error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrExpired):
+		to = enroll.ErrKeyExpired
+	case errors.Is(err, store.ErrBadCredentials):
+		to = enroll.ErrKeyInvalid
+	case errors.Is(err, store.ErrQuota):
+		to = enroll.ErrQuota
+	case errors.Is(err, store.ErrExists):
+		to = enroll.ErrDeviceExists
+	case errors.Is(err, store.ErrInvalid):
+		to = enroll.ErrDeviceInvalid
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", to, err)
+}

@@ -1,0 +1,180 @@
+package auth
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
+)
+
+type fixture struct {
+	st     *store.Store
+	g      *Guard
+	token  string
+	secret string
+}
+
+var (
+	attacker = netip.MustParseAddr("192.0.2.66")
+	office   = netip.MustParseAddr("198.51.100.7")
+)
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.AddGroup(store.Group{Name: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddUser("alice", "alice-pass", store.RoleUser, []string{"g"}); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := st.CreateToken(store.Token{User: "alice", Name: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := st.AddDevice(store.Device{ID: "pump-1", Groups: []string{"g"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{st: st, g: NewGuard(st, NewLimiter(LimiterConfig{}), nil), token: token, secret: secret}
+}
+
+func isLocked(err error) bool {
+	var locked *LockedOutError
+	return errors.As(err, &locked) && locked.Wait > 0
+}
+
+func (f *fixture) events(kind string) []store.AuditEvent {
+	evs, err := f.st.AuditEvents(store.AuditFilter{Kind: kind})
+	if err != nil {
+		panic(err)
+	}
+	return evs
+}
+
+func TestPasswordLockoutRefusesUncheckedButTokensPass(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		if _, err := f.g.User(attacker, "alice", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+			t.Fatalf("failure %d: %v", i+1, err)
+		}
+	}
+	// The user name is locked out everywhere, for passwords: even the right one.
+	if _, err := f.g.User(office, "alice", "alice-pass"); !isLocked(err) {
+		t.Fatalf("right password while locked: %v, want a lockout", err)
+	}
+	// A token is checked regardless.
+	cred, err := f.g.User(office, "alice", f.token)
+	if err != nil || cred.TokenID == "" {
+		t.Fatalf("token while the name is locked: %v", err)
+	}
+	if cred, err := f.g.Token(attacker, f.token); err != nil || cred.User.Name != "alice" {
+		t.Fatalf("bearer token from the locked address: %v", err)
+	}
+	// Wrong tokens from the locked address are answered 429 (after the check).
+	if _, err := f.g.Token(attacker, "rfl_"+f.token[4:len(f.token)-2]+"AA"); !isLocked(err) {
+		t.Fatalf("wrong token from the locked address: %v, want a lockout", err)
+	}
+	if n := len(f.events(store.AuditLockout)); n != 1 {
+		t.Fatalf("%d lockout events, want 1", n)
+	}
+	var failed int
+	for _, ev := range f.events(store.AuditLogin) {
+		if !ev.OK {
+			failed++
+			if ev.Client != attacker.String() || ev.Reason == "" {
+				t.Errorf("failed login event %+v", ev)
+			}
+		}
+	}
+	if failed != 5 {
+		t.Fatalf("%d failed-login events, want 5: locked-out attempts are not checked nor logged", failed)
+	}
+}
+
+func TestRightDeviceSecretPassesALockedAddress(t *testing.T) {
+	f := newFixture(t)
+	// Failures for other device ids lock the address, not pump-1.
+	for i := range 5 {
+		if _, err := f.g.Device(attacker, "other-"+string(rune('a'+i)), "wrong"); !errors.Is(err, store.ErrBadCredentials) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.g.Device(attacker, "pump-1", "wrong"); !isLocked(err) {
+		t.Fatalf("wrong secret from the locked address: %v, want a lockout", err)
+	}
+	if _, err := f.g.Device(attacker, "pump-1", f.secret); err != nil {
+		t.Fatalf("right secret from a locked address: %v", err)
+	}
+	if err := f.st.SetDeviceDisabled("pump-1", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.g.Device(office, "pump-1", f.secret); !errors.Is(err, store.ErrDisabled) {
+		t.Fatalf("disabled device: %v", err)
+	}
+}
+
+func TestLockedDeviceIDIsRefusedUnchecked(t *testing.T) {
+	f := newFixture(t)
+	for range 5 {
+		if _, err := f.g.Device(attacker, "pump-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+			t.Fatal(err)
+		}
+	}
+	// From anywhere, even with the right secret: it may be an adopted,
+	// guessable password, so a locked id answers nothing about it.
+	if _, err := f.g.Device(office, "pump-1", f.secret); !isLocked(err) {
+		t.Fatalf("right secret for a locked device id: %v, want a lockout", err)
+	}
+}
+
+func TestSuccessfulLoginsAreAuditedOnceAMinute(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	f.g.now = func() time.Time { return now }
+	for range 10 {
+		if _, err := f.g.User(office, "alice", "alice-pass"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.g.User(attacker, "alice", "alice-pass"); err != nil { // another address: its own event
+		t.Fatal(err)
+	}
+	if n := len(f.events(store.AuditLogin)); n != 2 {
+		t.Fatalf("%d login events, want 2", n)
+	}
+	now = now.Add(okAuditEvery)
+	if _, err := f.g.User(office, "alice", "alice-pass"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.events(store.AuditLogin)); n != 3 {
+		t.Fatalf("%d login events a minute later, want 3", n)
+	}
+}
+
+func TestEnrolErrorsCarryTheEndpointsReasons(t *testing.T) {
+	f := newFixture(t)
+	key, _, err := f.st.CreateEnrollKey(store.EnrollKey{Group: "g", Max: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.g.Enroll(office, key, "pump-1"); !errors.Is(err, enroll.ErrDeviceExists) {
+		t.Fatalf("taken id: %v", err)
+	}
+	if _, _, err := f.g.Enroll(office, key, "pump-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.g.Enroll(office, key, "pump-3"); !errors.Is(err, enroll.ErrQuota) {
+		t.Fatalf("used-up key: %v", err)
+	}
+	if _, _, err := f.g.Enroll(office, "rfe_nonsense", "pump-4"); !errors.Is(err, enroll.ErrKeyInvalid) {
+		t.Fatalf("bad key: %v", err)
+	}
+}

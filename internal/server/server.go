@@ -1,0 +1,443 @@
+// Package server assembles a reflector from its parts — store, hub, tunnel
+// endpoint, proxy, control socket — on its listeners, and runs it until its
+// context ends. cmd/reflector only parses flags into a Config; tests build
+// the same server on 127.0.0.1:0.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/reflector-dev/reflector/admin"
+	"github.com/reflector-dev/reflector/internal/auth"
+	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/tlsbatch"
+	"github.com/reflector-dev/reflector/proxy"
+	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/enroll"
+	"github.com/reflector-dev/reflector/tunnel/webtunnel"
+)
+
+// Config configures a Server. Zero values mean the documented default.
+type Config struct {
+	Listen      string // TLS listener for everything; default ":8443"
+	ProxyListen string // optional plain-HTTP proxy listener; "" for none
+	// MetricsListen is an optional plain-HTTP listener for GET /metrics
+	// (Prometheus text format; package metrics); "" for none. It has no
+	// authentication: a loopback or private address.
+	MetricsListen string
+	Domain        string // default "localhost"
+	// PublicPort is the port users, browsers and agents reach the TLS
+	// listener at, when a port mapping or load balancer in front changes
+	// it (443 outside, 8443 here): it goes into redirects, the PAC file and
+	// printed agent and proxy lines. Default: the listener's own.
+	PublicPort string
+	DataDir    string // default "./reflector-data"
+	TLSCert    string // PEM files; both empty: self-signed, kept in DataDir
+	TLSKey     string
+	Logger     *slog.Logger // nil discards
+
+	// TrustedProxies are the CIDRs of reverse proxies whose
+	// X-Forwarded-For names the client (--trusted-proxy); others are
+	// ignored and the socket's address is the client's.
+	TrustedProxies []string
+	// WebTunnelDomain, if set, is the only "@domain" accepted in a
+	// WebTunnelAgent's "deviceId@domain" user name (--webtunnel-domain);
+	// empty accepts any.
+	WebTunnelDomain string
+	// DeviceCA is a PEM file of CAs that device web servers speaking HTTPS
+	// are verified with; "" leaves them unverified (they are usually
+	// self-signed).
+	DeviceCA string
+	// AuditRetention is how long audit events are kept; default 90 days.
+	AuditRetention time.Duration
+	// Throttle tunes the failed-login limiter; zero fields take its
+	// defaults (5 failures a minute, then 1 min doubling to 1 h).
+	Throttle auth.LimiterConfig
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = ":8443"
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./reflector-data"
+	}
+	if c.PublicPort != "" {
+		if n, err := strconv.ParseUint(c.PublicPort, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("public port %q is not a port number", c.PublicPort)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("TLS certificate and key go together")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = 90 * 24 * time.Hour
+	}
+	if c.AuditRetention < 0 {
+		return errors.New("audit retention must be positive")
+	}
+	return nil
+}
+
+// Server is an assembled reflector, listening but not yet serving.
+type Server struct {
+	cfg         Config
+	store       *store.Store
+	hub         *tunnel.Hub
+	guard       *auth.Guard
+	admin       *admin.Admin
+	deviceCAs   *x509.CertPool
+	clients     auth.ClientResolver
+	proxy       *proxy.Proxy
+	cert        tls.Certificate
+	listeners   []net.Listener // TLS first, then the optional ones
+	servers     []*http.Server // one per listener
+	proxyLn     net.Listener   // the plain proxy listener, or nil
+	metricsLn   net.Listener   // the metrics listener, or nil
+	control     net.Listener
+	url         string
+	fingerprint string
+}
+
+// New opens the data directory, loads or makes the certificate and opens the
+// listeners. On error everything opened so far is closed again.
+func New(cfg Config) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg}
+	built := s // the error returns below set s to nil
+	defer func() {
+		if err != nil {
+			built.close()
+		}
+	}()
+	if s.clients.Trusted, err = auth.ParseTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	if cfg.DeviceCA != "" {
+		pem, err := os.ReadFile(cfg.DeviceCA)
+		if err != nil {
+			return nil, fmt.Errorf("device CA: %w", err)
+		}
+		s.deviceCAs = x509.NewCertPool()
+		if !s.deviceCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("device CA %s: no PEM certificates", cfg.DeviceCA)
+		}
+	}
+	if s.store, err = store.Open(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.store.SetAuditRetention(cfg.AuditRetention)
+	s.guard = auth.NewGuard(s.store, auth.NewLimiter(cfg.Throttle), cfg.Logger)
+	if cfg.TLSCert != "" {
+		s.cert, err = LoadCertificate(cfg.TLSCert, cfg.TLSKey)
+	} else {
+		s.cert, err = SelfSignedCertificate(cfg.DataDir, cfg.Domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.fingerprint = CertificateFingerprint(s.cert)
+	s.hub = tunnel.NewHub(cfg.Logger, tunnel.Subprotocol, webtunnel.Kind)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	s.listeners = append(s.listeners, ln) // wrapped in TLS below; closed by close either way
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if cfg.PublicPort != "" {
+		port = cfg.PublicPort
+	}
+	s.admin, err = admin.New(admin.Config{
+		Domain:     cfg.Domain,
+		Port:       port,
+		Store:      s.store,
+		Guard:      s.guard,
+		Hub:        s.hub,
+		ClientAddr: s.clients.Addr,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
+		return nil, err
+	}
+	s.listeners[0] = tlsbatch.Listener{Listener: ln, Config: serverTLSConfig(s.cert)}
+	s.servers = append(s.servers, newHTTPServer(s.proxy, cfg.Logger))
+	if cfg.ProxyListen != "" {
+		pln, err := net.Listen("tcp", cfg.ProxyListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.ProxyListen, err)
+		}
+		s.listeners = append(s.listeners, pln)
+		s.servers = append(s.servers, newHTTPServer(s.proxy.ProxyOnly(), cfg.Logger))
+		s.proxyLn = pln
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
+		}
+		s.listeners = append(s.listeners, mln)
+		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.hub), cfg.Logger))
+		s.metricsLn = mln
+	}
+	s.url = "https://" + cfg.Domain
+	if port != "443" {
+		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	}
+	if s.control, err = control.Listen(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// proxyConfig wires the proxy to the store and the hub.
+func (s *Server) proxyConfig() proxy.Config {
+	mux := http.NewServeMux()
+	clientAddr := func(r *http.Request) string { return addrString(s.clients.Addr(r)) }
+	mux.Handle(tunnel.Path, &tunnel.Server{
+		Hub:          s.hub,
+		Logger:       s.cfg.Logger,
+		ClientAddr:   clientAddr,
+		Authenticate: s.authenticateDevice,
+		Seen:         s.store.TouchDevice,
+	})
+	// macchina.io REMOTE's WebTunnelAgent upgrades on any path (usually
+	// POST /), recognised by its subprotocol.
+	webTunnel := &webtunnel.Server{
+		Hub:          s.hub,
+		Logger:       s.cfg.Logger,
+		ClientAddr:   clientAddr,
+		Authenticate: s.authenticateDevice,
+		Seen:         s.store.TouchDevice,
+		Domain:       s.cfg.WebTunnelDomain,
+	}
+	mux.Handle(enroll.Path, &enroll.Handler{
+		Logger: s.cfg.Logger,
+		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
+			_, secret, err := s.guard.Enroll(s.clients.Addr(r), key, device)
+			return secret, err
+		},
+	})
+	mux.Handle("/", s.admin)
+	return proxy.Config{
+		Domain: s.cfg.Domain,
+		Authenticate: func(client netip.Addr, user, secret string) (store.Credential, error) {
+			if user == "" {
+				return s.guard.Token(client, secret)
+			}
+			return s.guard.User(client, user, secret)
+		},
+		Recheck:    s.recheck,
+		DeviceAuth: s.admin.DeviceAuth,
+		DeviceCAs:  s.deviceCAs,
+		ClientAddr: s.clients.Addr,
+		Audit:      s.store.Audit,
+		Device:     func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },
+		Dial:       s.hub.Dial,
+		DeviceProperties: func(id string) map[string]string {
+			st, _ := s.hub.Status(id)
+			return st.Properties
+		},
+		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if webtunnel.IsAgentUpgrade(r) {
+				webTunnel.ServeHTTP(w, r)
+				return
+			}
+			if proxy.IsWebTunnelClient(r) {
+				s.proxy.ServeWebTunnelClient(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		Logger: s.cfg.Logger,
+	}
+}
+
+// authenticateDevice checks an agent's credentials for the tunnel endpoint.
+func (s *Server) authenticateDevice(ctx context.Context, device, secret string) error {
+	client, _ := netip.ParseAddr(tunnel.ClientAddrFrom(ctx))
+	_, err := s.guard.Device(client, device, secret)
+	if errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrDisabled) {
+		return fmt.Errorf("device %s: %w: %w", device, tunnel.ErrUnauthorized, err)
+	}
+	return err
+}
+
+// recheck reports whether an open stream's credential may still reach the
+// device: the user and token still valid, the device still there, enabled
+// and shared with the user. A store failure keeps the stream.
+func (s *Server) recheck(cred store.Credential, device string) bool {
+	fresh, ok := s.store.CredentialValid(cred)
+	if !ok {
+		return false
+	}
+	d, err := s.store.Device(device)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		s.cfg.Logger.Error("re-check access", "device", device, "err", err)
+		return true
+	}
+	return !d.Disabled && fresh.Allows(d)
+}
+
+// accessChanged re-checks open streams after an admin change.
+func (s *Server) accessChanged() { s.proxy.Revalidate() }
+
+// Run serves until ctx ends or a listener fails, then shuts down: listeners
+// first, then spliced connections, tunnels, the control socket and the store.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint,
+			AccessChanged: s.accessChanged}
+		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
+			s.cfg.Logger.Error("control socket", "err", err)
+		}
+	}()
+	go s.revalidateLoop(ctx)
+	errc := make(chan error, len(s.servers))
+	for i, srv := range s.servers {
+		go func() { errc <- srv.Serve(s.listeners[i]) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.cfg.Logger.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
+	for _, srv := range s.servers {
+		srv.Shutdown(shutdownCtx) // hijacked connections are the proxy's to close
+	}
+	cancel()
+	<-controlDone // admin commands still running finish before the store closes
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// revalidateEvery is how often open streams are re-checked without an admin
+// change, so that tokens expiring while in use take effect.
+const revalidateEvery = 30 * time.Second
+
+func (s *Server) revalidateLoop(ctx context.Context) {
+	t := time.NewTicker(revalidateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.proxy.Revalidate()
+		}
+	}
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// close releases what New opened; safe on a partly built server.
+func (s *Server) close() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	if s.control != nil {
+		s.control.Close()
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.hub != nil {
+		s.hub.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// Addr is the TLS listener's address.
+func (s *Server) Addr() net.Addr { return s.listeners[0].Addr() }
+
+// ProxyAddr is the plain proxy listener's address, nil without one.
+func (s *Server) ProxyAddr() net.Addr {
+	if s.proxyLn == nil {
+		return nil
+	}
+	return s.proxyLn.Addr()
+}
+
+// MetricsAddr is the metrics listener's address, or nil without one.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+// URL is the reflector's address for users and agents: https://<domain>:<port>.
+func (s *Server) URL() string { return s.url }
+
+// Fingerprint is the certificate's SHA-256 pin, "sha256:<hex>".
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Certificate is the TLS certificate in use.
+func (s *Server) Certificate() tls.Certificate { return s.cert }
+
+// Store is the server's store, for in-process admin work (the demo, tests).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Hub is the server's hub of connected devices.
+func (s *Server) Hub() *tunnel.Hub { return s.hub }
+
+// newHTTPServer returns a server with the timeouts a proxy needs: headers
+// must arrive promptly, but there is no write timeout, since tunnels and
+// downloads last as long as they last.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true) // see tlscert.ServerConfig: no h2 on a proxy
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		Protocols:         &protocols,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// Handlers that write bulk (the subdomain reverse proxy) batch the
+		// TLS records of each write into one socket write.
+		ConnContext: tlsbatch.ContextWithConn,
+	}
+}

@@ -1,0 +1,755 @@
+package webtunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// A WebTunnel device tunnel (PROTOCOL.md §6): one WebSocket to a
+// WebTunnelAgent carrying channels in frames (webtunnel_frame.go). The
+// reflector allocates channel numbers and opens channels; the agent confirms
+// or faults them. The protocol has no per-channel flow control, so each
+// channel's inbound bytes wait in a bounded queue here:
+//
+//   - a channel queues what its user has not read yet while the queue holds
+//     less than ChannelQueue (256 KiB), so at most that plus one frame;
+//   - while a channel's queue is full, the tunnel's one reader stops reading
+//     the WebSocket, which back-pressures the whole tunnel (every channel of
+//     the device) through TCP to the agent, until the user reads; each wait
+//     lasts at most StallTimeout (5 s);
+//   - when a wait runs out the channel is closed with ERROR (code 5, socket
+//     error) toward the agent, which closes its socket to the device port;
+//     the queued bytes are dropped, the user's next Read and Write fail,
+//     and the reader goes on with the other channels.
+//
+// A tunnel's memory is therefore bounded by its open channels × (queue +
+// one message), whatever its users do.
+
+const (
+	// DefaultChannelQueue bounds the bytes one channel may queue.
+	DefaultChannelQueue = 256 << 10
+	// DefaultStallTimeout is how long a full channel may hold up the
+	// tunnel's reader before it is closed.
+	DefaultStallTimeout = 5 * time.Second
+
+	// writeTimeout bounds one message write to the agent: an agent that
+	// takes no bytes for this long is dead, and so is its tunnel.
+	writeTimeout = 30 * time.Second
+	// maxChannels is the number of channel numbers (0 is never used).
+	maxChannels = 65535
+	// keepBuffer is the largest buffer kept after it has been emptied; a
+	// bigger one goes back to the garbage collector, so an idle channel or
+	// tunnel holds little.
+	keepBuffer = 32 << 10
+)
+
+// errStalled: the user did not read a channel whose queue was full.
+var errStalled = errors.New("webtunnel channel closed: its reader stopped reading")
+
+// framePool holds one outgoing DATA frame: header and the largest payload.
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, HeaderLen+MaxPayload)
+	return &b
+}}
+
+// tunnelConfig is what a tunnel needs from its server; zero fields take defaults.
+type tunnelConfig struct {
+	Idle         time.Duration // silence after which the agent is dead
+	ChannelQueue int
+	StallTimeout time.Duration
+	Logger       *slog.Logger
+	// Declared, if set, is told the merged allow-list and properties after
+	// each property update frame; the server points it at the hub
+	// (Registration.Update). It runs on the tunnel's reader.
+	Declared func(ports []uint16, properties map[string]string)
+}
+
+// agentTunnel is one WebTunnelAgent's tunnel. Its reader (run) is the only
+// goroutine reading the WebSocket; writers share it under writeMu, one frame
+// per message, so frames of different channels interleave but never split.
+type agentTunnel struct {
+	ws  *websocket.Conn
+	cfg tunnelConfig
+	log *slog.Logger
+
+	// Writers.
+	writeMu sync.Mutex
+
+	mu    sync.Mutex
+	chans map[uint16]*channel // open and pending channels; nil once ended
+	next  uint16              // last channel number handed out
+
+	// Reader only: the declared allow-list and properties, merged with
+	// each property update frame.
+	ports []uint16
+	props map[string]string
+
+	lastAlive atomic.Int64 // unix ns of the last read-deadline extension
+	badFrames atomic.Int64
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close
+	done      chan struct{} // closed when run has returned
+}
+
+// newAgentTunnel wraps an upgraded WebSocket; info's ports and properties are
+// the tunnel's initial ones. The caller runs t.run.
+func newAgentTunnel(ws *websocket.Conn, info tunnel.DeviceInfo, cfg tunnelConfig) *agentTunnel {
+	if cfg.Idle <= 0 {
+		cfg.Idle = 90 * time.Second
+	}
+	if cfg.ChannelQueue <= 0 {
+		cfg.ChannelQueue = DefaultChannelQueue
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &agentTunnel{
+		ws:      ws,
+		cfg:     cfg,
+		log:     log,
+		chans:   make(map[uint16]*channel),
+		ports:   slices.Clone(info.Ports),
+		props:   maps.Clone(info.Properties),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if t.props == nil {
+		t.props = make(map[string]string)
+	}
+	ws.SetReadLimit(MaxMessage)
+	// The agent pings after its keep-alive of silence and expects a pong;
+	// it never answers ours, so its pings and frames are what keeps the
+	// tunnel alive (alive). WriteControl may run beside WriteMessage.
+	ws.SetPingHandler(func(data string) error {
+		t.alive()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeTimeout))
+		if err == websocket.ErrCloseSent {
+			return nil
+		}
+		return err
+	})
+	ws.SetPongHandler(func(string) error { t.alive(); return nil })
+	t.alive()
+	return t
+}
+
+func (t *agentTunnel) Done() <-chan struct{} { return t.done }
+
+// Close closes the WebSocket; run then ends every channel and closes Done.
+func (t *agentTunnel) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.closing)
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		_ = t.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		t.ws.Close()
+	})
+	return nil
+}
+
+// alive pushes the read deadline to Idle from now. It is called on every
+// message and pong from the agent and every successful write to it (a dead
+// agent stops taking writes within writeTimeout), at most once a second.
+func (t *agentTunnel) alive() {
+	now := time.Now()
+	if now.UnixNano()-t.lastAlive.Load() < int64(time.Second) {
+		return
+	}
+	t.lastAlive.Store(now.UnixNano())
+	_ = t.ws.SetReadDeadline(now.Add(t.cfg.Idle))
+}
+
+// writeMsg sends one frame as one binary message; the caller holds writeMu.
+// A failed write ends the tunnel: the frame may be half sent.
+func (t *agentTunnel) writeMsg(b []byte) error {
+	_ = t.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := t.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+		t.Close()
+		return fmt.Errorf("webtunnel write: %w: %w", tunnel.ErrDeviceOffline, err)
+	}
+	t.alive()
+	return nil
+}
+
+// send writes a frame without payload.
+func (t *agentTunnel) send(op Op, ch, arg uint16) error {
+	var b [HeaderLen + argLen]byte
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	return t.writeMsg(AppendHeader(b[:0], op, ch, arg))
+}
+
+// Open allocates a channel, sends OPEN and waits for CONFIRM or FAULT.
+func (t *agentTunnel) Open(ctx context.Context, port uint16, client string) (net.Conn, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, tunnel.DefaultOpenTimeout)
+		defer cancel()
+	}
+	c, err := t.allocate(port)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.send(OpOpen, c.id, port); err != nil {
+		t.free(c)
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	select {
+	case err := <-c.opened:
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	case <-ctx.Done():
+	case <-t.done:
+	}
+	// Given up: a CONFIRM arriving later is answered with ERROR (dispatch).
+	c.mu.Lock()
+	pending := c.state == statePending
+	if pending {
+		c.state = stateAbandoned
+	}
+	c.mu.Unlock()
+	if !pending { // the answer raced the give-up
+		if err := <-c.opened; err == nil {
+			c.Close()
+		}
+	}
+	switch {
+	case t.ended():
+		return nil, fmt.Errorf("open channel: %w", tunnel.ErrDeviceOffline)
+	case errors.Is(ctx.Err(), context.Canceled):
+		return nil, fmt.Errorf("open channel: %w", ctx.Err())
+	}
+	return nil, fmt.Errorf("open channel: %w", tunnel.ErrTimeout)
+}
+
+func (t *agentTunnel) ended() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// allocate reserves the next free channel number: numbers go round 1..65535
+// and one still open or pending is never reused.
+func (t *agentTunnel) allocate(port uint16) (*channel, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.chans == nil {
+		return nil, fmt.Errorf("open channel: %w", tunnel.ErrDeviceOffline)
+	}
+	if len(t.chans) >= maxChannels {
+		return nil, fmt.Errorf("open channel: all %d webtunnel channels in use: %w", maxChannels, tunnel.ErrDeviceFailure)
+	}
+	for {
+		t.next++
+		if t.next == 0 {
+			t.next = 1
+		}
+		if _, used := t.chans[t.next]; !used {
+			break
+		}
+	}
+	c := &channel{
+		t:        t,
+		id:       t.next,
+		port:     port,
+		opened:   make(chan error, 1),
+		readable: make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
+	}
+	t.chans[c.id] = c
+	return c, nil
+}
+
+// free releases c's number, if c still holds it.
+func (t *agentTunnel) free(c *channel) {
+	t.mu.Lock()
+	if t.chans[c.id] == c {
+		delete(t.chans, c.id)
+	}
+	t.mu.Unlock()
+}
+
+func (t *agentTunnel) lookup(ch uint16) *channel {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.chans[ch]
+}
+
+// run reads frames until the WebSocket fails or closes, then ends every
+// channel. It is the tunnel's only reader.
+func (t *agentTunnel) run() error {
+	defer t.end()
+	var msg []byte
+	for {
+		kind, r, err := t.ws.NextReader()
+		if err != nil {
+			return tunnel.CloseAsEOF(err)
+		}
+		t.alive()
+		if kind != websocket.BinaryMessage {
+			continue
+		}
+		if msg, err = readMessage(r, msg[:0]); err != nil {
+			return tunnel.CloseAsEOF(err)
+		}
+		f, err := ParseFrame(msg)
+		if err != nil {
+			if t.badFrames.Add(1) == 1 { // once per tunnel: a broken agent repeats itself
+				t.log.Warn("webtunnel frame dropped", "err", err)
+			}
+		} else {
+			t.dispatch(f)
+		}
+		if cap(msg) > keepBuffer {
+			msg = nil
+		}
+	}
+}
+
+// readMessage appends the rest of r to buf; the read limit bounds it.
+func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	if buf == nil {
+		buf = make([]byte, 0, 2*(HeaderLen+MaxPayload))
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// end runs once run has returned: every channel fails, Done closes.
+func (t *agentTunnel) end() {
+	t.Close()
+	t.mu.Lock()
+	chans := t.chans
+	t.chans = nil
+	t.mu.Unlock()
+	close(t.done)
+	for _, c := range chans {
+		c.fail(fmt.Errorf("webtunnel: %w", tunnel.ErrDeviceOffline), nil)
+	}
+}
+
+func (t *agentTunnel) dispatch(f Frame) {
+	switch f.Op {
+	case OpData:
+		if c := t.lookup(f.Channel); c != nil {
+			t.deliver(c, f.Payload)
+		}
+	case OpConfirm:
+		c := t.lookup(f.Channel)
+		if c == nil {
+			return
+		}
+		c.mu.Lock()
+		state := c.state
+		if state == statePending {
+			c.state = stateOpen
+		}
+		c.mu.Unlock()
+		switch state {
+		case statePending:
+			c.opened <- nil
+		case stateAbandoned: // Open gave up: drop the device connection at once
+			t.free(c)
+			t.send(OpError, c.id, uint16(CodeSocket))
+		}
+	case OpFault:
+		if c := t.lookup(f.Channel); c != nil {
+			c.fail(f.Code.Err(), f.Code.Err())
+		}
+	case OpError:
+		if c := t.lookup(f.Channel); c != nil {
+			c.fail(fmt.Errorf("webtunnel channel reset by the device (%s): %w", f.Code, tunnel.ErrDeviceFailure), f.Code.Err())
+		}
+	case OpClose:
+		c := t.lookup(f.Channel)
+		if c == nil {
+			return
+		}
+		c.mu.Lock()
+		if c.state != stateOpen {
+			c.mu.Unlock()
+			return
+		}
+		c.gotClose = true
+		both := c.sentClose
+		c.mu.Unlock()
+		signal(c.readable)
+		if both {
+			t.free(c)
+		}
+	case OpProps:
+		t.updateProperties(f.Props)
+	case OpOpen: // only the reflector opens channels
+		t.send(OpFault, f.Channel, uint16(CodeProtocol))
+	}
+}
+
+// updateProperties merges a property update frame into what the device
+// declared: known properties are set (as in the upgrade's headers), an
+// invalid targetPorts is ignored, others are dropped.
+func (t *agentTunnel) updateProperties(props []Property) {
+	for _, p := range props {
+		name, v, ok := property(p.Key, p.Value)
+		switch {
+		case !ok:
+		case name == "targetPorts":
+			if ports, err := parsePorts(v); err == nil && len(ports) > 0 {
+				t.ports = ports
+			} else {
+				t.log.Warn("webtunnel property update: bad targetPorts ignored", "value", v)
+			}
+		default:
+			t.props[name] = v
+		}
+	}
+	t.log.Debug("webtunnel device properties updated", "ports", t.ports, "properties", len(props))
+	if t.cfg.Declared != nil {
+		t.cfg.Declared(t.ports, t.props)
+	}
+}
+
+// deliver queues p for c's reader. A full queue holds up the tunnel until
+// the reader makes room, for at most StallTimeout each time; then the channel
+// is closed with ERROR and the reader goes on with the other channels.
+func (t *agentTunnel) deliver(c *channel, p []byte) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if c.state != stateOpen || c.gotClose || c.err != nil || c.closed {
+			c.mu.Unlock()
+			return // nobody will read it
+		}
+		if len(c.buf)-c.off < t.cfg.ChannelQueue {
+			if c.off > 0 && len(c.buf)+len(p) > cap(c.buf) {
+				n := copy(c.buf, c.buf[c.off:])
+				c.buf, c.off = c.buf[:n], 0
+			}
+			c.buf = append(c.buf, p...)
+			c.mu.Unlock()
+			signal(c.readable)
+			return
+		}
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(t.cfg.StallTimeout)
+		} else {
+			timer.Reset(t.cfg.StallTimeout)
+		}
+		select {
+		case <-c.space: // read from, closed or failed: re-check
+		case <-timer.C:
+			t.log.Warn("webtunnel channel closed: its user stopped reading",
+				"channel", c.id, "port", c.port, "queued", t.cfg.ChannelQueue)
+			c.abort(errStalled)
+			return
+		case <-t.closing:
+			return
+		}
+	}
+}
+
+// signal wakes the waiter on ch, if any, without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+type channelState uint8
+
+const (
+	statePending   channelState = iota // OPEN sent, no answer yet
+	stateOpen                          // confirmed
+	stateAbandoned                     // Open gave up before the answer
+	stateEnded                         // faulted, reset or the tunnel ended
+)
+
+// channel is one channel, a net.Conn to the user. Reads take what the
+// tunnel's reader queued; writes send DATA frames themselves.
+type channel struct {
+	t      *agentTunnel
+	id     uint16
+	port   uint16
+	opened chan error // Open's answer: nil for CONFIRM; capacity 1
+
+	readable chan struct{} // data, EOF or an error arrived, or a deadline changed
+	space    chan struct{} // the user read from a full queue
+
+	writeMu sync.Mutex // one Write at a time, so its frames stay in order
+
+	mu        sync.Mutex
+	state     channelState
+	buf       []byte // queued bytes are buf[off:]
+	off       int
+	gotClose  bool  // the agent sent CLOSE: EOF after the queue
+	sentClose bool  // we sent CLOSE (CloseWrite)
+	closed    bool  // Close was called
+	err       error // why the channel ended abnormally
+	rdl, wdl  time.Time
+}
+
+// fail ends c abnormally: from a FAULT or ERROR, or with its tunnel. A
+// pending Open gets answer (or err if answer is nil).
+func (c *channel) fail(err, answer error) {
+	c.t.free(c)
+	c.mu.Lock()
+	state := c.state
+	c.state = stateEnded
+	if c.err == nil {
+		c.err = err
+	}
+	c.buf, c.off = nil, 0
+	c.mu.Unlock()
+	if state == statePending {
+		if answer == nil {
+			answer = err
+		}
+		c.opened <- answer
+	}
+	signal(c.readable)
+	signal(c.space)
+}
+
+// abort ends an open channel from our side: ERROR to the agent, err to the
+// user.
+func (c *channel) abort(err error) {
+	c.mu.Lock()
+	live := c.state == stateOpen
+	c.mu.Unlock()
+	if !live {
+		return
+	}
+	c.fail(err, nil)
+	c.t.send(OpError, c.id, uint16(CodeSocket))
+}
+
+func (c *channel) Read(p []byte) (int, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		case c.off < len(c.buf):
+			n := copy(p, c.buf[c.off:])
+			c.off += n
+			if c.off == len(c.buf) {
+				if cap(c.buf) > keepBuffer {
+					c.buf = nil
+				} else {
+					c.buf = c.buf[:0]
+				}
+				c.off = 0
+			}
+			c.mu.Unlock()
+			signal(c.space)
+			return n, nil
+		case c.err != nil:
+			err := c.err
+			c.mu.Unlock()
+			return 0, err
+		case c.gotClose:
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
+		dl := c.rdl
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-c.readable:
+		case <-expired:
+		}
+	}
+}
+
+// Write sends p in DATA frames of at most MaxPayload bytes, each built in
+// a pooled buffer and written as one message.
+func (c *channel) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	bp := framePool.Get().(*[]byte)
+	defer framePool.Put(bp)
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), MaxPayload)
+		*bp = AppendData((*bp)[:0], c.id, p[:k])
+		if err := c.writeFrame(*bp); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// writeFrame checks, under the tunnel's write lock, that c may still send,
+// so no DATA follows our CLOSE or ERROR.
+func (c *channel) writeFrame(b []byte) error {
+	t := c.t
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	c.mu.Lock()
+	var err error
+	switch {
+	case c.closed:
+		err = net.ErrClosed
+	case c.err != nil:
+		err = c.err
+	case c.sentClose:
+		err = fmt.Errorf("webtunnel write after CloseWrite: %w", net.ErrClosed)
+	case !c.wdl.IsZero() && !time.Now().Before(c.wdl):
+		err = os.ErrDeadlineExceeded
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return t.writeMsg(b)
+}
+
+// CloseWrite sends CLOSE: no more bytes from the user. The channel's number
+// is freed once the agent has sent its CLOSE too.
+func (c *channel) CloseWrite() error {
+	t := c.t
+	t.writeMu.Lock()
+	c.mu.Lock()
+	if c.sentClose || c.state != stateOpen {
+		c.mu.Unlock()
+		t.writeMu.Unlock()
+		return nil
+	}
+	c.sentClose = true
+	both := c.gotClose
+	c.mu.Unlock()
+	var b [HeaderLen]byte
+	err := t.writeMsg(AppendHeader(b[:0], OpClose, c.id, 0))
+	t.writeMu.Unlock()
+	if both {
+		t.free(c)
+	}
+	return err
+}
+
+// Close ends the channel. When both sides have closed (the normal end after
+// Join) it sends our CLOSE if not sent; otherwise the user is going away
+// with the device still sending, and it sends ERROR, which closes the
+// device's connection at once. Either way the number is free again.
+func (c *channel) Close() error {
+	t := c.t
+	t.writeMu.Lock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		t.writeMu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.buf, c.off = nil, 0
+	open := c.state == stateOpen && c.err == nil
+	op := OpError
+	if c.gotClose {
+		op = OpClose
+	}
+	send := open && !(c.gotClose && c.sentClose)
+	if open {
+		c.state = stateEnded
+		c.sentClose = true
+	}
+	c.mu.Unlock()
+	var err error
+	if send {
+		var b [HeaderLen + argLen]byte
+		err = t.writeMsg(AppendHeader(b[:0], op, c.id, uint16(CodeSocket)))
+	}
+	t.writeMu.Unlock()
+	signal(c.readable)
+	signal(c.space)
+	if open {
+		t.free(c)
+	}
+	return err
+}
+
+func (c *channel) LocalAddr() net.Addr  { return c.t.ws.LocalAddr() }
+func (c *channel) RemoteAddr() net.Addr { return c.t.ws.RemoteAddr() }
+
+func (c *channel) SetDeadline(d time.Time) error {
+	c.SetReadDeadline(d)
+	return c.SetWriteDeadline(d)
+}
+
+// SetReadDeadline bounds Read, a blocked one included.
+func (c *channel) SetReadDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.rdl = d
+	c.mu.Unlock()
+	signal(c.readable)
+	return nil
+}
+
+// SetWriteDeadline bounds when a Write may start another frame; one frame's
+// write is bounded by the tunnel's own write timeout, as frames of all
+// channels share the WebSocket.
+func (c *channel) SetWriteDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.wdl = d
+	c.mu.Unlock()
+	return nil
+}
