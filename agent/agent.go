@@ -142,7 +142,7 @@ func NewWithOptions(cfg Config, logger *slog.Logger, opts Options) (*Agent, erro
 // the state file cannot be written.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Secret == "" {
-		if err := a.enrol(ctx); err != nil {
+		if err := a.enroll(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -287,7 +287,7 @@ func (f *failureLog) record(err error) (first, again bool) {
 // What a failed attempt tried to do, for logFailure.
 const (
 	opConnect = "connect"
-	opEnrol   = "enrol"
+	opEnroll   = "enrol"
 )
 
 // logFailure logs a failed attempt of op as f says: a new kind of failure
@@ -301,14 +301,14 @@ func (a *Agent) logFailure(f *failureLog, op string, err error, delay time.Durat
 		a.log.Warn("device credentials refused (401); waiting", "retry_in", retry)
 	case first && errors.Is(err, errThrottled):
 		a.log.Warn("reflector is throttling this device's logins (429); waiting", "retry_in", retry)
-	case first && op == opEnrol:
+	case first && op == opEnroll:
 		a.log.Warn("cannot enrol", "err", err, "retry_in", retry)
 	case first:
 		a.log.Warn("cannot connect", "err", err, "retry_in", retry)
 	case again:
 		a.log.Warn("still failing", "op", op, "err", err, "attempts", f.count,
 			"since", f.since.Format(time.RFC3339), "retry_in", retry)
-	case op == opEnrol:
+	case op == opEnroll:
 		a.log.Debug("enrol failed", "err", err, "retry_in", retry)
 	default:
 		a.log.Debug("connect failed", "err", err, "retry_in", retry)

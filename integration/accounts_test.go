@@ -477,13 +477,13 @@ func TestAuditCommandShowsAccessAndAdminChanges(t *testing.T) {
 	}
 }
 
-func TestEnrolmentKeysAndGroupQuotas(t *testing.T) {
+func TestEnrollmentKeysAndGroupQuotas(t *testing.T) {
 	s := newStack(t)
 	s.admin("group", "add", "field", "--max-devices", "2")
 	st := s.srv.Store()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pool, ServerName: "localhost"}}}
 	url := "https://" + s.srv.Addr().String()
-	enrol := func(key, device string) error {
+	enrollDevice := func(key, device string) error {
 		_, err := enroll.Request(context.Background(), client, url, key, device)
 		return err
 	}
@@ -492,13 +492,13 @@ func TestEnrolmentKeysAndGroupQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"a1", "a2"} {
-		if err := enrol(key, id); err != nil {
+		if err := enrollDevice(key, id); err != nil {
 			t.Fatalf("enrol %s: %v", id, err)
 		}
 	}
 	// The group is full: the key has uses left, the quota says no.
 	var refused *enroll.RefusedError
-	if err := enrol(key, "a3"); !errors.As(err, &refused) || refused.Status != http.StatusForbidden {
+	if err := enrollDevice(key, "a3"); !errors.As(err, &refused) || refused.Status != http.StatusForbidden {
 		t.Fatalf("enrol beyond the group's quota: %v, want 403", err)
 	}
 	// device add is held to the same quota.
@@ -506,7 +506,7 @@ func TestEnrolmentKeysAndGroupQuotas(t *testing.T) {
 		t.Fatalf("device add beyond the quota: exit %d: %s", code, errOut)
 	}
 	s.admin("group", "set", "field", "--max-devices", "0")
-	if err := enrol(key, "a3"); err != nil {
+	if err := enrollDevice(key, "a3"); err != nil {
 		t.Fatalf("enrol after lifting the quota: %v", err)
 	}
 
@@ -515,10 +515,10 @@ func TestEnrolmentKeysAndGroupQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	if err := enrol(expiring, "b1"); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
+	if err := enrollDevice(expiring, "b1"); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
 		t.Fatalf("expired key: %v, want 401", err)
 	}
-	if err := enrol("rfe_"+strings.Repeat("A", 32), "b2"); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
+	if err := enrollDevice("rfe_"+strings.Repeat("A", 32), "b2"); !errors.As(err, &refused) || refused.Status != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %v, want 401", err)
 	}
 	if _, err := st.Device("b1"); !errors.Is(err, store.ErrNotFound) {

@@ -288,11 +288,11 @@ func connectVia(t *testing.T, port int, user, password, target string) net.Conn 
 	return c
 }
 
-// TestAgentEnrolsWithAKeyAndKeepsItsSecret runs the real agent binary with
+// TestAgentEnrollsWithAKeyAndKeepsItsSecret runs the real agent binary with
 // an enrolment key: it registers itself, keeps its secret in the state file
 // (0600) and, restarted without the key, comes back with that secret. A key
 // for one device is used up by the second, and an expired key is refused.
-func TestAgentEnrolsWithAKeyAndKeepsItsSecret(t *testing.T) {
+func TestAgentEnrollsWithAKeyAndKeepsItsSecret(t *testing.T) {
 	data, dir := t.TempDir(), t.TempDir()
 	port := freePort(t)
 	_, fp := serveProc(t, data, port)

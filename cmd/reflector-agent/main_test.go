@@ -43,9 +43,9 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// enrolServer serves enroll.Path with enrol and refuses every tunnel. It
+// enrollServer serves enroll.Path with enrol and refuses every tunnel. It
 // returns the reflector flags for it and a count of enrolment requests.
-func enrolServer(t *testing.T, enrol func(key, device string) (string, error)) ([]string, *atomic.Int32) {
+func enrollServer(t *testing.T, enrol func(key, device string) (string, error)) ([]string, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
 	mux := http.NewServeMux()
@@ -62,7 +62,7 @@ func enrolServer(t *testing.T, enrol func(key, device string) (string, error)) (
 	return []string{"--reflector", srv.URL, "--fingerprint", tunnel.Fingerprint(srv.Certificate().Raw)}, &n
 }
 
-func TestHelpDocumentsEnrolment(t *testing.T) {
+func TestHelpDocumentsEnrollment(t *testing.T) {
 	var out lockedBuffer
 	if code := run(context.Background(), []string{"-h"}, env(nil), &out); code != 0 {
 		t.Fatalf("-h: exit %d", code)
@@ -74,7 +74,7 @@ func TestHelpDocumentsEnrolment(t *testing.T) {
 	}
 }
 
-func TestEnrolmentKeyWithASecretIsAConfigurationError(t *testing.T) {
+func TestEnrollmentKeyWithASecretIsAConfigurationError(t *testing.T) {
 	var out lockedBuffer
 	code := run(context.Background(), []string{"--reflector", "https://r.example", "--device", "pump-17", "--ports", "80",
 		"--enroll", testKey, "--state", filepath.Join(t.TempDir(), "s")},
@@ -87,8 +87,8 @@ func TestEnrolmentKeyWithASecretIsAConfigurationError(t *testing.T) {
 	}
 }
 
-func TestRefusedEnrolmentExitsWithStatus1(t *testing.T) {
-	flags, n := enrolServer(t, func(string, string) (string, error) {
+func TestRefusedEnrollmentExitsWithStatus1(t *testing.T) {
+	flags, n := enrollServer(t, func(string, string) (string, error) {
 		return "", enroll.ErrKeyInvalid
 	})
 	var out lockedBuffer
@@ -129,8 +129,8 @@ func TestUnreadableStateFileIsAConfigurationError(t *testing.T) {
 
 // The state file goes beside the config file by default, and an enrolment
 // key from the environment is used.
-func TestEnrolmentKeepsTheSecretBesideTheConfigFile(t *testing.T) {
-	flags, n := enrolServer(t, func(key, device string) (string, error) {
+func TestEnrollmentKeepsTheSecretBesideTheConfigFile(t *testing.T) {
+	flags, n := enrollServer(t, func(key, device string) (string, error) {
 		if key != testKey || device != "pump-17" {
 			return "", enroll.ErrKeyInvalid
 		}

@@ -159,7 +159,7 @@ func TestSuccessfulLoginsAreAuditedOnceAMinute(t *testing.T) {
 	}
 }
 
-func TestEnrolErrorsCarryTheEndpointsReasons(t *testing.T) {
+func TestEnrollErrorsCarryTheEndpointsReasons(t *testing.T) {
 	f := newFixture(t)
 	key, _, err := f.st.CreateEnrollKey(store.EnrollKey{Group: "g", Max: 1})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 var enrollKeyRE = regexp.MustCompile(`key \(shown once\): (rfe_\S+)\n`)
 
-func TestEnrollCreatePrintsKeyAndAgentLineAndKeyEnrols(t *testing.T) {
+func TestEnrollCreatePrintsKeyAndAgentLineAndKeyEnrolls(t *testing.T) {
 	env := newTestEnv(t)
 	addGroups(t, env, "ops")
 	out := mustRun(t, env, "", "enroll", "create", "--group", "ops", "--max", "2", "--expires", "1h")

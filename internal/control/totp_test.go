@@ -193,7 +193,7 @@ func TestTOTPEnableWrongCodeLeavesItOff(t *testing.T) {
 	}
 }
 
-func TestTOTPEnableNoCodeLeavesEnrolmentPendingForCode(t *testing.T) {
+func TestTOTPEnableNoCodeLeavesEnrollmentPendingForCode(t *testing.T) {
 	env := newTestEnv(t)
 	mustRun(t, env, "", "user", "add", "alice")
 	code, stdout, stderr := run(t, env, "\n", "user", "totp", "enable", "alice")

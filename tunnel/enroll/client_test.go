@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-func TestRequestEnrolsAgainstTheHandler(t *testing.T) {
+func TestRequestEnrollsAgainstTheHandler(t *testing.T) {
 	r := newTestReflector(t)
 	key := r.key(t, 0)
 	secret, err := Request(context.Background(), r.srv.Client(), r.srv.URL, key, "pump-17")

@@ -96,15 +96,15 @@ func (r *testReflector) do(t *testing.T, method, contentType string, body io.Rea
 	return resp.StatusCode, resp.Header, m
 }
 
-func enrolBody(key, device string) string {
+func enrollBody(key, device string) string {
 	b, _ := json.Marshal(request{Key: key, Device: device})
 	return string(b)
 }
 
-func TestEnrolWithAValidKeyReturnsASecretTheStoreAccepts(t *testing.T) {
+func TestEnrollWithAValidKeyReturnsASecretTheStoreAccepts(t *testing.T) {
 	r := newTestReflector(t)
 	key := r.key(t, 0)
-	status, h, m := r.post(t, enrolBody(key, "pump-17"))
+	status, h, m := r.post(t, enrollBody(key, "pump-17"))
 	if status != http.StatusOK {
 		t.Fatalf("status %d %v, want 200", status, m)
 	}
@@ -126,10 +126,10 @@ func TestEnrolWithAValidKeyReturnsASecretTheStoreAccepts(t *testing.T) {
 	}
 }
 
-func TestEnrolStatusesWithARealStore(t *testing.T) {
+func TestEnrollStatusesWithARealStore(t *testing.T) {
 	r := newTestReflector(t)
 	once := r.key(t, 1)
-	if status, _, m := r.post(t, enrolBody(once, "pump-1")); status != http.StatusOK {
+	if status, _, m := r.post(t, enrollBody(once, "pump-1")); status != http.StatusOK {
 		t.Fatalf("first enrolment: %d %v", status, m)
 	}
 	unlimited := r.key(t, 0)
@@ -138,11 +138,11 @@ func TestEnrolStatusesWithARealStore(t *testing.T) {
 		body   string
 		status int
 	}{
-		{"key used up", enrolBody(once, "pump-2"), http.StatusForbidden},
-		{"device id taken", enrolBody(unlimited, "pump-1"), http.StatusConflict},
-		{"garbage key", enrolBody("rfe_garbage", "pump-3"), http.StatusUnauthorized},
-		{"not a key at all", enrolBody("\x00\xff binary", "pump-3"), http.StatusUnauthorized},
-		{"a key with its last digit changed", enrolBody(flipLast(unlimited), "pump-3"), http.StatusUnauthorized},
+		{"key used up", enrollBody(once, "pump-2"), http.StatusForbidden},
+		{"device id taken", enrollBody(unlimited, "pump-1"), http.StatusConflict},
+		{"garbage key", enrollBody("rfe_garbage", "pump-3"), http.StatusUnauthorized},
+		{"not a key at all", enrollBody("\x00\xff binary", "pump-3"), http.StatusUnauthorized},
+		{"a key with its last digit changed", enrollBody(flipLast(unlimited), "pump-3"), http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +168,7 @@ func flipLast(s string) string {
 	return s[:len(s)-1] + "0"
 }
 
-func TestEnrolMalformedRequests(t *testing.T) {
+func TestEnrollMalformedRequests(t *testing.T) {
 	r := newTestReflector(t)
 	huge := `{"key":"rfe_` + strings.Repeat("a", MaxRequestBody) + `","device":"pump-17"}`
 	tests := []struct {
@@ -180,21 +180,21 @@ func TestEnrolMalformedRequests(t *testing.T) {
 		status      int
 	}{
 		{"GET", http.MethodGet, "", "", 0, http.StatusMethodNotAllowed},
-		{"PUT", http.MethodPut, "application/json", enrolBody("rfe_x", "pump-17"), 0, http.StatusMethodNotAllowed},
+		{"PUT", http.MethodPut, "application/json", enrollBody("rfe_x", "pump-17"), 0, http.StatusMethodNotAllowed},
 		{"bad JSON", http.MethodPost, "application/json", `{"key":`, 0, http.StatusBadRequest},
 		{"binary garbage", http.MethodPost, "application/json", "\x00\x01\xfe\xff", 0, http.StatusBadRequest},
 		{"empty body", http.MethodPost, "application/json", "", 0, http.StatusBadRequest},
 		{"JSON array", http.MethodPost, "application/json", `["rfe_x","pump-17"]`, 0, http.StatusBadRequest},
 		{"wrong member type", http.MethodPost, "application/json", `{"key":1,"device":"pump-17"}`, 0, http.StatusBadRequest},
-		{"two objects", http.MethodPost, "application/json", enrolBody("rfe_x", "pump-17") + "{}", 0, http.StatusBadRequest},
+		{"two objects", http.MethodPost, "application/json", enrollBody("rfe_x", "pump-17") + "{}", 0, http.StatusBadRequest},
 		{"no key", http.MethodPost, "application/json", `{"device":"pump-17"}`, 0, http.StatusBadRequest},
 		{"no device", http.MethodPost, "application/json", `{"key":"rfe_x"}`, 0, http.StatusBadRequest},
-		{"upper-case device", http.MethodPost, "application/json", enrolBody("rfe_x", "Pump-17"), 0, http.StatusBadRequest},
-		{"device too long", http.MethodPost, "application/json", enrolBody("rfe_x", strings.Repeat("a", 64)), 0, http.StatusBadRequest},
+		{"upper-case device", http.MethodPost, "application/json", enrollBody("rfe_x", "Pump-17"), 0, http.StatusBadRequest},
+		{"device too long", http.MethodPost, "application/json", enrollBody("rfe_x", strings.Repeat("a", 64)), 0, http.StatusBadRequest},
 		{"huge body", http.MethodPost, "application/json", huge, 0, http.StatusRequestEntityTooLarge},
 		{"huge body, chunked", http.MethodPost, "application/json", huge, -1, http.StatusRequestEntityTooLarge},
 		{"form body", http.MethodPost, "application/x-www-form-urlencoded", "key=rfe_x&device=pump-17", 0, http.StatusUnsupportedMediaType},
-		{"bad content type", http.MethodPost, "a/b/c;;", enrolBody("rfe_x", "pump-17"), 0, http.StatusUnsupportedMediaType},
+		{"bad content type", http.MethodPost, "a/b/c;;", enrollBody("rfe_x", "pump-17"), 0, http.StatusUnsupportedMediaType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,14 +220,14 @@ func TestEnrolMalformedRequests(t *testing.T) {
 	}
 }
 
-func TestEnrolContentTypeIsCheckedLoosely(t *testing.T) {
+func TestEnrollContentTypeIsCheckedLoosely(t *testing.T) {
 	for _, ct := range []string{"", "application/json", "Application/JSON; charset=utf-8", "application/vnd.reflector+json"} {
 		var got string
 		h := &Handler{Enroll: func(_ context.Context, _ *http.Request, key, device string) (string, error) {
 			got = device
 			return "s", nil
 		}}
-		req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrolBody("rfe_x", "pump-17")))
+		req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrollBody("rfe_x", "pump-17")))
 		if ct != "" {
 			req.Header.Set("Content-Type", ct)
 		}
@@ -239,7 +239,7 @@ func TestEnrolContentTypeIsCheckedLoosely(t *testing.T) {
 	}
 }
 
-func TestEnrolErrorsMapToStatuses(t *testing.T) {
+func TestEnrollErrorsMapToStatuses(t *testing.T) {
 	wrap := func(sentinel error) error { return fmt.Errorf("enroll device %q: %w", "pump-17", sentinel) }
 	tests := []struct {
 		err        error
@@ -262,7 +262,7 @@ func TestEnrolErrorsMapToStatuses(t *testing.T) {
 		t.Run(tt.err.Error(), func(t *testing.T) {
 			h := &Handler{Enroll: func(context.Context, *http.Request, string, string) (string, error) { return "", tt.err }}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrolBody("rfe_x", "pump-17"))))
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrollBody("rfe_x", "pump-17"))))
 			if rec.Code != tt.status {
 				t.Errorf("status %d, want %d", rec.Code, tt.status)
 			}
@@ -283,15 +283,15 @@ func TestEnrolErrorsMapToStatuses(t *testing.T) {
 	}
 }
 
-func TestEnrolWithoutAnEnrollFunctionIs503(t *testing.T) {
+func TestEnrollWithoutAnEnrollFunctionIs503(t *testing.T) {
 	rec := httptest.NewRecorder()
-	(&Handler{}).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrolBody("rfe_x", "pump-17"))))
+	(&Handler{}).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrollBody("rfe_x", "pump-17"))))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", rec.Code)
 	}
 }
 
-func TestEnrolHandlerNeverLogsTheKey(t *testing.T) {
+func TestEnrollHandlerNeverLogsTheKey(t *testing.T) {
 	var logs lockedBuffer
 	const key = "rfe_0123456789abcdef_secretpart"
 	h := &Handler{
@@ -301,7 +301,7 @@ func TestEnrolHandlerNeverLogsTheKey(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrolBody(key, "pump-17"))))
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(enrollBody(key, "pump-17"))))
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("status %d, want 401", rec.Code)
 	}
@@ -311,7 +311,7 @@ func TestEnrolHandlerNeverLogsTheKey(t *testing.T) {
 }
 
 func FuzzHandlerBody(f *testing.F) {
-	f.Add([]byte(enrolBody("rfe_x", "pump-17")), "application/json")
+	f.Add([]byte(enrollBody("rfe_x", "pump-17")), "application/json")
 	f.Add([]byte(`{"key":`), "")
 	f.Add([]byte(`{"key":"rfe_x","device":"pump-17"}{}`), "application/json; charset=utf-8")
 	f.Add([]byte("\x00\xff"), "text/plain")

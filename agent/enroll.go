@@ -15,7 +15,7 @@ import (
 // backoff, at least Retry-After apart, each kind logged once; a refusal
 // (bad or expired key, quota, device id taken) is returned, as is ctx's
 // error. The key is never logged.
-func (a *Agent) enrol(ctx context.Context) error {
+func (a *Agent) enroll(ctx context.Context) error {
 	path := a.cfg.StateFile
 	// Before the key is spent: a secret that cannot be kept is lost at the
 	// next restart, and the device id with it.
@@ -41,7 +41,7 @@ func (a *Agent) enrol(ctx context.Context) error {
 			return a.refused(err)
 		}
 		delay := b.retryAfter(retry.After) // plain backoff when After is 0
-		a.logFailure(&fails, opEnrol, err, delay)
+		a.logFailure(&fails, opEnroll, err, delay)
 		if !sleep(ctx, delay) {
 			return ctx.Err()
 		}

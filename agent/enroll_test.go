@@ -22,12 +22,12 @@ import (
 	"github.com/reflector-dev/reflector/tunnel/enroll"
 )
 
-// enrolServer is a reflector with a real store behind both endpoints:
+// enrollServer is a reflector with a real store behind both endpoints:
 // enroll.Handler registers devices with Store.Enroll, and the tunnel
 // endpoint checks their secrets with Store.CheckDeviceSecret. before, if
 // set, may answer an enrolment request itself (returning true) before the
 // handler sees it.
-type enrolServer struct {
+type enrollServer struct {
 	*reflector
 	mu      sync.Mutex
 	enrols  []time.Time // every request to the enrolment endpoint
@@ -35,7 +35,7 @@ type enrolServer struct {
 	handler http.Handler
 }
 
-func newEnrolServer(t *testing.T) *enrolServer {
+func newEnrollServer(t *testing.T) *enrollServer {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
@@ -46,7 +46,7 @@ func newEnrolServer(t *testing.T) *enrolServer {
 		t.Fatalf("AddGroup: %v", err)
 	}
 	guard := auth.NewGuard(st, auth.NewLimiter(auth.LimiterConfig{}), nil)
-	s := &enrolServer{handler: &enroll.Handler{
+	s := &enrollServer{handler: &enroll.Handler{
 		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
 			_, secret, err := guard.Enroll(netip.MustParseAddr("127.0.0.1"), key, device)
 			return secret, err
@@ -75,14 +75,14 @@ func newEnrolServer(t *testing.T) *enrolServer {
 	return s
 }
 
-func (s *enrolServer) enrolTimes() []time.Time {
+func (s *enrollServer) enrollTimes() []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]time.Time(nil), s.enrols...)
 }
 
 // key makes an enrolment key of group "field" for at most max devices.
-func (s *enrolServer) key(t *testing.T, max int) string {
+func (s *enrollServer) key(t *testing.T, max int) string {
 	t.Helper()
 	key, _, err := s.store.CreateEnrollKey(store.EnrollKey{Group: "field", Max: max})
 	if err != nil {
@@ -91,9 +91,9 @@ func (s *enrolServer) key(t *testing.T, max int) string {
 	return key
 }
 
-// enrolConfig is an agent config that enrols with key and keeps its state in
+// enrollConfig is an agent config that enrols with key and keeps its state in
 // a fresh directory.
-func (s *enrolServer) enrolConfig(t *testing.T, key string, ports ...uint16) Config {
+func (s *enrollServer) enrollConfig(t *testing.T, key string, ports ...uint16) Config {
 	cfg := s.config(ports...)
 	cfg.Secret = ""
 	cfg.EnrollKey = key
@@ -105,11 +105,11 @@ func debugLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func TestAgentEnrolsKeepsItsSecretAndReusesIt(t *testing.T) {
-	s := newEnrolServer(t)
+func TestAgentEnrollsKeepsItsSecretAndReusesIt(t *testing.T) {
+	s := newEnrollServer(t)
 	key := s.key(t, 0)
 	echo := echoListener(t)
-	cfg := s.enrolConfig(t, key, echo)
+	cfg := s.enrollConfig(t, key, echo)
 	var logs lockedBuffer
 	stop := runAgent(t, cfg, fastRetry, debugLogger(&logs))
 	s.waitConnected(t, time.Time{})
@@ -149,7 +149,7 @@ func TestAgentEnrolsKeepsItsSecretAndReusesIt(t *testing.T) {
 	since := time.Now()
 	runAgent(t, cfg, fastRetry, debugLogger(&logs))
 	s.waitConnected(t, since)
-	if n := len(s.enrolTimes()); n != 1 {
+	if n := len(s.enrollTimes()); n != 1 {
 		t.Errorf("enrolment endpoint called %d times over two starts, want once", n)
 	}
 	out := logs.String()
@@ -163,8 +163,8 @@ func TestAgentEnrolsKeepsItsSecretAndReusesIt(t *testing.T) {
 	}
 }
 
-func TestAgentEnrolmentRefusedIsFatal(t *testing.T) {
-	s := newEnrolServer(t)
+func TestAgentEnrollmentRefusedIsFatal(t *testing.T) {
+	s := newEnrollServer(t)
 	good := s.key(t, 1)
 	if _, err := s.store.AddDevice(store.Device{ID: "taken", Groups: []string{"field"}}); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestAgentEnrolmentRefusedIsFatal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := s.enrolConfig(t, tt.key, 80)
+			cfg := s.enrollConfig(t, tt.key, 80)
 			cfg.DeviceID = tt.device
 			var logs lockedBuffer
 			a, err := NewWithOptions(cfg, debugLogger(&logs), fastRetry)
@@ -193,7 +193,7 @@ func TestAgentEnrolmentRefusedIsFatal(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			before := len(s.enrolTimes())
+			before := len(s.enrollTimes())
 			err = a.Run(ctx)
 			var re *enroll.RefusedError
 			if !errors.Is(err, enroll.ErrRefused) || !errors.As(err, &re) || re.Status != tt.status {
@@ -202,7 +202,7 @@ func TestAgentEnrolmentRefusedIsFatal(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Error("Run kept retrying a refusal until the test's deadline")
 			}
-			if n := len(s.enrolTimes()) - before; n != 1 {
+			if n := len(s.enrollTimes()) - before; n != 1 {
 				t.Errorf("%d enrolment requests, want 1", n)
 			}
 			if !strings.Contains(err.Error(), tt.hint) {
@@ -221,8 +221,8 @@ func TestAgentEnrolmentRefusedIsFatal(t *testing.T) {
 	}
 }
 
-func TestAgentEnrolmentRetriesWhatMayPass(t *testing.T) {
-	s := newEnrolServer(t)
+func TestAgentEnrollmentRetriesWhatMayPass(t *testing.T) {
+	s := newEnrollServer(t)
 	key := s.key(t, 0)
 	// 503 twice (logged once), then 429 asking for a second (logged once,
 	// obeyed), then the real endpoint.
@@ -243,10 +243,10 @@ func TestAgentEnrolmentRetriesWhatMayPass(t *testing.T) {
 		return false
 	}
 	var logs lockedBuffer
-	runAgent(t, s.enrolConfig(t, key, 80), fastRetry, debugLogger(&logs))
+	runAgent(t, s.enrollConfig(t, key, 80), fastRetry, debugLogger(&logs))
 	s.waitConnected(t, time.Time{})
 
-	at := s.enrolTimes()
+	at := s.enrollTimes()
 	if len(at) != 4 {
 		t.Fatalf("%d enrolment requests, want 4", len(at))
 	}
@@ -266,8 +266,8 @@ func TestAgentEnrolmentRetriesWhatMayPass(t *testing.T) {
 }
 
 func TestAgentWithoutAWritableStateDirDoesNotSpendItsKey(t *testing.T) {
-	s := newEnrolServer(t)
-	cfg := s.enrolConfig(t, s.key(t, 0), 80)
+	s := newEnrollServer(t)
+	cfg := s.enrollConfig(t, s.key(t, 0), 80)
 	cfg.StateFile = filepath.Join(t.TempDir(), "missing-dir", "agent.state")
 	a, err := NewWithOptions(cfg, nil, fastRetry)
 	if err != nil {
@@ -278,7 +278,7 @@ func TestAgentWithoutAWritableStateDirDoesNotSpendItsKey(t *testing.T) {
 	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), cfg.StateFile) {
 		t.Fatalf("Run: %v, want an error naming the state file", err)
 	}
-	if n := len(s.enrolTimes()); n != 0 {
+	if n := len(s.enrollTimes()); n != 0 {
 		t.Errorf("%d enrolment requests, want none", n)
 	}
 }
@@ -343,7 +343,7 @@ func TestAgentUsesAStateFileWrittenBefore(t *testing.T) {
 	}
 }
 
-func TestEnrolmentConfigValidation(t *testing.T) {
+func TestEnrollmentConfigValidation(t *testing.T) {
 	base := Config{ReflectorURL: "https://r.example", DeviceID: "pump-17", Ports: []uint16{80}}
 	tests := []struct {
 		name string
