@@ -83,9 +83,6 @@ type Config struct {
 	// Hub, if set, gives the devices' online status on the start page;
 	// nil shows none.
 	Hub *tunnel.Hub
-	// ClientAddr gives the client's address (auth.ClientResolver.Addr); nil
-	// means the socket's.
-	ClientAddr func(*http.Request) netip.Addr
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -135,9 +132,6 @@ func New(cfg Config) (*Admin, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.ClientAddr == nil {
-		cfg.ClientAddr = socketAddr
 	}
 	a := &Admin{
 		cfg:        cfg,
@@ -214,14 +208,6 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
-}
-
-func socketAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 func addrString(a netip.Addr) string {

@@ -59,7 +59,7 @@ func (a *Admin) serveAPIToken(w http.ResponseWriter, r *http.Request) {
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	code := strings.TrimSpace(r.PostFormValue("totp"))
 	app := tokenApp(r.PostFormValue("application"))
-	client := a.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 
 	u, err := a.cfg.Guard.Password(client, name, password)
 	if err != nil {

@@ -106,7 +106,7 @@ func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string
 // token in AuthHeader if there is one (a wrong one is refused, whatever
 // cookie comes with it), else the device's session cookie.
 func (a *Admin) deviceCredential(w http.ResponseWriter, r *http.Request, device string) (store.Credential, bool) {
-	client := a.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	if vals := r.Header.Values(AuthHeader); len(vals) > 0 {
 		tok, ok := parseBearer(vals)
 		if !ok {
@@ -209,7 +209,7 @@ func (a *Admin) serveCallback(w http.ResponseWriter, r *http.Request, device str
 	}
 	q := r.URL.Query()
 	next := pathOrRoot(q.Get("next"))
-	client := a.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	h, ok := a.handoffs.redeem(q.Get("code"), a.now())
 	if !ok || h.device != device {
 		// A code is tried once, here or on another device, and is gone.

@@ -102,7 +102,7 @@ func (a *Admin) serveLogin(w http.ResponseWriter, r *http.Request) {
 	// in logs and history.
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	next := a.loginNext(r.PostFormValue("next"))
-	client := a.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	u, err := a.cfg.Guard.Password(client, name, password)
 	if err != nil {
 		a.loginFailed(w, "login", page{Title: "Sign in", User: name, Next: next}, client, err)
@@ -134,7 +134,7 @@ func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
 			Message: "That sign-in has expired. Please enter your password again."})
 		return
 	}
-	client := a.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	if err := a.cfg.Guard.TOTP(client, pl.user, code); err != nil {
 		// The token was single use; the retry gets a new one that ends when
 		// the first would have. Wrong codes are counted by the guard.
@@ -179,7 +179,7 @@ func (a *Admin) startSession(w http.ResponseWriter, r *http.Request, user, next 
 		a.internalError(w, "create session", err)
 		return
 	}
-	a.log.Info("web login", "user", user, "session", sess.ID, "client", a.cfg.ClientAddr(r))
+	a.log.Info("web login", "user", user, "session", sess.ID, "client", tunnel.ClientAddr(r))
 	setCookie(w, SessionCookie, tok)
 	redirect(w, next)
 }
@@ -243,7 +243,7 @@ func sameHost(u, host string) bool {
 
 func (a *Admin) crossOrigin(w http.ResponseWriter, r *http.Request) {
 	a.log.Warn("cross-origin form post refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"),
-		"client", a.cfg.ClientAddr(r))
+		"client", tunnel.ClientAddr(r))
 	a.message(w, http.StatusForbidden, "Request refused",
 		"This form was sent from another site. Please use the form on this page.", a.base+"/login", "Sign in")
 }

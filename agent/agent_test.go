@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,7 +69,7 @@ func startReflector(t *testing.T, mux *http.ServeMux, authenticate func(device, 
 	}
 	mux.Handle(tunnel.Path, &tunnel.Server{
 		Hub: r.hub,
-		Authenticate: func(_ context.Context, device, secret string) error {
+		Authenticate: func(_ netip.Addr, device, secret string) error {
 			r.mu.Lock()
 			r.attempts = append(r.attempts, time.Now())
 			r.mu.Unlock()
@@ -214,7 +215,7 @@ func TestAgentEchoesThroughTheHub(t *testing.T) {
 		t.Errorf("properties %v, want deviceName Pump 17", st.Properties)
 	}
 
-	conn, err := r.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := r.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -240,7 +241,7 @@ func TestAgentAnswersRefusedForAClosedPort(t *testing.T) {
 	runAgent(t, r.config(closed), fastRetry, nil)
 	r.waitConnected(t, time.Time{})
 
-	_, err := r.hub.Dial(context.Background(), testDevice, closed)
+	_, err := r.hub.Dial(context.Background(), testDevice, closed, netip.Addr{})
 	if !errors.Is(err, tunnel.ErrRefused) {
 		t.Fatalf("Dial of a closed port: %v, want ErrRefused", err)
 	}
@@ -259,7 +260,7 @@ func TestAgentReconnectsAfterTheReflectorDropsTheTunnel(t *testing.T) {
 	r.hub.Disconnect(testDevice)
 	r.waitConnected(t, first.ConnectedSince)
 
-	conn, err := r.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := r.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial after reconnect: %v", err)
 	}
@@ -308,7 +309,7 @@ func TestAgentShutdownClosesOpenStreams(t *testing.T) {
 	echo := echoListener(t)
 	stop := runAgent(t, r.config(echo), fastRetry, nil)
 	r.waitConnected(t, time.Time{})
-	conn, err := r.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := r.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -331,7 +332,7 @@ func TestAgentClosesIdleLocalConnections(t *testing.T) {
 	cfg.LocalIdleTimeout = 300 * time.Millisecond // timing: TestIdleConnClosesAfterTheTimeout
 	runAgent(t, cfg, fastRetry, nil)
 	r.waitConnected(t, time.Time{})
-	conn, err := r.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := r.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -406,7 +407,7 @@ func TestAgentConnectsThroughAConfiguredProxy(t *testing.T) {
 	if got, want := proxyAuth(), tunnel.BasicCredentials("alice", "pw"); got != want {
 		t.Errorf("Proxy-Authorization %q, want %q", got, want)
 	}
-	conn, err := r.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := r.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}

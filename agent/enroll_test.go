@@ -113,7 +113,7 @@ func TestAgentEnrollsKeepsItsSecretAndReusesIt(t *testing.T) {
 	var logs lockedBuffer
 	stop := runAgent(t, cfg, fastRetry, debugLogger(&logs))
 	s.waitConnected(t, time.Time{})
-	conn, err := s.hub.Dial(context.Background(), testDevice, echo)
+	conn, err := s.hub.Dial(context.Background(), testDevice, echo, netip.Addr{})
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}

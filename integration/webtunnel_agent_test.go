@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +50,7 @@ func newWTRig(t *testing.T, configure ...func(*webtunnel.Server)) *wtRig {
 	rig := &wtRig{hub: tunnel.NewHub(testLogger(t))}
 	ws := &webtunnel.Server{
 		Hub: rig.hub,
-		Authenticate: func(_ context.Context, device, password string) error {
+		Authenticate: func(_ netip.Addr, device, password string) error {
 			if subtle.ConstantTimeCompare([]byte(password), []byte(wtPassword)) == 1 {
 				return nil
 			}
@@ -121,9 +122,10 @@ func wtAgentProperties(reflector, device, password string, ports ...uint16) stri
 	}, "\n")
 }
 
-// startWTAgent runs WebTunnelAgent with props until the test ends, and
-// returns its output so far, on demand.
-func startWTAgent(t *testing.T, props string) func() string {
+// startWTAgent runs WebTunnelAgent with props until the test or benchmark
+// ends, and returns its output so far, on demand. It skips when the agent
+// cannot run here (skipUnlessCI).
+func startWTAgent(t testing.TB, props string) func() string {
 	t.Helper()
 	bin := macchinaTool(t, "WebTunnelAgent")
 	cfg := filepath.Join(t.TempDir(), "agent.properties")
@@ -134,7 +136,7 @@ func startWTAgent(t *testing.T, props string) func() string {
 	cmd := exec.Command(bin, "--config-file="+cfg)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Skipf("WebTunnelAgent cannot run here: %v", err)
+		skipUnlessCI(t, "WebTunnelAgent cannot run here: %v", err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
@@ -212,7 +214,7 @@ func TestWebTunnelAgentConnectsAndServesChannels(t *testing.T) {
 	dial := func(port uint16) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		return rig.hub.Dial(ctx, "dev1", port)
+		return rig.hub.Dial(ctx, "dev1", port, netip.Addr{})
 	}
 
 	t.Run("16MiBEchoBothWays", func(t *testing.T) {
@@ -264,7 +266,7 @@ func TestWebTunnelAgentConnectsAndServesChannels(t *testing.T) {
 		waitWTOnline(t, rig2.hub, "dev3", out)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if _, err := rig2.hub.Dial(ctx, "dev3", closed); !errors.Is(err, tunnel.ErrRefused) {
+		if _, err := rig2.hub.Dial(ctx, "dev3", closed, netip.Addr{}); !errors.Is(err, tunnel.ErrRefused) {
 			t.Errorf("got %v, want ErrRefused", err)
 		}
 	})
@@ -315,7 +317,7 @@ func TestWebTunnelAgentUserWhoStopsReadingLosesOnlyTheirChannel(t *testing.T) {
 	waitWTOnline(t, rig.hub, "dev4", output)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	stuck, err := rig.hub.Dial(ctx, "dev4", source)
+	stuck, err := rig.hub.Dial(ctx, "dev4", source, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func TestWebTunnelAgentUserWhoStopsReadingLosesOnlyTheirChannel(t *testing.T) {
 		t.Errorf("stalled channel: read %d bytes and %v, want its error", n, err)
 	}
 	t.Logf("device sent %d bytes before its socket was closed", sent.Load())
-	c, err := rig.hub.Dial(ctx, "dev4", echo)
+	c, err := rig.hub.Dial(ctx, "dev4", echo, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +361,7 @@ func TestWebTunnelAgentIdleTunnelOutlivesItsKeepAlive(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := rig.hub.Dial(ctx, "dev5", echo)
+	c, err := rig.hub.Dial(ctx, "dev5", echo, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,14 +29,14 @@ func (p *Proxy) newAbsolute() *goproxy.ProxyHttpServer {
 	return gp
 }
 
-// exchangeKey carries serveAbsolute's exchange to filterAbsolute, through
+// exchangeKey carries ServeAbsolute's exchange to filterAbsolute, through
 // the request's context.
 type exchangeKey struct{}
 
-// serveAbsolute runs one absolute-form request through goproxy, and once it
-// has ended — response copied, or connection hijacked for a WebSocket and
-// closed — writes its audit event.
-func (p *Proxy) serveAbsolute(w http.ResponseWriter, r *http.Request) {
+// ServeAbsolute runs one absolute-form request (GET http://device/...)
+// through goproxy, and once it has ended — response copied, or connection
+// hijacked for a WebSocket and closed — writes its audit event.
+func (p *Proxy) ServeAbsolute(w http.ResponseWriter, r *http.Request) {
 	x, r := newExchange(w, r)
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	p.absolute.ServeHTTP(x.w, r)
@@ -61,11 +61,8 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 		r.URL.Scheme = "https"
 		r.URL.Host = net.JoinHostPort(a.device.ID+"."+p.cfg.Domain, strconv.Itoa(int(a.port)))
 	}
-	rctx := tunnel.WithClientAddr(r.Context(), a.client.String())
-	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
-		rctx = p.begin(rctx, x, a)
-	}
-	return r.WithContext(rctx), nil
+	x := r.Context().Value(exchangeKey{}).(*exchange) // ServeAbsolute put it there
+	return r.WithContext(p.begin(r.Context(), x, a)), nil
 }
 
 // filterAbsoluteError answers a failed round trip with the status of its

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -80,17 +79,4 @@ func (p *Proxy) refuse(w http.ResponseWriter, err error) {
 	}
 	tunnel.RetryLater(w.Header(), err) // sets Retry-After for a 429
 	http.Error(w, msg, status)
-}
-
-// socketAddr is the IP of the request's peer.
-func socketAddr(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap()
 }

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -12,11 +10,11 @@ import (
 
 const established = "HTTP/1.1 200 Connection established\r\n\r\n"
 
-// serveConnect handles CONNECT device:port in the fixed order of STYLE.md:
+// ServeConnect handles CONNECT device:port in the fixed order of STYLE.md:
 // authenticate, resolve and authorise, open the stream and wait for the
 // agent's answer, and only then hijack, answer 200 and splice. Every failure
 // before the hijack is an ordinary HTTP response.
-func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	id := p.reqID.Add(1)
 	// The open must survive the client's half-close before our 200 (net/http
 	// cancels r.Context() when it reads EOF), so it runs on its own context.
@@ -28,7 +26,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := p.cfg.Logger.With("req", id, "user", a.cred.User.Name, "device", a.device.ID, "port", a.port, "client", a.client)
-	stream, err := p.cfg.Dial(tunnel.WithClientAddr(ctx, r.RemoteAddr), a.device.ID, a.port)
+	stream, err := p.cfg.Dial(ctx, a.device.ID, a.port, a.client)
 	if err != nil {
 		log.Info("connect refused", "err", err)
 		p.refuse(w, err)
@@ -41,9 +39,6 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot hijack connection", http.StatusInternalServerError)
 		return
 	}
-	// The splice runs on this handler's goroutine; Close waits for it.
-	p.wg.Add(1)
-	defer p.wg.Done()
 	if _, err := conn.Write([]byte(established)); err != nil {
 		conn.Close()
 		stream.Close()
@@ -59,27 +54,10 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	start := time.Now()
-	sctx, end := context.WithCancel(p.ctx)
-	sess := &session{cred: a.cred, device: a.device.ID, cancel: end}
-	p.sessions.add(sess)
-	up, down, err := tunnel.Join(sctx, conn, stream)
-	p.sessions.remove(sess)
-	revoked := sctx.Err() != nil && p.ctx.Err() == nil
-	end()
-	d := time.Since(start)
-	log.LogAttrs(context.Background(), slog.LevelInfo, "connect closed",
-		slog.Int64("bytes_up", up), slog.Int64("bytes_down", down),
-		slog.Duration("duration", d), slog.Any("err", err))
-	ev := a.event(store.AuditStream)
-	ev.OK, ev.BytesUp, ev.BytesDown, ev.Duration = true, up, down, d
-	switch {
-	case revoked:
-		ev.Reason = "closed: access revoked"
-	case err != nil:
-		ev.Reason = err.Error()
-	}
-	p.cfg.Audit(ev)
+	// The splice runs on this handler's goroutine; Close waits for it.
+	p.splice(a, log, "", func(ctx context.Context) (int64, int64, error) {
+		return tunnel.Join(ctx, conn, stream)
+	})
 }
 
 // event is an audit event for this access, without outcome.

@@ -20,6 +20,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // Config configures a Proxy. Zero values of the optional fields mean the
@@ -36,34 +37,28 @@ type Config struct {
 	// Recheck reports whether an open stream's credential may still reach
 	// the device, after an admin change (Revalidate). Nil keeps every stream.
 	Recheck func(cred store.Credential, device string) bool
-	// ClientAddr is the client's address for throttling and the audit log
-	// (auth.ClientResolver.Addr). Nil means the socket's.
-	ClientAddr func(r *http.Request) netip.Addr
 	// Audit, if set, receives a stream event when a CONNECT stream closes
 	// and a request event when an absolute-form request ends.
 	Audit func(store.AuditEvent)
 	// Device returns a device's record; store.ErrNotFound answers 404.
 	// Required.
 	Device func(ctx context.Context, id string) (store.Device, error)
-	// Dial opens a stream to a device port (tunnel.Hub.Dial). Required.
-	Dial func(ctx context.Context, device string, port uint16) (net.Conn, error)
+	// Dial opens a stream to a device port for a user at client
+	// (tunnel.Hub.Dial). Required.
+	Dial func(ctx context.Context, device string, port uint16, client netip.Addr) (net.Conn, error)
 	// DeviceProperties returns the properties a connected device's agent
 	// declared (httpPort); nil when offline. Optional.
 	DeviceProperties func(device string) map[string]string
 	// DeviceAuth authenticates a request to a device subdomain
 	// (<device>.<Domain> in the Host header, not a proxy request): it
 	// returns the credential, or answers the request itself and returns
-	// false (admin.Admin.DeviceAuth). Nil turns subdomain browsing off:
-	// such requests go to Next.
+	// false (admin.Admin.DeviceAuth). Required.
 	DeviceAuth func(w http.ResponseWriter, r *http.Request, device string) (store.Credential, bool)
 	// DeviceCAs verifies the certificates of device web servers that speak
 	// HTTPS (--device-ca). Nil accepts any certificate: devices mostly
 	// serve self-signed ones, and the bytes cross the internet inside the
 	// tunnel's own TLS either way.
 	DeviceCAs *x509.CertPool
-	// Next serves requests that are not proxy requests (admin UI, tunnel
-	// endpoint). Nil answers them 404.
-	Next http.Handler
 	// OpenTimeout bounds a stream open, agent's answer included. Default 15 s.
 	OpenTimeout time.Duration
 	// Logger; nil discards.
@@ -72,8 +67,8 @@ type Config struct {
 
 // Validate checks required fields and fills defaults.
 func (c *Config) Validate() error {
-	if c.Authenticate == nil || c.Device == nil || c.Dial == nil {
-		return errors.New("proxy config: Authenticate, Device and Dial are required")
+	if c.Authenticate == nil || c.Device == nil || c.Dial == nil || c.DeviceAuth == nil {
+		return errors.New("proxy config: Authenticate, Device, Dial and DeviceAuth are required")
 	}
 	// Host names compare in lower case, without the root's dot.
 	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
@@ -85,9 +80,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.ClientAddr == nil {
-		c.ClientAddr = socketAddr
 	}
 	if c.Audit == nil {
 		c.Audit = func(store.AuditEvent) {}
@@ -108,7 +100,7 @@ type Proxy struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	sessions sessions // open streams and requests, for Revalidate
+	grants grants // open streams and requests, for Revalidate
 }
 
 // New returns a Proxy for cfg.
@@ -133,33 +125,27 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// IsProxyRequest reports whether r is for the proxy rather than for a server
-// of the reflector itself: a CONNECT, or a request in absolute form.
-func IsProxyRequest(r *http.Request) bool {
-	return r.Method == http.MethodConnect || r.URL.IsAbs()
-}
+// The server's router (internal/server/router.go) decides which of the
+// proxy's handlers serves a request: ServeConnect (connect.go),
+// ServeAbsolute (absolute.go), ServeDevice for a device host
+// (subdomain.go) and ServeClientTool for a macchina.io client tool's
+// upgrade on a device host (client_tool.go). Each authenticates, resolves
+// and authorises before it dials anything.
 
-// ServeHTTP dispatches by request form and Host: CONNECT and absolute-form
-// requests are proxied, a request for <device>.<Domain> is forwarded to the
-// device's web server (subdomain.go), anything else goes to Config.Next.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect {
-		p.serveConnect(w, r)
-		return
+// DeviceHost returns the device a Host header names: <id>.<Domain>, with
+// any port. The admin host (Domain itself), IP addresses, bare ids and
+// other names are not device hosts.
+func (p *Proxy) DeviceHost(hostport string) (string, bool) {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
 	}
-	if r.URL.IsAbs() {
-		p.serveAbsolute(w, r)
-		return
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	id, ok := strings.CutSuffix(host, "."+p.cfg.Domain)
+	if !ok || !tunnel.ValidDeviceID(id) || net.ParseIP(host) != nil {
+		return "", false
 	}
-	if id, ok := p.subdomainDevice(r); ok {
-		p.serveSubdomain(w, r, id)
-		return
-	}
-	if p.cfg.Next != nil {
-		p.cfg.Next.ServeHTTP(w, r)
-		return
-	}
-	http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
+	return id, true
 }
 
 // access is the outcome of authenticating and authorising one request.
@@ -176,7 +162,7 @@ type access struct {
 // port means the device's HTTP port. The returned error maps to the user's
 // status with statusFor, or is errNeedAuth.
 func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string) (access, error) {
-	client := p.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	cred, err := p.authenticate(r.Header.Get("Proxy-Authorization"), client)
 	if err != nil {
 		return access{}, err
@@ -251,16 +237,4 @@ func (p *Proxy) webServer(d store.Device) webServer {
 	}
 	ws.tls = ws.tls || props["httpsEnable"] == "true"
 	return ws
-}
-
-// ProxyOnly returns a handler for a listener that serves the proxy alone
-// (--proxy-listen): requests that are not proxy requests get 404.
-func (p *Proxy) ProxyOnly() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !IsProxyRequest(r) {
-			http.Error(w, "not found: this address serves only proxy requests", http.StatusNotFound)
-			return
-		}
-		p.ServeHTTP(w, r)
-	})
 }

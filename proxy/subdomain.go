@@ -34,43 +34,7 @@ import (
 // no mistake there can hand a token to a device.
 const headerReflectorAuth = "X-Reflector-Authorization"
 
-// webTunnelProtocolPrefix starts the WebSocket subprotocols of macchina.io
-// REMOTE's agent and client tools. Their upgrades go to Config.Next even
-// on a device host (remote-client dials https://<device>.<domain>), where
-// the WebTunnel endpoint takes them whatever the path (DESIGN.md,
-// "Listeners").
-const webTunnelProtocolPrefix = "com.appinf.webtunnel."
-
-// subdomainDevice returns the device a request's Host names, when subdomain
-// browsing is on and the request is not a proxy request: the Host must be
-// <id>.<Domain>, with any port. The admin host (Domain itself), IP
-// addresses, bare ids and other names are not device hosts.
-func (p *Proxy) subdomainDevice(r *http.Request) (string, bool) {
-	if p.cfg.DeviceAuth == nil || isWebTunnelUpgrade(r) {
-		return "", false
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	id, ok := strings.CutSuffix(host, "."+p.cfg.Domain)
-	if !ok || !tunnel.ValidDeviceID(id) || net.ParseIP(host) != nil {
-		return "", false
-	}
-	return id, true
-}
-
-func isWebTunnelUpgrade(r *http.Request) bool {
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		if strings.HasPrefix(strings.TrimSpace(v), webTunnelProtocolPrefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// subdomainRequest is what serveSubdomain decided for one request, handed
+// subdomainRequest is what ServeDevice decided for one request, handed
 // to the ReverseProxy hooks through the request's context.
 type subdomainRequest struct {
 	x      *exchange
@@ -100,17 +64,17 @@ func (p *Proxy) newSubdomain() *httputil.ReverseProxy {
 	}
 }
 
-// serveSubdomain forwards a request for device id's subdomain, in order:
+// ServeDevice forwards a request for device id's host (subdomain), in order:
 // authenticate (DeviceAuth, which answers failures itself), look up the
 // device and check access, find its web server and check the port against
 // the record's list, then forward, tracked for Revalidate and audited when
 // it ends.
-func (p *Proxy) serveSubdomain(w http.ResponseWriter, r *http.Request, id string) {
+func (p *Proxy) ServeDevice(w http.ResponseWriter, r *http.Request, id string) {
 	cred, ok := p.cfg.DeviceAuth(w, r, id)
 	if !ok {
 		return
 	}
-	client := p.cfg.ClientAddr(r)
+	client := tunnel.ClientAddr(r)
 	d, err := p.allowedDevice(r.Context(), cred, id)
 	var web webServer
 	if err == nil {
@@ -132,11 +96,7 @@ func (p *Proxy) serveSubdomain(w http.ResponseWriter, r *http.Request, id string
 	defer p.wg.Done()
 	x, r := newExchange(w, r)
 	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
-	ctx := r.Context()
-	if client.IsValid() {
-		ctx = tunnel.WithClientAddr(ctx, client.String())
-	}
-	ctx = p.begin(ctx, x, access{cred: cred, client: client, device: d, port: web.port})
+	ctx := p.begin(r.Context(), x, access{cred: cred, client: client, device: d, port: web.port})
 	sr := &subdomainRequest{x: x, scheme: "http", addr: net.JoinHostPort(d.ID, strconv.Itoa(int(web.port))),
 		host: d.ID + "." + p.cfg.Domain, local: web.local}
 	if web.tls {

@@ -39,7 +39,7 @@ type subdomainFixture struct {
 	p       *Proxy
 	front   *httptest.Server
 	client  *http.Client // any *.localhost name reaches front; redirects are not followed
-	next    atomic.Int64 // requests that reached Config.Next
+	next    atomic.Int64 // requests that reached no handler of the proxy
 	dials   atomic.Int64
 	revoked atomic.Bool // Recheck's answer, negated
 
@@ -54,8 +54,8 @@ var testUsers = map[string]store.User{
 	"root":  {Name: "root", Role: store.RoleAdmin},
 }
 
-// testClient is the client address Config.ClientAddr reports, as a trusted
-// reverse proxy in front would have it resolved.
+// testClient is the client address the test front gives every request, as
+// the server's router would have resolved it behind a trusted reverse proxy.
 var testClient = netip.MustParseAddr("203.0.113.9")
 
 func newSubdomainFixture(t *testing.T, tweak func(*Config)) *subdomainFixture {
@@ -79,7 +79,7 @@ func newSubdomainFixture(t *testing.T, tweak func(*Config)) *subdomainFixture {
 			defer f.mu.Unlock()
 			return f.props[id]
 		},
-		Dial: func(ctx context.Context, device string, port uint16) (net.Conn, error) {
+		Dial: func(ctx context.Context, device string, port uint16, _ netip.Addr) (net.Conn, error) {
 			f.dials.Add(1)
 			f.mu.Lock()
 			_, ok := f.devices[device]
@@ -107,17 +107,12 @@ func newSubdomainFixture(t *testing.T, tweak func(*Config)) *subdomainFixture {
 			// that the proxy's own removal is tested.
 			return store.Credential{User: u}, true
 		},
-		Recheck:    func(store.Credential, string) bool { return !f.revoked.Load() },
-		ClientAddr: func(*http.Request) netip.Addr { return testClient },
+		Recheck: func(store.Credential, string) bool { return !f.revoked.Load() },
 		Audit: func(ev store.AuditEvent) {
 			f.mu.Lock()
 			f.audit = append(f.audit, ev)
 			f.mu.Unlock()
 		},
-		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.next.Add(1)
-			io.WriteString(w, "next")
-		}),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -127,7 +122,7 @@ func newSubdomainFixture(t *testing.T, tweak func(*Config)) *subdomainFixture {
 		t.Fatal(err)
 	}
 	f.p = p
-	f.front = httptest.NewUnstartedServer(p)
+	f.front = httptest.NewUnstartedServer(&testFront{p: p, next: &f.next})
 	f.front.EnableHTTP2 = false
 	f.front.StartTLS()
 	t.Cleanup(func() {
@@ -209,59 +204,46 @@ var hello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "hello from %s%s", r.Host, r.URL.RequestURI())
 })
 
-func TestSubdomainDispatchByHost(t *testing.T) {
+func TestDeviceHostIsADeviceSubdomainOnly(t *testing.T) {
+	f := newSubdomainFixture(t, nil)
+	for _, tc := range []struct {
+		host   string
+		device string // "" for not a device host
+	}{
+		{"pump-17.localhost:8443", "pump-17"},
+		{"pump-17.localhost", "pump-17"},
+		{"PUMP-17.Localhost.:8443", "pump-17"},
+		{"localhost:8443", ""}, // the admin host
+		{"localhost", ""},
+		{"127.0.0.1:8443", ""},
+		{"[::1]:8443", ""},
+		{"pump-17", ""}, // a bare id is a proxy target, not a Host
+		{"pump-17.example.com", ""},
+		{"a.pump-17.localhost", ""},
+		{"pump_17.localhost", ""},
+	} {
+		got, ok := f.p.DeviceHost(tc.host)
+		if got != tc.device || ok != (tc.device != "") {
+			t.Errorf("DeviceHost(%q) = %q, %v; want %q", tc.host, got, ok, tc.device)
+		}
+	}
+}
+
+func TestDeviceHostRequestReachesTheDeviceWithTheHostAsSent(t *testing.T) {
 	f := newSubdomainFixture(t, nil)
 	f.addDevice(store.Device{ID: "pump-17"}, hello)
-	for _, tc := range []struct {
-		host     string
-		toDevice bool
-	}{
-		{"pump-17.localhost:8443", true},
-		{"pump-17.localhost", true},
-		{"PUMP-17.Localhost.:8443", true},
-		{"localhost:8443", false}, // the admin host
-		{"localhost", false},
-		{"127.0.0.1:8443", false},
-		{"[::1]:8443", false},
-		{"pump-17", false}, // a bare id is a proxy target, not a Host
-		{"pump-17.example.com", false},
-		{"a.pump-17.localhost", false},
-		{"pump_17.localhost", false},
-	} {
-		before := f.next.Load()
+	for _, host := range []string{"pump-17.localhost:8443", "pump-17.localhost", "PUMP-17.Localhost.:8443"} {
 		req, _ := http.NewRequest(http.MethodGet, "https://x/index.html?q=1", nil)
-		req.Host = tc.host
+		req.Host = host
 		req.Header.Set(headerReflectorAuth, "Bearer root")
 		resp, err := f.client.Do(req)
 		if err != nil {
-			t.Fatalf("%s: %v", tc.host, err)
+			t.Fatalf("%s: %v", host, err)
 		}
-		body := readBody(t, resp)
+		if body := readBody(t, resp); body != "hello from "+host+"/index.html?q=1" {
+			t.Errorf("Host %s: status %d body %q, want the device's page with the Host as sent", host, resp.StatusCode, body)
+		}
 		resp.Body.Close()
-		toNext := f.next.Load() > before
-		switch {
-		case tc.toDevice && (toNext || body != "hello from "+tc.host+"/index.html?q=1"):
-			t.Errorf("Host %s: status %d body %q, want the device's page with the Host as sent", tc.host, resp.StatusCode, body)
-		case !tc.toDevice && !toNext:
-			t.Errorf("Host %s: status %d body %q, want Next", tc.host, resp.StatusCode, body)
-		}
-	}
-}
-
-func TestSubdomainWithoutDeviceAuthGoesToNext(t *testing.T) {
-	f := newSubdomainFixture(t, func(c *Config) { c.DeviceAuth = nil })
-	f.addDevice(store.Device{ID: "pump-17"}, hello)
-	if body := readBody(t, f.get("https://pump-17.localhost/", "root")); body != "next" || f.dials.Load() != 0 {
-		t.Fatalf("body %q, %d dials; want Next and nothing dialled", body, f.dials.Load())
-	}
-}
-
-func TestSubdomainWebTunnelUpgradeGoesToNext(t *testing.T) {
-	f := newSubdomainFixture(t, nil)
-	f.addDevice(store.Device{ID: "pump-17"}, hello)
-	resp := f.get("https://pump-17.localhost/", "", "Sec-WebSocket-Protocol", "com.appinf.webtunnel.client/1.0")
-	if body := readBody(t, resp); body != "next" {
-		t.Fatalf("body %q, want Next", body)
 	}
 }
 
@@ -305,7 +287,7 @@ func TestSubdomainRefusals(t *testing.T) {
 func TestSubdomainDialFailuresMapToStatus(t *testing.T) {
 	var dialErr atomic.Value
 	f := newSubdomainFixture(t, func(c *Config) {
-		c.Dial = func(context.Context, string, uint16) (net.Conn, error) { return nil, dialErr.Load().(error) }
+		c.Dial = func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, dialErr.Load().(error) }
 	})
 	f.setDevice(store.Device{ID: "pump-17"})
 	for _, tc := range []struct {
@@ -439,7 +421,10 @@ func TestWebServerPortAndTLS(t *testing.T) {
 	p, err := New(Config{
 		Authenticate: func(netip.Addr, string, string) (store.Credential, error) { return store.Credential{}, nil },
 		Device:       func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
-		Dial:         func(context.Context, string, uint16) (net.Conn, error) { return nil, nil },
+		Dial:         func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
+		DeviceAuth: func(http.ResponseWriter, *http.Request, string) (store.Credential, bool) {
+			return store.Credential{}, false
+		},
 		DeviceProperties: func(id string) map[string]string {
 			switch id {
 			case "https-agent":

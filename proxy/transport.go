@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -46,10 +47,14 @@ func (p *Proxy) newTransport() *http.Transport {
 	}
 }
 
+// dialClientKey carries the client's address from begin to dialForHTTP,
+// through the forwarded request's context.
+type dialClientKey struct{}
+
 // dialForHTTP opens a device stream for the Transport. addr is the
-// "device:port" or "device.domain:port" that filterAbsolute or
-// serveSubdomain set after authorising the request; nothing else reaches
-// here, and anything that does not name a device is refused all the same.
+// "device:port" or "device.domain:port" that filterAbsolute or ServeDevice
+// set after authorising the request; nothing else reaches here, and
+// anything that does not name a device is refused all the same.
 func (p *Proxy) dialForHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
 	t, err := resolveHost(addr, p.cfg.Domain)
 	if err != nil {
@@ -60,7 +65,8 @@ func (p *Proxy) dialForHTTP(ctx context.Context, network, addr string) (net.Conn
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
 	defer cancel()
-	return p.cfg.Dial(ctx, t.device, t.port)
+	client, _ := ctx.Value(dialClientKey{}).(netip.Addr)
+	return p.cfg.Dial(ctx, t.device, t.port, client)
 }
 
 // copyBufferSize is the size of the buffers ReverseProxy copies responses

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +57,11 @@ type Hub struct {
 	mu      sync.RWMutex
 	devices map[string]*connected
 	kinds   map[string]*kindStats // by DeviceInfo.Kind; entries are never removed
+	closed  bool                  // Close has run: Register closes new tunnels at once
+
+	// registered counts registrations not yet unregistered, so that Close
+	// can wait for every endpoint that serves a tunnel to finish with it.
+	registered sync.WaitGroup
 
 	offline atomic.Int64 // Dial of a device not connected
 }
@@ -89,8 +95,9 @@ func NewHub(logger *slog.Logger, kinds ...string) *Hub {
 
 // Registration is the handle of one registered tunnel.
 type Registration struct {
-	hub *Hub
-	c   *connected
+	hub  *Hub
+	c    *connected
+	once sync.Once
 }
 
 // Register makes t the device's tunnel. An older tunnel of the same device is
@@ -105,6 +112,16 @@ func (h *Hub) Register(id string, t Tunnel, info DeviceInfo) *Registration {
 		h.kinds[info.Kind] = c.kind
 	}
 	c.kind.connects.Add(1)
+	reg := &Registration{hub: h, c: c}
+	if h.closed {
+		h.mu.Unlock()
+		// Shutting down: the tunnel is closed unregistered (Close may
+		// have returned already), and Unregister has nothing to do.
+		reg.once.Do(func() {})
+		t.Close()
+		return reg
+	}
+	h.registered.Add(1)
 	old := h.devices[id]
 	h.devices[id] = c
 	if old != nil {
@@ -116,20 +133,25 @@ func (h *Hub) Register(id string, t Tunnel, info DeviceInfo) *Registration {
 			"old_remote", old.info.Load().RemoteAddr, "remote", info.RemoteAddr)
 		old.tunnel.Close()
 	}
-	return &Registration{hub: h, c: c}
+	return reg
 }
 
 // Unregister removes the tunnel from the hub if it is still the device's
-// current one (a replaced tunnel must not remove its successor) and closes it.
+// current one (a replaced tunnel must not remove its successor) and closes
+// it. The endpoint calls it last, once it is done with the tunnel; calls
+// after the first do nothing.
 func (r *Registration) Unregister() {
-	h := r.hub
-	h.mu.Lock()
-	if h.devices[r.c.id] == r.c {
-		delete(h.devices, r.c.id)
-		r.c.retire()
-	}
-	h.mu.Unlock()
-	r.c.tunnel.Close()
+	r.once.Do(func() {
+		h := r.hub
+		h.mu.Lock()
+		if h.devices[r.c.id] == r.c {
+			delete(h.devices, r.c.id)
+			r.c.retire()
+		}
+		h.mu.Unlock()
+		r.c.tunnel.Close()
+		h.registered.Done()
+	})
 }
 
 // Update replaces the allow-list and properties the device declared, for
@@ -144,23 +166,10 @@ func (r *Registration) Update(ports []uint16, properties map[string]string) {
 	r.c.info.Store(&info)
 }
 
-type clientAddrKey struct{}
-
-// WithClientAddr returns a context carrying the user's address, which Dial
-// passes to the agent for its log.
-func WithClientAddr(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, clientAddrKey{}, addr)
-}
-
-// ClientAddrFrom returns the address WithClientAddr put in ctx, or "".
-func ClientAddrFrom(ctx context.Context) string {
-	addr, _ := ctx.Value(clientAddrKey{}).(string)
-	return addr
-}
-
-// Dial opens a stream to port of the device. Errors wrap ErrDeviceOffline,
+// Dial opens a stream to port of the device for a user at client (the
+// address the agent logs; ClientAddr). Errors wrap ErrDeviceOffline,
 // ErrPortNotAllowed, ErrRefused, ErrTimeout or ErrDeviceFailure.
-func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, error) {
+func (h *Hub) Dial(ctx context.Context, device string, port uint16, client netip.Addr) (net.Conn, error) {
 	h.mu.RLock()
 	c := h.devices[device]
 	h.mu.RUnlock()
@@ -172,7 +181,7 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16) (net.Conn, e
 		c.kind.opens[OpenNotAllowed].Add(1)
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
 	}
-	conn, err := c.tunnel.Open(ctx, port, ClientAddrFrom(ctx))
+	conn, err := c.tunnel.Open(ctx, port, addrText(client))
 	c.kind.opens[openResult(err)].Add(1)
 	if err != nil {
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, err)
@@ -225,14 +234,19 @@ func (h *Hub) Disconnect(device string) {
 	}
 }
 
-// Close closes every tunnel.
+// Close closes every tunnel and waits until the endpoint serving each has
+// unregistered it, so that nothing a tunnel's endpoint does on its way out
+// (the device's last-seen time) comes after Close has returned. Tunnels
+// registered after Close are closed at once.
 func (h *Hub) Close() {
-	h.mu.RLock()
+	h.mu.Lock()
+	h.closed = true
 	all := slices.Collect(maps.Values(h.devices))
-	h.mu.RUnlock()
+	h.mu.Unlock()
 	for _, c := range all {
 		c.tunnel.Close()
 	}
+	h.registered.Wait()
 }
 
 // retire adds the device's byte counts to its kind's totals when it leaves

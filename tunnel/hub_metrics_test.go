@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -24,15 +25,15 @@ func TestHubMetricsCountOpensAndBytesByKind(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := r.hub.Dial(ctx, "dev1", 7)
+	c, err := r.hub.Dial(ctx, "dev1", 7, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Write([]byte("hello"))
 	io.ReadFull(c, make([]byte, 5))
-	r.hub.Dial(ctx, "dev1", 22)
-	r.hub.Dial(ctx, "dev1", 8)
-	r.hub.Dial(ctx, "nope", 7)
+	r.hub.Dial(ctx, "dev1", 22, netip.Addr{})
+	r.hub.Dial(ctx, "dev1", 8, netip.Addr{})
+	r.hub.Dial(ctx, "nope", 7, netip.Addr{})
 
 	kinds, offline := r.hub.Metrics()
 	if offline != 1 || len(kinds) != 2 || kinds[0].Kind != Subprotocol || kinds[1].Kind != "webtunnel" {

@@ -1,12 +1,12 @@
 package tunnel
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -48,13 +48,10 @@ func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
 // registers it with the hub until it ends.
 type Server struct {
 	Hub *Hub
-	// Authenticate checks a device's credentials; ctx carries the agent's
-	// address (ClientAddrFrom). An error wrapping ErrUnauthorized answers
-	// 401, a Throttled error 429 with Retry-After, any other 503.
-	Authenticate func(ctx context.Context, device, secret string) error
-	// ClientAddr, if set, gives the agent's address (behind a trusted
-	// proxy, the forwarded one); nil means the socket's.
-	ClientAddr func(r *http.Request) string
+	// Authenticate checks a device's credentials sent from client (the
+	// agent's address, ClientAddr). An error wrapping ErrUnauthorized
+	// answers 401, a Throttled error 429 with Retry-After, any other 503.
+	Authenticate func(client netip.Addr, device, secret string) error
 	// Seen, if set, is told when a device connects and disconnects.
 	Seen func(device string, at time.Time)
 	// Logger; nil discards.
@@ -84,10 +81,7 @@ func (s *Server) logger() *slog.Logger {
 // the reflector no WebSocket and no smux session, then serves the tunnel until
 // it ends. It blocks for the tunnel's lifetime.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	client := r.RemoteAddr
-	if s.ClientAddr != nil {
-		client = s.ClientAddr(r)
-	}
+	client := ClientAddr(r)
 	log := s.logger().With("remote", client)
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "tunnel endpoint: WebSocket upgrade required", http.StatusBadRequest)
@@ -101,11 +95,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("device", device)
-	if err := s.Authenticate(WithClientAddr(r.Context(), client), device, secret); err != nil {
+	if err := s.Authenticate(client, device, secret); err != nil {
 		RefuseAgent(w, log, err)
 		return
 	}
-	info, err := parseInfo(r)
+	info, err := parseInfo(r, client)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		log.Warn("agent refused", "err", err)
@@ -147,15 +141,15 @@ func (s *Server) serve(device string, sess *smux.Session, info DeviceInfo, log *
 		}
 		st.Close()
 	}
-	reg.Unregister()
 	if s.Seen != nil {
-		s.Seen(device, time.Now())
+		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
 	}
+	reg.Unregister()
 	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second))
 }
 
 // parseInfo reads the agent's declared ports and properties.
-func parseInfo(r *http.Request) (DeviceInfo, error) {
+func parseInfo(r *http.Request, client netip.Addr) (DeviceInfo, error) {
 	ports, err := ParsePorts(r.Header.Get(HeaderPorts))
 	if err != nil {
 		return DeviceInfo{}, fmt.Errorf("%s: %w", HeaderPorts, err)
@@ -165,7 +159,7 @@ func parseInfo(r *http.Request) (DeviceInfo, error) {
 	}
 	info := DeviceInfo{
 		Kind:         Subprotocol,
-		RemoteAddr:   r.RemoteAddr,
+		RemoteAddr:   ClientText(r),
 		AgentVersion: PropertyValue(r.Header.Get(HeaderAgent)),
 		Ports:        ports,
 		Properties:   make(map[string]string),

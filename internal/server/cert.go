@@ -111,7 +111,7 @@ func CertificateFingerprint(cert tls.Certificate) string {
 
 // ServerConfig returns the TLS configuration of the reflector's listener.
 // It offers ALPN http/1.1 only: Go's default transport offers h2 to an HTTPS
-// proxy and fails when the proxy takes it (../shared/notes/go-libs.md §6).
+// proxy and fails when the proxy takes it ("malformed HTTP response", measured).
 func serverTLSConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/reflector-dev/reflector/admin"
@@ -169,13 +170,12 @@ func New(cfg Config) (s *Server, err error) {
 		port = cfg.PublicPort
 	}
 	s.admin, err = admin.New(admin.Config{
-		Domain:     cfg.Domain,
-		Port:       port,
-		Store:      s.store,
-		Guard:      s.guard,
-		Hub:        s.hub,
-		ClientAddr: s.clients.Addr,
-		Logger:     cfg.Logger,
+		Domain: cfg.Domain,
+		Port:   port,
+		Store:  s.store,
+		Guard:  s.guard,
+		Hub:    s.hub,
+		Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -184,14 +184,15 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.listeners[0] = tlsbatch.Listener{Listener: ln, Config: serverTLSConfig(s.cert)}
-	s.servers = append(s.servers, newHTTPServer(s.proxy, cfg.Logger))
+	s.servers = append(s.servers, newHTTPServer(s.router(), cfg.Logger))
 	if cfg.ProxyListen != "" {
 		pln, err := net.Listen("tcp", cfg.ProxyListen)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", cfg.ProxyListen, err)
 		}
 		s.listeners = append(s.listeners, pln)
-		s.servers = append(s.servers, newHTTPServer(s.proxy.ProxyOnly(), cfg.Logger))
+		proxyOnly := &router{clients: s.clients, proxy: s.proxy, proxyOnly: true}
+		s.servers = append(s.servers, newHTTPServer(proxyOnly, cfg.Logger))
 		s.proxyLn = pln
 	}
 	if cfg.MetricsListen != "" {
@@ -215,33 +216,6 @@ func New(cfg Config) (s *Server, err error) {
 
 // proxyConfig wires the proxy to the store and the hub.
 func (s *Server) proxyConfig() proxy.Config {
-	mux := http.NewServeMux()
-	clientAddr := func(r *http.Request) string { return addrString(s.clients.Addr(r)) }
-	mux.Handle(tunnel.Path, &tunnel.Server{
-		Hub:          s.hub,
-		Logger:       s.cfg.Logger,
-		ClientAddr:   clientAddr,
-		Authenticate: s.authenticateDevice,
-		Seen:         s.store.TouchDevice,
-	})
-	// macchina.io REMOTE's WebTunnelAgent upgrades on any path (usually
-	// POST /), recognised by its subprotocol.
-	webTunnel := &webtunnel.Server{
-		Hub:          s.hub,
-		Logger:       s.cfg.Logger,
-		ClientAddr:   clientAddr,
-		Authenticate: s.authenticateDevice,
-		Seen:         s.store.TouchDevice,
-		Domain:       s.cfg.WebTunnelDomain,
-	}
-	mux.Handle(enroll.Path, &enroll.Handler{
-		Logger: s.cfg.Logger,
-		Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
-			_, secret, err := s.guard.Enroll(s.clients.Addr(r), key, device)
-			return secret, err
-		},
-	})
-	mux.Handle("/", s.admin)
 	return proxy.Config{
 		Domain: s.cfg.Domain,
 		Authenticate: func(client netip.Addr, user, secret string) (store.Credential, error) {
@@ -253,7 +227,6 @@ func (s *Server) proxyConfig() proxy.Config {
 		Recheck:    s.recheck,
 		DeviceAuth: s.admin.DeviceAuth,
 		DeviceCAs:  s.deviceCAs,
-		ClientAddr: s.clients.Addr,
 		Audit:      s.store.Audit,
 		Device:     func(_ context.Context, id string) (store.Device, error) { return s.store.Device(id) },
 		Dial:       s.hub.Dial,
@@ -261,24 +234,42 @@ func (s *Server) proxyConfig() proxy.Config {
 			st, _ := s.hub.Status(id)
 			return st.Properties
 		},
-		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if webtunnel.IsAgentUpgrade(r) {
-				webTunnel.ServeHTTP(w, r)
-				return
-			}
-			if proxy.IsWebTunnelClient(r) {
-				s.proxy.ServeWebTunnelClient(w, r)
-				return
-			}
-			mux.ServeHTTP(w, r)
-		}),
 		Logger: s.cfg.Logger,
 	}
 }
 
+// router is the TLS listener's router: the proxy, both agent endpoints,
+// enrolment and the admin host.
+func (s *Server) router() *router {
+	return &router{
+		clients: s.clients,
+		proxy:   s.proxy,
+		tunnel: &tunnel.Server{
+			Hub:          s.hub,
+			Logger:       s.cfg.Logger,
+			Authenticate: s.authenticateDevice,
+			Seen:         s.store.TouchDevice,
+		},
+		webTunnel: &webtunnel.Server{
+			Hub:          s.hub,
+			Logger:       s.cfg.Logger,
+			Authenticate: s.authenticateDevice,
+			Seen:         s.store.TouchDevice,
+			Domain:       s.cfg.WebTunnelDomain,
+		},
+		enroll: &enroll.Handler{
+			Logger: s.cfg.Logger,
+			Enroll: func(_ context.Context, r *http.Request, key, device string) (string, error) {
+				_, secret, err := s.guard.Enroll(tunnel.ClientAddr(r), key, device)
+				return secret, err
+			},
+		},
+		admin: s.admin,
+	}
+}
+
 // authenticateDevice checks an agent's credentials for the tunnel endpoint.
-func (s *Server) authenticateDevice(ctx context.Context, device, secret string) error {
-	client, _ := netip.ParseAddr(tunnel.ClientAddrFrom(ctx))
+func (s *Server) authenticateDevice(client netip.Addr, device, secret string) error {
 	_, err := s.guard.Device(client, device, secret)
 	if errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrDisabled) {
 		return fmt.Errorf("device %s: %w: %w", device, tunnel.ErrUnauthorized, err)
@@ -308,39 +299,45 @@ func (s *Server) recheck(cred store.Credential, device string) bool {
 // accessChanged re-checks open streams after an admin change.
 func (s *Server) accessChanged() { s.proxy.Revalidate() }
 
-// Run serves until ctx ends or a listener fails, then shuts down: listeners
-// first, then spliced connections, tunnels, the control socket and the store.
+// Run serves until ctx ends or a listener fails, then shuts down: the HTTP
+// servers stop taking requests, the goroutines Run started are joined, and
+// close ends spliced connections, then tunnels (waiting for each endpoint to
+// write its device's last-seen time), the control socket and last the store.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	controlDone := make(chan struct{})
-	go func() {
-		defer close(controlDone)
+	var loops sync.WaitGroup
+	loops.Go(func() {
 		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint,
 			AccessChanged: s.accessChanged}
 		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
 			s.cfg.Logger.Error("control socket", "err", err)
 		}
-	}()
-	go s.revalidateLoop(ctx)
+	})
+	loops.Go(func() { s.revalidateLoop(ctx) })
 	errc := make(chan error, len(s.servers))
 	for i, srv := range s.servers {
 		go func() { errc <- srv.Serve(s.listeners[i]) }()
 	}
+	serving := len(s.servers)
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+		serving--
 	}
 	s.cfg.Logger.Info("shutting down")
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelShutdown()
 	for _, srv := range s.servers {
-		srv.Shutdown(shutdownCtx) // hijacked connections are the proxy's to close
+		srv.Shutdown(shutdownCtx) // hijacked connections are the proxy's and the hub's to close
+	}
+	for ; serving > 0; serving-- {
+		<-errc // Serve returns once Shutdown has closed its listener
 	}
 	cancel()
-	<-controlDone // admin commands still running finish before the store closes
+	loops.Wait() // admin commands still running finish before the store closes
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -362,13 +359,6 @@ func (s *Server) revalidateLoop(ctx context.Context) {
 			s.proxy.Revalidate()
 		}
 	}
-}
-
-func addrString(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }
 
 // close releases what New opened; safe on a partly built server.

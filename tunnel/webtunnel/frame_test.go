@@ -10,7 +10,7 @@ import (
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
-// documented are the frames of ../shared/compat/README.md ("Frames",
+// documented are the frames of tunnel/PROTOCOL.md (§6, "WebTunnel frames",
 // captured from WebTunnelAgent 2.5.0), byte for byte.
 var documented = []struct {
 	name  string

@@ -3,10 +3,10 @@ package webtunnel
 import (
 	"github.com/reflector-dev/reflector/tunnel"
 
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +16,7 @@ import (
 )
 
 // Wire constants of a WebTunnelAgent's upgrade (PROTOCOL.md §6;
-// ../shared/compat/README.md has a captured request).
+// integration/testdata/macchina-sdk-2.5.0/README.md has a captured request).
 const (
 	// ServerSubprotocol marks an agent's tunnel upgrade.
 	ServerSubprotocol = "com.appinf.webtunnel.server/1.0"
@@ -45,16 +45,15 @@ const (
 // agent.
 type Server struct {
 	Hub *tunnel.Hub
-	// Authenticate checks a device's password; device is the user part of
-	// the agent's "deviceId@domain" Basic user. ctx carries the agent's
-	// address (ClientAddrFrom). An error wrapping ErrUnauthorized answers
-	// 401, a tunnel.Throttled error 429 with Retry-After, any other 503.
-	Authenticate func(ctx context.Context, device, password string) error
+	// Authenticate checks a device's password sent from client (the
+	// agent's address, tunnel.ClientAddr); device is the user part of the
+	// agent's "deviceId@domain" Basic user. An error wrapping
+	// tunnel.ErrUnauthorized answers 401, a tunnel.Throttled error 429 with
+	// Retry-After, any other 503.
+	Authenticate func(client netip.Addr, device, password string) error
 	// Domain, if set, is the only "@domain" accepted (compared without
 	// regard to case); empty accepts any, or none.
 	Domain string
-	// ClientAddr, if set, gives the agent's address; nil means the socket's.
-	ClientAddr func(r *http.Request) string
 	// Seen, if set, is told when a device connects and disconnects.
 	Seen func(device string, at time.Time)
 	// Logger; nil discards.
@@ -99,10 +98,7 @@ func (s *Server) logger() *slog.Logger {
 // ServeHTTP authenticates, upgrades and serves the tunnel; it blocks for the
 // tunnel's lifetime.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	client := r.RemoteAddr
-	if s.ClientAddr != nil {
-		client = s.ClientAddr(r)
-	}
+	client := tunnel.ClientAddr(r)
 	log := s.logger().With("remote", client)
 	if !websocket.IsWebSocketUpgrade(r) || !IsAgentUpgrade(r) {
 		http.Error(w, "webtunnel endpoint: WebSocket upgrade with "+ServerSubprotocol+" required", http.StatusBadRequest)
@@ -121,11 +117,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, password, _ := r.BasicAuth()
 	log = log.With("device", device)
-	if err := s.Authenticate(tunnel.WithClientAddr(r.Context(), client), device, password); err != nil {
+	if err := s.Authenticate(client, device, password); err != nil {
 		tunnel.RefuseAgent(w, log, err)
 		return
 	}
-	info, err := parseInfo(r)
+	info, err := parseInfo(r, client)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		log.Warn("webtunnel agent refused", "err", err)
@@ -157,10 +153,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log.Info("device connected", "kind", Kind, "ports", info.Ports, "agent", info.AgentVersion)
 	err = t.run()
-	reg.Unregister()
 	if s.Seen != nil {
-		s.Seen(device, time.Now())
+		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
 	}
+	reg.Unregister()
 	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second), "err", err)
 }
 
@@ -198,10 +194,10 @@ func (s *Server) keepAlive(r *http.Request) time.Duration {
 }
 
 // parseInfo reads the agent's X-PTTH-Set-Property headers.
-func parseInfo(r *http.Request) (tunnel.DeviceInfo, error) {
+func parseInfo(r *http.Request, client netip.Addr) (tunnel.DeviceInfo, error) {
 	info := tunnel.DeviceInfo{
 		Kind:         Kind,
-		RemoteAddr:   r.RemoteAddr,
+		RemoteAddr:   tunnel.ClientText(r),
 		AgentVersion: tunnel.PropertyValue(r.Header.Get("User-Agent")),
 		Properties:   make(map[string]string),
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,7 @@ func testServer(t *testing.T) (*Server, *httptest.Server) {
 	t.Helper()
 	s := &Server{
 		Hub: tunnel.NewHub(nil),
-		Authenticate: func(_ context.Context, device, password string) error {
+		Authenticate: func(_ netip.Addr, device, password string) error {
 			if device == "dev1" && password == "s3cret" {
 				return nil
 			}
@@ -184,7 +185,7 @@ func (a *fakeAgent) source(ch uint16, stop chan struct{}) {
 func (a *fakeAgent) dial(port uint16) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return a.hub.Dial(ctx, "dev1", port)
+	return a.hub.Dial(ctx, "dev1", port, netip.Addr{})
 }
 
 func (a *fakeAgent) tunnel() *agentTunnel {
@@ -591,13 +592,13 @@ func TestWebTunnelCredentialsAreCheckedBeforeUpgrade(t *testing.T) {
 func TestWebTunnelLockoutIs429AndStoreFailure503(t *testing.T) {
 	s, ts := testServer(t)
 	h := agentHeader("dev1@d", "s3cret")
-	s.Authenticate = func(context.Context, string, string) error {
+	s.Authenticate = func(netip.Addr, string, string) error {
 		return fmt.Errorf("check: %w", lockedOut(40*time.Second))
 	}
 	if resp := rawUpgrade(t, ts, h); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "40" {
 		t.Errorf("locked out: status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	s.Authenticate = func(context.Context, string, string) error { return errors.New("store down") }
+	s.Authenticate = func(netip.Addr, string, string) error { return errors.New("store down") }
 	if resp := rawUpgrade(t, ts, h); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("store failure: status %d", resp.StatusCode)
 	}

@@ -23,8 +23,7 @@ import (
 	"github.com/reflector-dev/reflector/store"
 )
 
-// newWTClientFixture is the subdomain fixture with Next serving WebTunnel
-// clients, as server/server.go wires it, and credentials: alice:alice-pw
+// newWTClientFixture is the subdomain fixture with credentials: alice:alice-pw
 // (Basic), Bearer tok-alice, and user "locked" locked out.
 func newWTClientFixture(t *testing.T) *subdomainFixture {
 	t.Helper()
@@ -39,14 +38,6 @@ func newWTClientFixture(t *testing.T) *subdomainFixture {
 			}
 			return store.Credential{}, store.ErrBadCredentials
 		}
-		c.Next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if IsWebTunnelClient(r) {
-				f.p.ServeWebTunnelClient(w, r)
-				return
-			}
-			f.next.Add(1)
-			io.WriteString(w, "next")
-		})
 	})
 	return f
 }
@@ -114,7 +105,7 @@ func (f *subdomainFixture) wtDial(host string, hdr http.Header, post bool) (*web
 			}
 			return c, nil
 		},
-		Subprotocols:     []string{WTClientSubprotocol},
+		Subprotocols:     []string{ClientToolSubprotocol},
 		HandshakeTimeout: 5 * time.Second,
 	}
 	return d.Dial("wss://"+host+"/", hdr)
@@ -126,7 +117,7 @@ func wtHeader(auth string, port any) http.Header {
 		h.Set("Authorization", auth)
 	}
 	if port != nil {
-		h.Set(HeaderWTRemotePort, strconv.Itoa(port.(int)))
+		h.Set(HeaderRemotePort, strconv.Itoa(port.(int)))
 	}
 	return h
 }
@@ -155,7 +146,7 @@ func TestWebTunnelClientEchoesGETAndPOSTBasicAndBearer(t *testing.T) {
 				t.Fatalf("dial: %v (%v)", err, resp)
 			}
 			defer c.Close()
-			if c.Subprotocol() != WTClientSubprotocol {
+			if c.Subprotocol() != ClientToolSubprotocol {
 				t.Errorf("subprotocol %q", c.Subprotocol())
 			}
 			want := make([]byte, 1<<20)
@@ -279,8 +270,6 @@ func TestWebTunnelClientRefusals(t *testing.T) {
 		{"no port", "pump-17.localhost", wtHeader(good, nil), http.StatusBadRequest},
 		{"port 0", "pump-17.localhost", wtHeader(good, 0), http.StatusBadRequest},
 		{"port 65536", "pump-17.localhost", wtHeader(good, 65536), http.StatusBadRequest},
-		{"admin host", "localhost", wtHeader(good, echo), http.StatusNotFound},
-		{"ip host", "127.0.0.1", wtHeader(good, echo), http.StatusNotFound},
 		{"unknown device", "nope-1.localhost", wtHeader(good, echo), http.StatusNotFound},
 		{"no access", "pump-18.localhost", wtHeader(good, echo), http.StatusForbidden},
 		{"port not listed", "pump-19.localhost", wtHeader(good, echo), http.StatusForbidden},
@@ -361,15 +350,15 @@ func TestRevalidateEndsAWebTunnelClient(t *testing.T) {
 
 func TestIsWebTunnelClient(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodPost, "/", nil)
-	if IsWebTunnelClient(r) {
+	if IsClientToolUpgrade(r) {
 		t.Error("plain request")
 	}
 	r.Header.Set("Sec-WebSocket-Protocol", "com.appinf.webtunnel.server/1.0")
-	if IsWebTunnelClient(r) {
+	if IsClientToolUpgrade(r) {
 		t.Error("agent's subprotocol")
 	}
-	r.Header.Set("Sec-WebSocket-Protocol", "x, "+WTClientSubprotocol)
-	if !IsWebTunnelClient(r) {
+	r.Header.Set("Sec-WebSocket-Protocol", "x, "+ClientToolSubprotocol)
+	if !IsClientToolUpgrade(r) {
 		t.Error("client's subprotocol")
 	}
 }
@@ -380,14 +369,14 @@ func TestIsWebTunnelClient(t *testing.T) {
 func TestWebTunnelClientMessageDoesNotAllocate(t *testing.T) {
 	got := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := wtClientUpgrader.Upgrade(w, r, nil)
+		ws, err := clientToolUpgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		got <- ws
 	}))
 	defer srv.Close()
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), http.Header{"Sec-WebSocket-Protocol": {WTClientSubprotocol}})
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), http.Header{"Sec-WebSocket-Protocol": {ClientToolSubprotocol}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +384,7 @@ func TestWebTunnelClientMessageDoesNotAllocate(t *testing.T) {
 	go io.Copy(io.Discard, c.NetConn())
 	ws := <-got
 	defer ws.Close()
-	msg := make([]byte, wtClientMessage)
+	msg := make([]byte, clientToolMessage)
 	if n := testing.AllocsPerRun(200, func() {
 		if err := ws.WriteMessage(websocket.BinaryMessage, msg); err != nil {
 			t.Fatal(err)

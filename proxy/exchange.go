@@ -15,80 +15,9 @@ import (
 	"github.com/reflector-dev/reflector/store"
 )
 
-// session is an open CONNECT stream or forwarded HTTP request, kept so that
-// Revalidate can end it when its credential no longer reaches its device: a
-// token revoked, a user removed, a device moved to another group.
-type session struct {
-	cred   store.Credential
-	device string
-	cancel context.CancelFunc // ends the stream; safe to call more than once
-	done   chan struct{}      // closed by cancel, when the owner must tell (absolute-form)
-}
-
-// sessions is the set of open sessions. It is touched once when a stream
-// opens and once when it closes, never per byte.
-type sessions struct {
-	mu  sync.Mutex
-	set map[*session]struct{}
-}
-
-func (s *sessions) add(x *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.set == nil {
-		s.set = make(map[*session]struct{})
-	}
-	s.set[x] = struct{}{}
-}
-
-func (s *sessions) remove(x *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.set, x)
-}
-
-func (s *sessions) snapshot() []*session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*session, 0, len(s.set))
-	for x := range s.set {
-		out = append(out, x)
-	}
-	return out
-}
-
-// Open returns the number of open CONNECT streams and forwarded HTTP
-// requests (absolute-form and device subdomain).
-func (p *Proxy) Open() int {
-	p.sessions.mu.Lock()
-	defer p.sessions.mu.Unlock()
-	return len(p.sessions.set)
-}
-
-// Revalidate checks every open stream and request again with Config.Recheck
-// and ends those whose credential may no longer reach their device. It
-// returns how many it ended. The server calls it after admin changes and
-// periodically, so that expired tokens end too.
-func (p *Proxy) Revalidate() int {
-	if p.cfg.Recheck == nil {
-		return 0
-	}
-	ended := 0
-	for _, x := range p.sessions.snapshot() {
-		if !p.cfg.Recheck(x.cred, x.device) {
-			x.cancel()
-			ended++
-		}
-	}
-	if ended > 0 {
-		p.cfg.Logger.Info("access revoked: streams closed", "count", ended)
-	}
-	return ended
-}
-
 // exchange is one forwarded HTTP request, absolute-form or on a device
 // subdomain, from its arrival to its audit event: it counts the bytes each
-// way and, once the request is authorised, holds the session by which
+// way and, once the request is authorised, holds the grant by which
 // Revalidate can end it. Only the request's handler goroutine touches it,
 // except for the atomic counters.
 type exchange struct {
@@ -98,7 +27,7 @@ type exchange struct {
 	start    time.Time
 
 	access access
-	sess   *session // nil until begin: refused before any stream
+	grant  *grant // nil until begin: refused before any stream
 	stop   func() bool
 }
 
@@ -115,38 +44,39 @@ func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Reque
 	return x, r
 }
 
-// begin records the authorised access a and registers a session for it. The
-// returned context, derived from ctx, ends when Revalidate cuts the session
-// or the proxy closes; forward the request with it.
+// begin records the authorised access a and registers a grant for it. The
+// returned context, derived from ctx, ends when Revalidate cuts the grant
+// or the proxy closes; forward the request with it. It carries the
+// client's address to the Transport's dialer (dialForHTTP).
 func (p *Proxy) begin(ctx context.Context, x *exchange, a access) context.Context {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	var once sync.Once
 	x.access = a
-	x.sess = &session{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
+	x.grant = &grant{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
 		once.Do(func() { close(done) })
 		cancel()
 	}}
 	x.stop = context.AfterFunc(p.ctx, cancel) // Close: not a revocation
-	p.sessions.add(x.sess)
-	return ctx
+	p.grants.add(x.grant)
+	return context.WithValue(ctx, dialClientKey{}, a.client)
 }
 
-// end unregisters the exchange's session and writes its audit event; r is
+// end unregisters the exchange's grant and writes its audit event; r is
 // the request as the client sent it. An exchange refused before begin
 // reached nothing and is not audited here.
 func (p *Proxy) end(x *exchange, r *http.Request) {
-	if x.sess == nil {
+	if x.grant == nil {
 		return
 	}
-	p.sessions.remove(x.sess)
+	p.grants.remove(x.grant)
 	revoked := false
 	select {
-	case <-x.sess.done:
+	case <-x.grant.done:
 		revoked = true
 	default:
 	}
-	x.sess.cancel()
+	x.grant.cancel()
 	x.stop()
 	ev := x.access.event(store.AuditRequest)
 	ev.OK = x.w.status != 0 && x.w.status < 500
