@@ -29,9 +29,11 @@ import (
 // token, remote-connect carries bytes with Basic credentials and with a
 // token, on its own and as OpenSSH's ProxyCommand.
 
-// macchinaBin is where ../shared/compat keeps the tools, from this
-// package's directory.
-const macchinaBin = "../../shared/compat/macchina-sdk/bin"
+// macchinaBin holds the tools, relative to this package's directory: the
+// SDK's release binaries, kept in the repository so that every clone runs
+// these tests (testdata/macchina-sdk-2.5.0/README.md says where they come
+// from and what they need).
+const macchinaBin = "testdata/macchina-sdk-2.5.0/bin"
 
 // macchinaTLS makes a tool accept the reflector's self-signed certificate.
 var macchinaTLS = []string{"-Dtls.acceptUnknownCertificate=true", "-Dtls.verification=none"}
@@ -73,8 +75,8 @@ func macchinaRun(t *testing.T, home, stdin, name string, args ...string) (string
 
 // needHostsEntry makes name resolve to 127.0.0.1 through /etc/hosts.
 // remote-connect checks its target with the system resolver before it
-// sends CONNECT with the name, and glibc does not resolve *.localhost;
-// ../shared/compat/README.md has tests add the names they use (CI runs as
+// sends CONNECT with the name, and glibc does not resolve *.localhost
+// (curl special-cases it), so tests add the names they use (CI runs as
 // root). The line is left in place: *.localhost is loopback anyway
 // (RFC 6761), and other test binaries may rely on it concurrently.
 func needHostsEntry(t *testing.T, name string) {

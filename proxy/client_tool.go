@@ -20,7 +20,7 @@ import (
 )
 
 // The client side of macchina.io REMOTE's WebTunnel (remote-client,
-// remote-ssh, remote-scp; tunnel/PROTOCOL.md has a captured
+// remote-ssh, remote-scp; integration/testdata/macchina-sdk-2.5.0/README.md has a captured
 // request): a WebSocket upgrade, POST or GET, on a device's host
 // (<id>.<Domain>), asking for one port of that device. The WebSocket then
 // carries the stream's raw bytes in binary messages, no channel header.

@@ -7,7 +7,7 @@ import (
 )
 
 // smux settings shared by both ends. They are measured, not guessed: see
-// ../shared/notes/go-libs.md §2 and the README's Performance section.
+// the README's Performance section.
 const (
 	// MaxFrameSize is smux's largest frame; fewer frames mean fewer WebSocket
 	// messages and syscalls.
