@@ -39,9 +39,9 @@ const macchinaBin = "testdata/macchina-sdk-2.5.0/bin"
 var macchinaTLS = []string{"-Dtls.acceptUnknownCertificate=true", "-Dtls.verification=none"}
 
 // macchinaTool returns the path of a tool, or skips the test when it cannot
-// run at all (not there, not executable, missing libraries show up later as
-// an exit status and fail the test).
-func macchinaTool(t *testing.T, name string) string {
+// run at all (not an x86-64 Linux machine; skipUnlessCI). Missing libraries
+// show up as an exit status and fail the test.
+func macchinaTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := filepath.Abs(filepath.Join(macchinaBin, name))
 	if err != nil {
@@ -50,7 +50,7 @@ func macchinaTool(t *testing.T, name string) string {
 	err = exec.Command(p, "--version").Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		t.Skipf("the macchina.io REMOTE tool %s cannot run here: %v", p, err)
+		skipUnlessCI(t, "the macchina.io REMOTE tool %s cannot run here: %v", p, err)
 	}
 	return p
 }
@@ -68,7 +68,7 @@ func macchinaRun(t *testing.T, home, stdin, name string, args ...string) (string
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		t.Skipf("the macchina.io REMOTE tool %s cannot run here: %v", name, err)
+		skipUnlessCI(t, "the macchina.io REMOTE tool %s cannot run here: %v", name, err)
 	}
 	return string(out), err
 }
@@ -93,7 +93,7 @@ func needHostsEntry(t *testing.T, name string) {
 	}
 	f, err := os.OpenFile(hosts, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		t.Skipf("remote-connect resolves its target itself and %s is not in %s, which this user cannot change (%v): "+
+		skipUnlessCI(t, "remote-connect resolves its target itself and %s is not in %s, which this user cannot change (%v): "+
 			"add \"127.0.0.1 %s\" to run this test", name, hosts, err, name)
 	}
 	defer f.Close()
@@ -330,7 +330,7 @@ func TestRemoteConnectCarriesBytesToADeviceOnOurAgent(t *testing.T) {
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
-				t.Skipf("remote-connect cannot run here: %v", err)
+				skipUnlessCI(t, "remote-connect cannot run here: %v", err)
 			}
 			defer cmd.Process.Kill()
 
@@ -381,10 +381,7 @@ func TestRemoteConnectCarriesBytesToADeviceOnOurAgent(t *testing.T) {
 // with Basic and with Bearer credentials: the command's output comes back.
 func TestRemoteConnectAsSSHProxyCommand(t *testing.T) {
 	bin := macchinaTool(t, "remote-connect")
-	sshBin, err := exec.LookPath("ssh")
-	if err != nil {
-		t.Skip("OpenSSH client (ssh) not installed")
-	}
+	sshBin := requireCommand(t, "ssh", "openssh-client")
 	for _, d := range macchinaDevices {
 		needHostsEntry(t, d+".localhost")
 	}

@@ -156,9 +156,7 @@ func serveProc(t testing.TB, dataDir string, port int, extra ...string) (*proc, 
 }
 
 func TestServeDemoCurlLineWorksAsPrinted(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	requireCommand(t, "curl", "curl")
 	p, _ := serveProc(t, t.TempDir(), freePort(t), "--demo")
 	line := p.waitOutput(`try:\n  (curl [^\n]+)\n`)[1]
 	out, err := exec.Command("sh", "-c", line+" --silent --show-error --max-time 20").CombinedOutput()
@@ -356,9 +354,7 @@ func TestAgentEnrollsWithAKeyAndKeepsItsSecret(t *testing.T) {
 // curl against `reflector serve --demo`: the token as proxy password, and as
 // a Bearer Proxy-Authorization header.
 func TestCurlWithATokenAsTheREADMEShows(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
-	}
+	requireCommand(t, "curl", "curl")
 	data := t.TempDir()
 	port := freePort(t)
 	serveProc(t, data, port, "--demo")

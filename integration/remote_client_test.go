@@ -37,7 +37,7 @@ func startRemoteClient(t *testing.T, s *macchinaStack, device string, auth []str
 	out = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Skipf("remote-client cannot run here: %v", err)
+		skipUnlessCI(t, "remote-client cannot run here: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -151,9 +151,7 @@ func TestRemoteClientWithAWrongPasswordCarriesNothing(t *testing.T) {
 // remote-ssh exits 0.
 func TestRemoteSSHRunsACommand(t *testing.T) {
 	bin := macchinaTool(t, "remote-ssh")
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("OpenSSH client (ssh) not installed")
-	}
+	requireCommand(t, "ssh", "openssh-client")
 	for _, d := range macchinaDevices {
 		needHostsEntry(t, d+".localhost")
 	}
@@ -192,11 +190,9 @@ func TestRemoteSSHRunsACommand(t *testing.T) {
 // the stack's port, so it needs to bind port 443 (CI runs as root).
 func TestRemoteSCPCopiesAFile(t *testing.T) {
 	macchinaTool(t, "remote-scp")
-	if _, err := exec.LookPath("scp"); err != nil {
-		t.Skip("OpenSSH scp not installed")
-	}
+	requireCommand(t, "scp", "openssh-client")
 	if _, err := os.Stat("/usr/bin/scp"); err != nil {
-		t.Skip("the test SSH server runs /usr/bin/scp, which is not installed")
+		skipUnlessCI(t, "the test SSH server runs /usr/bin/scp (Debian: openssh-client): %v", err)
 	}
 	for _, d := range macchinaDevices {
 		needHostsEntry(t, d+".localhost")
@@ -250,12 +246,12 @@ func (s *macchinaStack) remoteSCP(t *testing.T, auth []string, source, target st
 
 // relay443 relays 127.0.0.1:443 to 127.0.0.1:port until the test ends, for
 // remote-scp, which always connects to port 443. It skips the test when
-// the port cannot be had.
+// the port cannot be had (skipUnlessCI).
 func relay443(t *testing.T, port int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:443")
 	if err != nil {
-		t.Skipf("remote-scp always connects to port 443, and this test cannot listen there to relay to the reflector: %v", err)
+		skipUnlessCI(t, "remote-scp always connects to port 443, and this test cannot listen there to relay to the reflector: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {

@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,39 +29,6 @@ import (
 //	go test ./integration -run '^$' -bench WebTunnelIdleMemory -benchtime 1x -count 3
 //	go test ./integration -run WebTunnelAgentBackAfterReflectorRestart -v
 
-// wtAgentTB is startWTAgent for benchmarks too: it runs WebTunnelAgent
-// with props until tb ends and returns its output so far, on demand. It
-// skips when the agent cannot run here.
-func wtAgentTB(tb testing.TB, props string) func() string {
-	tb.Helper()
-	bin, err := filepath.Abs(filepath.Join(macchinaBin, "WebTunnelAgent"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var exit *exec.ExitError
-	if err := exec.Command(bin, "--version").Run(); err != nil && !errors.As(err, &exit) {
-		tb.Skipf("WebTunnelAgent cannot run here: %v", err)
-	}
-	cfg := filepath.Join(tb.TempDir(), "agent.properties")
-	if err := os.WriteFile(cfg, []byte(props), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, "--config-file="+cfg)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		tb.Skipf("WebTunnelAgent cannot run here: %v", err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if tb.Failed() {
-			tb.Logf("WebTunnelAgent output:\n%s", out.String())
-		}
-	})
-	return out.String
-}
-
 // BenchmarkWebTunnel compares, in one run and on the same device services,
 // a device behind our agent and one behind the real WebTunnelAgent, both
 // reached with CONNECT over TLS through the in-process reflector, and the
@@ -77,7 +42,7 @@ func BenchmarkWebTunnel(b *testing.B) {
 	if err := s.srv.Store().AddDeviceWithSecret(store.Device{ID: "wt"}, "s3cret"); err != nil {
 		b.Fatal(err)
 	}
-	out := wtAgentTB(b, wtAgentProperties(s.srv.Addr().String(), "wt", "s3cret", dev.source, dev.sink, dev.echo))
+	out := startWTAgent(b, wtAgentProperties(s.srv.Addr().String(), "wt", "s3cret", dev.source, dev.sink, dev.echo))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, ok := s.srv.Hub().Status("wt"); ok {
@@ -225,7 +190,7 @@ func BenchmarkWebTunnelIdleMemory(b *testing.B) {
 
 	outputs := make([]func() string, len(ids))
 	for i, id := range ids {
-		outputs[i] = wtAgentTB(b, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", port), id, secrets[i], 22))
+		outputs[i] = startWTAgent(b, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", port), id, secrets[i], 22))
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for onlineCount(data) != wtIdleAgents {
@@ -256,7 +221,7 @@ func TestWebTunnelAgentBackAfterReflectorRestart(t *testing.T) {
 	srv, fp := serveProc(t, data, port)
 	wtImport(t, data, "s3cret", "wt-restart")
 	echo := echoServer(t)
-	agentOut := wtAgentTB(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", port), "wt-restart", "s3cret", echo))
+	agentOut := startWTAgent(t, wtAgentProperties(fmt.Sprintf("127.0.0.1:%d", port), "wt-restart", "s3cret", echo))
 	srv.waitOutput(`device connected`)
 	// WebTunnelAgent 2.5.0 subscribes to its forwarder's "closed" event
 	// only after the forwarder is already reading the socket: a tunnel
