@@ -245,7 +245,7 @@ func (c *Config) Validate() error {
 	// HTTP port, so a device whose HTTP port is not forwarded answers every
 	// browser with 403.
 	if c.HTTPPort != 0 && !slices.Contains(c.Ports, c.HTTPPort) {
-		bad("HTTP port %d (webtunnel.httpPort) is not among the forwarded ports %s (webtunnel.ports)", c.HTTPPort, formatPorts(c.Ports))
+		bad("HTTP port %d (webtunnel.httpPort) is not among the forwarded ports %s (webtunnel.ports)", c.HTTPPort, tunnel.FormatPorts(c.Ports))
 	}
 
 	for _, d := range []struct {
@@ -292,35 +292,6 @@ func normalizeFingerprint(s string) (string, bool) {
 		return "", false
 	}
 	return "sha256:" + h, true
-}
-
-// ParsePorts parses a list of ports as webtunnel.ports holds it: separated by
-// ',' or ';', blanks allowed, empty entries skipped. Duplicates are dropped;
-// the order is kept.
-func ParsePorts(s string) ([]uint16, error) {
-	var ports []uint16
-	for f := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ';' }) {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("port %q is not a number from 1 to 65535", f)
-		}
-		if p := uint16(n); !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
-}
-
-func formatPorts(ports []uint16) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.Itoa(int(p))
-	}
-	return strings.Join(s, ", ")
 }
 
 // LoadProperties reads a macchina.io REMOTE WebTunnelAgent.properties file
@@ -486,7 +457,7 @@ func (r *propReader) fail(key, format string, args ...any) {
 }
 
 func (r *propReader) ports(key string) []uint16 {
-	ports, err := ParsePorts(r.str(key))
+	ports, err := tunnel.ParsePorts(r.str(key))
 	if err != nil {
 		r.fail(key, "%v", err)
 	}

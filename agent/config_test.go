@@ -409,37 +409,6 @@ func TestValidateFillsDefaultsAndNormalises(t *testing.T) {
 	}
 }
 
-func TestParsePorts(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    []uint16
-		wantErr bool
-	}{
-		{"80", []uint16{80}, false},
-		{"80,22", []uint16{80, 22}, false},
-		{"80, 22", []uint16{80, 22}, false},
-		{" 80 ,\t22 , 5900 ", []uint16{80, 22, 5900}, false},
-		{"80;22", []uint16{80, 22}, false},
-		{"22, 80, 22, 80", []uint16{22, 80}, false},
-		{"80,,22,", []uint16{80, 22}, false},
-		{"1, 65535", []uint16{1, 65535}, false},
-		{"", nil, false},
-		{" , ", nil, false},
-		{"0", nil, true},
-		{"65536", nil, true},
-		{"-1", nil, true},
-		{"http", nil, true},
-		{"80 22", nil, true},
-		{"0x50", nil, true},
-	}
-	for _, tt := range tests {
-		got, err := ParsePorts(tt.in)
-		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
-			t.Errorf("ParsePorts(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 func TestConfigPropertiesSendsOnlyWhatIsSet(t *testing.T) {
 	tests := []struct {
 		name string

@@ -90,20 +90,12 @@ func tunnelURL(base string) (string, error) {
 func upgradeHeader(cfg Config) http.Header {
 	h := make(http.Header)
 	h.Set("Authorization", tunnel.BasicCredentials(cfg.DeviceID, cfg.Secret))
-	h.Set(tunnel.HeaderPorts, joinPorts(cfg.Ports))
+	h.Set(tunnel.HeaderPorts, tunnel.FormatPorts(cfg.Ports))
 	h.Set(tunnel.HeaderAgent, "reflector-agent/"+Version)
 	for name, value := range cfg.Properties() {
 		h.Set(tunnel.HeaderPropertyPrefix+name, value)
 	}
 	return h
-}
-
-func joinPorts(ports []uint16) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.Itoa(int(p))
-	}
-	return strings.Join(s, ",")
 }
 
 // newDialer returns the WebSocket dialer of the tunnel: buffers sized for

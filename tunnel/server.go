@@ -9,8 +9,6 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -170,26 +168,6 @@ func parseInfo(r *http.Request, client netip.Addr) (DeviceInfo, error) {
 		}
 	}
 	return info, nil
-}
-
-// ParsePorts parses a comma-separated list of ports ("80, 22"), dropping
-// duplicates and keeping the order.
-func ParsePorts(s string) ([]uint16, error) {
-	var ports []uint16
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("bad port %q", f)
-		}
-		if p := uint16(n); !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
 }
 
 func hasSubprotocol(r *http.Request, want string) bool {

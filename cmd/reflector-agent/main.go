@@ -38,6 +38,7 @@ import (
 	"syscall"
 
 	"github.com/reflector-dev/reflector/agent"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 func main() {
@@ -118,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		case "secret":
 			cfg.Secret = *secret
 		case "ports":
-			p, err := agent.ParsePorts(*ports)
+			p, err := tunnel.ParsePorts(*ports)
 			if err != nil {
 				flagErr = fmt.Errorf("--ports: %w", err)
 			}

@@ -175,7 +175,7 @@ func TestCommands(t *testing.T) {
 		{args: []string{"device", "add", "Bad_ID"}, code: 1, stderr: []string{"invalid"}},
 		{args: []string{"device", "add", "x", "--group", "nope"}, code: 1, stderr: []string{`group "nope": not found`, "groups must exist first: reflector group add NAME"}},
 		{args: []string{"user", "add", "x", "--group", "nope"}, code: 1, stderr: []string{`group "nope": not found`, "reflector group add NAME"}},
-		{args: []string{"device", "add", "x", "--ports", "80,nope"}, code: 2, stderr: []string{`bad port "nope"`}},
+		{args: []string{"device", "add", "x", "--ports", "80,nope"}, code: 2, stderr: []string{`port "nope" is not a number from 1 to 65535`}},
 		{args: []string{"device", "add", "x", "--http-port", "70000"}, code: 2, stderr: []string{"want 1-65535"}},
 		{args: []string{"device", "list"}, code: 0,
 			stdout: []string{"ID", "NAME", "GROUPS", "PORTS", "STATUS", "pump-17", "Pump 17", "22,80", "offline", "gw-1", "agent's"}},

@@ -95,7 +95,7 @@ func deviceShow(c *call, args []string) int {
 	row("name", orDash(cell(d.Name)))
 	row("groups", orDash(strings.Join(d.Groups, ",")))
 	if len(d.Ports) > 0 {
-		row("ports", formatPorts(d.Ports))
+		row("ports", tunnel.FormatPorts(d.Ports))
 	} else {
 		row("ports", "the agent's")
 	}

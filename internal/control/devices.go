@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/tunnel"
 )
 
 // defaultAgentPort is the agent allow-list suggested when device add names
@@ -129,11 +130,11 @@ func (c *call) agentCommand(flags ...string) string {
 func agentPorts(ports []uint16, httpPort uint16) string {
 	switch {
 	case len(ports) > 0:
-		return "--ports " + formatPorts(ports)
+		return "--ports " + tunnel.FormatPorts(ports)
 	case httpPort != 0:
-		return "--ports " + formatPorts([]uint16{httpPort})
+		return "--ports " + tunnel.FormatPorts([]uint16{httpPort})
 	}
-	return "--ports " + formatPorts([]uint16{defaultAgentPort})
+	return "--ports " + tunnel.FormatPorts([]uint16{defaultAgentPort})
 }
 
 // warnHTTPPort notes an HTTP port the device's own ports refuse: the proxy
@@ -142,7 +143,7 @@ func agentPorts(ports []uint16, httpPort uint16) string {
 func (c *call) warnHTTPPort(id string, ports []uint16, httpPort uint16) {
 	if httpPort != 0 && len(ports) > 0 && !slices.Contains(ports, httpPort) {
 		fmt.Fprintf(c.stderr, "reflector: note: --http-port %d is not among --ports %s, so browsing %s will be refused\n",
-			httpPort, formatPorts(ports), id)
+			httpPort, tunnel.FormatPorts(ports), id)
 	}
 }
 
@@ -151,7 +152,7 @@ func describePorts(ports []uint16) string {
 	if len(ports) == 0 {
 		return "the agent's ports"
 	}
-	return "ports " + formatPorts(ports)
+	return "ports " + tunnel.FormatPorts(ports)
 }
 
 // describeHTTPTLS says how the reflector speaks to the device's web port
@@ -346,7 +347,7 @@ func deviceList(c *call, args []string) int {
 	for _, d := range devices {
 		ports := "agent's"
 		if len(d.Ports) > 0 {
-			ports = formatPorts(d.Ports)
+			ports = tunnel.FormatPorts(d.Ports)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(cell(d.Name)),
 			orDash(strings.Join(d.Groups, ",")), ports, c.status(d, now))
@@ -371,7 +372,7 @@ func (c *call) status(d store.Device, now time.Time) string {
 		if st, ok := c.env.Hub.Status(d.ID); ok {
 			s := fmt.Sprintf("online since %s from %s (%s)", clock(st.ConnectedSince, now), orDash(st.RemoteAddr), st.Kind)
 			if len(st.Ports) > 0 {
-				s += ", agent ports " + formatPorts(st.Ports)
+				s += ", agent ports " + tunnel.FormatPorts(st.Ports)
 			}
 			return s
 		}

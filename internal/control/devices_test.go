@@ -88,7 +88,7 @@ func TestDeviceSetRefusesBadInput(t *testing.T) {
 		{[]string{"pump-17"}, 2, "nothing to change"},
 		{[]string{"pump-17", "--group", "ops", "--no-groups"}, 2, "--group and --no-groups exclude each other"},
 		{[]string{"pump-17", "--ports", "22", "--no-ports"}, 2, "--ports and --no-ports exclude each other"},
-		{[]string{"pump-17", "--ports", "22,ssh"}, 2, `bad port "ssh"`},
+		{[]string{"pump-17", "--ports", "22,ssh"}, 2, `port "ssh" is not a number from 1 to 65535`},
 		{[]string{"pump-17", "--http-port", "65536"}, 2, "want 0-65535"},
 		{[]string{"pump-17", "--group", "nope"}, 1, `group "nope": not found`},
 		{[]string{"nope-1", "--name", "x"}, 1, "not found"},

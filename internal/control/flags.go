@@ -97,7 +97,7 @@ func (l *listFlag) Set(s string) error {
 // portsFlag is a repeatable, comma-separated list of ports.
 type portsFlag []uint16
 
-func (p *portsFlag) String() string { return formatPorts(*p) }
+func (p *portsFlag) String() string { return tunnel.FormatPorts(*p) }
 
 func (p *portsFlag) Set(s string) error {
 	ports, err := tunnel.ParsePorts(s)
@@ -285,16 +285,4 @@ func formatLifetime(d time.Duration) string {
 		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
 	}
 	return d.String()
-}
-
-// formatPorts joins ports with commas.
-func formatPorts(ports []uint16) string {
-	var b strings.Builder
-	for i, p := range ports {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(int(p)))
-	}
-	return b.String()
 }

@@ -211,7 +211,7 @@ func parseInfo(r *http.Request, client netip.Addr) (tunnel.DeviceInfo, error) {
 			continue
 		}
 		if name == "targetPorts" {
-			ports, err := parsePorts(v)
+			ports, err := tunnel.ParsePorts(v)
 			if err != nil {
 				return tunnel.DeviceInfo{}, fmt.Errorf("%s targetPorts: %w", HeaderProperty, err)
 			}
@@ -275,19 +275,4 @@ func property(key, value string) (name, v string, ok bool) {
 		return "", "", false
 	}
 	return name, tunnel.PropertyValue(value), true
-}
-
-// parsePorts parses targetPorts: ports separated by commas and/or spaces.
-func parsePorts(s string) ([]uint16, error) {
-	var ports []uint16
-	for f := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("bad port %q", f)
-		}
-		if p := uint16(n); !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
 }

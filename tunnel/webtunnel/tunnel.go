@@ -426,7 +426,7 @@ func (t *agentTunnel) updateProperties(props []Property) {
 		switch {
 		case !ok:
 		case name == "targetPorts":
-			if ports, err := parsePorts(v); err == nil && len(ports) > 0 {
+			if ports, err := tunnel.ParsePorts(v); err == nil && len(ports) > 0 {
 				t.ports = ports
 			} else {
 				t.log.Warn("webtunnel property update: bad targetPorts ignored", "value", v)
