@@ -3,7 +3,8 @@
 // sessions in host-only cookies, the hand-off that gives each device
 // subdomain its own session, and the PAC file for browsers. It also decides
 // who a request on a device subdomain is (DeviceAuth) for the proxy, which
-// forwards it. The admin UI and REST API are to come here too.
+// forwards it, and serves remote-login's token endpoint
+// (/my-devices/api/token, api_token.go).
 //
 // Two kinds of session exist, both store records named by an HttpOnly,
 // Secure, SameSite=Lax, host-only cookie: SessionCookie on the admin host,
