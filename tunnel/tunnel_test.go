@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,12 +25,15 @@ import (
 type testReflector struct {
 	hub *Hub
 	srv *httptest.Server
+	// ended counts the tunnel endpoint's requests that have returned: for a
+	// tunnel, once it has ended and its cleanup has left the hub.
+	ended atomic.Int64
 }
 
 func newTestReflector(t *testing.T) *testReflector {
 	t.Helper()
 	hub := NewHub(nil, Subprotocol, "webtunnel")
-	ts := &Server{Hub: hub, Authenticate: func(_ context.Context, device, secret string) error {
+	ts := &Server{Hub: hub, Authenticate: func(_ netip.Addr, device, secret string) error {
 		if device == "broken" {
 			return errors.New("store unavailable")
 		}
@@ -37,11 +42,15 @@ func newTestReflector(t *testing.T) *testReflector {
 		}
 		return nil
 	}}
+	r := &testReflector{hub: hub}
 	mux := http.NewServeMux()
-	mux.Handle(Path, ts)
-	srv := httptest.NewTLSServer(mux)
-	t.Cleanup(func() { hub.Close(); srv.Close() })
-	return &testReflector{hub: hub, srv: srv}
+	mux.Handle(Path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ts.ServeHTTP(w, req)
+		r.ended.Add(1)
+	}))
+	r.srv = httptest.NewTLSServer(mux)
+	t.Cleanup(func() { hub.Close(); r.srv.Close() })
+	return r
 }
 
 // answerFunc decides the agent's reply to an open header and, on ok, serves
@@ -123,7 +132,7 @@ func TestStreamsCarryLargeTransfersBothWaysOverWebSocket(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := r.hub.Dial(context.Background(), "dev1", 7)
+			conn, err := r.hub.Dial(context.Background(), "dev1", 7, netip.Addr{})
 			if err != nil {
 				t.Error(err)
 				return
@@ -165,12 +174,13 @@ func TestNewerTunnelReplacesAndClosesOlder(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("older tunnel not closed")
 	}
-	// The older tunnel's cleanup must not unregister the newer one.
-	time.Sleep(50 * time.Millisecond)
+	// The older tunnel's cleanup must not unregister the newer one: wait
+	// until that cleanup has run (its request returned), then look.
+	waitFor(t, func() bool { return r.ended.Load() >= 1 })
 	if second.IsClosed() {
 		t.Fatal("newer tunnel closed")
 	}
-	conn, err := r.hub.Dial(context.Background(), "dev1", 7)
+	conn, err := r.hub.Dial(context.Background(), "dev1", 7, netip.Addr{})
 	if err != nil {
 		t.Fatalf("dial after replacement: %v", err)
 	}
@@ -182,6 +192,7 @@ func TestNewerTunnelReplacesAndClosesOlder(t *testing.T) {
 
 func TestDialErrorsAreTyped(t *testing.T) {
 	r := newTestReflector(t)
+	abandoned := make(chan struct{}) // closed when the reflector gives up on port 24
 	r.connectAgent(t, "dev1", "secret-dev1", "7,22,23,24", func(st *smux.Stream, req OpenRequest) {
 		switch req.Port {
 		case 22:
@@ -189,7 +200,9 @@ func TestDialErrorsAreTyped(t *testing.T) {
 		case 23:
 			WriteReply(st, StatusTimeout, "")
 		case 24:
-			time.Sleep(2 * time.Second) // never answers in time
+			// Never answers: holds the stream until the reflector closes it.
+			io.Copy(io.Discard, st)
+			close(abandoned)
 		default:
 			echo(st, req)
 		}
@@ -210,7 +223,7 @@ func TestDialErrorsAreTyped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
-			conn, err := r.hub.Dial(ctx, tc.device, tc.port)
+			conn, err := r.hub.Dial(ctx, tc.device, tc.port, netip.Addr{})
 			if !errors.Is(err, tc.want) {
 				if conn != nil {
 					conn.Close()
@@ -219,6 +232,12 @@ func TestDialErrorsAreTyped(t *testing.T) {
 			}
 		})
 	}
+	// The stream that timed out is closed, not left open on the device.
+	select {
+	case <-abandoned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream of the unanswered open is still open on the device")
+	}
 }
 
 func TestDeviceGoneIsOffline(t *testing.T) {
@@ -226,30 +245,42 @@ func TestDeviceGoneIsOffline(t *testing.T) {
 	sess := r.connectAgent(t, "dev1", "secret-dev1", "7", echo)
 	sess.Close()
 	waitFor(t, func() bool { _, ok := r.hub.Status("dev1"); return !ok })
-	if _, err := r.hub.Dial(context.Background(), "dev1", 7); !errors.Is(err, ErrDeviceOffline) {
+	if _, err := r.hub.Dial(context.Background(), "dev1", 7, netip.Addr{}); !errors.Is(err, ErrDeviceOffline) {
 		t.Fatalf("err %v", err)
 	}
 }
 
 func TestSlowReaderDoesNotStallOtherStreams(t *testing.T) {
 	r := newTestReflector(t)
-	// Port 9 floods: the device sends far more than one stream window.
+	// Port 9 floods: the device sends far more than one stream window, and
+	// counts what its writes have put on the tunnel.
+	var flooded atomic.Int64
 	r.connectAgent(t, "dev1", "secret-dev1", "7,9", func(st *smux.Stream, req OpenRequest) {
 		if req.Port == 9 {
 			WriteReply(st, StatusOK, "")
-			st.Write(make([]byte, 8*StreamWindow))
+			chunk := make([]byte, 64<<10)
+			for range 8 * StreamWindow / len(chunk) {
+				n, err := st.Write(chunk)
+				flooded.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
 			return
 		}
 		echo(st, req)
 	})
-	stalled, err := r.hub.Dial(context.Background(), "dev1", 9)
+	stalled, err := r.hub.Dial(context.Background(), "dev1", 9, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stalled.Close() // never read
-	time.Sleep(100 * time.Millisecond)
+	// Only once a whole window is on the tunnel, unread, is the other stream
+	// tested: the reflector's read of the reply granted StreamWindow, and
+	// the device's writes block there.
+	waitFor(t, func() bool { return flooded.Load() >= StreamWindow })
 
-	conn, err := r.hub.Dial(context.Background(), "dev1", 7)
+	conn, err := r.hub.Dial(context.Background(), "dev1", 7, netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
