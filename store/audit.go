@@ -353,16 +353,9 @@ func (s *Store) pruneAudit() error {
 	a.mu.Unlock()
 	if retention > 0 {
 		cutoff := now.Add(-retention)
-		var from []byte
-		for {
-			next, err := s.pruneAuditChunk(cutoff, from)
-			if err != nil {
-				return fmt.Errorf("prune audit log: %w", err)
-			}
-			if next == nil {
-				break
-			}
-			from = next
+		err := walkChunks(func(from []byte) ([]byte, error) { return s.pruneAuditChunk(cutoff, from) })
+		if err != nil {
+			return fmt.Errorf("prune audit log: %w", err)
 		}
 	}
 	a.lastPrune = now

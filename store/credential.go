@@ -190,8 +190,9 @@ func (s *Store) CredentialValid(c Credential) (Credential, bool) {
 		// on a credential that cannot be confirmed.
 		return Credential{}, false
 	}
-	// Outside the read transaction: the use tracker's lock is also held
-	// around writes, which may wait for readers.
+	// Outside the read transaction: the session write-behind's lock is
+	// also taken inside write transactions (pruneSessions), which may wait
+	// for readers.
 	if c.SessionID != "" && sess.over(now, s.sessionLastSeen(&sess)) != "" {
 		return Credential{}, false
 	}

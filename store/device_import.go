@@ -79,7 +79,7 @@ func (s *Store) ImportDevices(ds []DeviceImport) error {
 		return fmt.Errorf("import %s: %w", plural(len(ds), "device"), err)
 	}
 	for _, r := range recs {
-		s.forgetLastSeen(r.rec.ID)
+		s.lastSeen.forget(r.rec.ID)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (s *Store) AddDevice(d Device) (secret string, err error) {
 	}
 	// A last-seen time left from an earlier device with this id is not
 	// this device's.
-	s.forgetLastSeen(d.ID)
+	s.lastSeen.forget(d.ID)
 	return secret, nil
 }
 
@@ -180,7 +180,7 @@ func (s *Store) AddDeviceWithSecret(d Device, secret string) error {
 	if err != nil {
 		return fmt.Errorf("add device %q: %w", d.ID, err)
 	}
-	s.forgetLastSeen(d.ID)
+	s.lastSeen.forget(d.ID)
 	return nil
 }
 
@@ -199,11 +199,7 @@ func (s *Store) Device(id string) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", id, err)
 	}
-	d := rec.device()
-	s.seenMu.Lock()
-	s.overlayLastSeen(&d)
-	s.seenMu.Unlock()
-	return d, nil
+	return s.withLastSeen(rec.device()), nil
 }
 
 // Devices returns all devices sorted by id, with their newest last-seen
@@ -224,11 +220,9 @@ func (s *Store) Devices() ([]Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
-	s.seenMu.Lock()
 	for i := range devices {
-		s.overlayLastSeen(&devices[i])
+		devices[i] = s.withLastSeen(devices[i])
 	}
-	s.seenMu.Unlock()
 	return devices, nil
 }
 
@@ -248,7 +242,7 @@ func (s *Store) RemoveDevice(id string) error {
 	if err != nil {
 		return fmt.Errorf("remove device %q: %w", id, err)
 	}
-	s.forgetLastSeen(id)
+	s.lastSeen.forget(id)
 	s.devSecrets.forget(id)
 	return nil
 }
@@ -290,11 +284,7 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	if rec.Disabled {
 		return Device{}, fmt.Errorf("check device secret for %q: %w", id, ErrDisabled)
 	}
-	d := rec.device()
-	s.seenMu.Lock()
-	s.overlayLastSeen(&d)
-	s.seenMu.Unlock()
-	return d, nil
+	return s.withLastSeen(rec.device()), nil
 }
 
 // verifyDeviceSecret is verifySecret for device id, whose stored form is
@@ -330,17 +320,8 @@ func (s *Store) TouchDevice(id string, t time.Time) {
 	if t.IsZero() || !validDeviceID(id) {
 		return
 	}
-	t = t.UTC() // also drops the monotonic reading, as a stored time has none
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if s.closed {
-		return
-	}
-	if old, ok := s.seen[id]; ok && !t.After(old) {
-		return
-	}
-	s.seen[id] = t
-	s.dirty[id] = struct{}{}
+	// UTC also drops the monotonic reading, as a stored time has none.
+	s.lastSeen.put(id, t.UTC())
 }
 
 // CanAccess reports whether u may reach d: admins reach every device, other
@@ -357,86 +338,34 @@ func CanAccess(u User, d Device) bool {
 	return false
 }
 
-// overlayLastSeen replaces d.LastSeen by a newer in-memory time. The caller
-// holds s.seenMu.
-func (s *Store) overlayLastSeen(d *Device) {
-	if t, ok := s.seen[d.ID]; ok && t.After(d.LastSeen) {
-		d.LastSeen = t
-	}
+// withLastSeen returns d with its newest last-seen time, which may not be
+// written yet.
+func (s *Store) withLastSeen(d Device) Device {
+	d.LastSeen = s.lastSeen.newestOf(d.ID, d.LastSeen)
+	return d
 }
 
-func (s *Store) forgetLastSeen(id string) {
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	delete(s.seen, id)
-	delete(s.dirty, id)
+// newLastSeen returns the write-behind of device last-seen times
+// (TouchDevice).
+func newLastSeen(db *bolt.DB) *writeBehind[string, time.Time] {
+	return newWriteBehind(db, "last-seen times", time.Time.After, writeLastSeen)
 }
 
-// flushLastSeen writes the dirty last-seen times in one transaction. Only
-// writeLoop calls it, so flushes never overlap. On failure the entries are
-// marked dirty again for the next attempt.
-func (s *Store) flushLastSeen() error {
-	s.seenMu.Lock()
-	if len(s.dirty) == 0 {
-		s.seenMu.Unlock()
-		return nil
-	}
-	batch := make(map[string]time.Time, len(s.dirty))
-	for id := range s.dirty {
-		batch[id] = s.seen[id]
-	}
-	clear(s.dirty)
-	s.seenMu.Unlock()
-
-	var gone []string // ids with no device record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		gone = gone[:0]
-		b := tx.Bucket(bucketDevices)
-		for id, t := range batch {
-			rec, err := getDevice(tx, id)
-			if errors.Is(err, ErrNotFound) {
-				gone = append(gone, id)
-				continue
-			}
-			if err != nil {
-				// A record that cannot be decoded cannot take a time
-				// either; Device and Devices report it. Do not let it hold
-				// back the others.
-				continue
-			}
-			if !t.After(rec.LastSeen) {
-				continue
-			}
-			rec.LastSeen = t
-			data, err := json.Marshal(&rec)
-			if err != nil {
-				return fmt.Errorf("encode device %q: %w", id, err)
-			}
-			if err := b.Put([]byte(id), data); err != nil {
-				return fmt.Errorf("write device %q: %w", id, err)
-			}
+// writeLastSeen is the apply step of the last-seen write-behind: it stores
+// t as the device's last-seen time inside tx unless the stored one is as
+// new. A written time stays in memory, so a read that took the record
+// before the flush committed still sees it; a time for a device that does
+// not exist (unknown or just removed) leaves, so memory holds at most the
+// devices there are plus one batch of strays.
+func writeLastSeen(tx *bolt.Tx, id string, t time.Time) (drop bool, err error) {
+	gone, _, err := rewriteRecord(tx, bucketDevices, id, "device", func(rec *deviceRecord) bool {
+		if !t.After(rec.LastSeen) {
+			return false
 		}
-		return nil
+		rec.LastSeen = t
+		return true
 	})
-
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if err != nil {
-		for id := range batch {
-			if _, ok := s.seen[id]; ok {
-				s.dirty[id] = struct{}{}
-			}
-		}
-		return fmt.Errorf("flush last-seen times: %w", err)
-	}
-	// Touches of unknown (or just removed) devices are dropped here, so the
-	// map holds at most the devices that exist plus one second of strays.
-	for _, id := range gone {
-		if _, again := s.dirty[id]; !again {
-			delete(s.seen, id)
-		}
-	}
-	return nil
+	return gone, err
 }
 
 // getDevice reads and decodes a device record inside tx. It returns
@@ -505,11 +434,7 @@ func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
 	}
-	d := rec.device()
-	s.seenMu.Lock()
-	s.overlayLastSeen(&d)
-	s.seenMu.Unlock()
-	return d, nil
+	return s.withLastSeen(rec.device()), nil
 }
 
 // RotateDeviceSecret gives the device a new secret and returns it; the old

@@ -268,11 +268,11 @@ func TestTouchDeviceNeverGoesBackInTime(t *testing.T) {
 	}
 	newer := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	s.TouchDevice("pump-17", newer)
-	if err := s.flushLastSeen(); err != nil {
+	if err := s.lastSeen.flush(); err != nil {
 		t.Fatal(err)
 	}
 	s.TouchDevice("pump-17", newer.Add(-time.Minute))
-	if err := s.flushLastSeen(); err != nil {
+	if err := s.lastSeen.flush(); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := s.Device("pump-17")
@@ -295,17 +295,14 @@ func TestTouchDeviceOfUnknownOrRemovedDeviceCreatesNoRecord(t *testing.T) {
 	s.TouchDevice("pump-17", time.Now())
 	s.TouchDevice("ghost", time.Now())
 	s.TouchDevice("Not A Label", time.Now())
-	if err := s.flushLastSeen(); err != nil {
+	if err := s.lastSeen.flush(); err != nil {
 		t.Fatal(err)
 	}
 	devices, err := s.Devices()
 	if err != nil || len(devices) != 0 {
 		t.Errorf("Devices() = %+v, %v; want none", devices, err)
 	}
-	s.seenMu.Lock()
-	n := len(s.seen)
-	s.seenMu.Unlock()
-	if n != 0 {
+	if n := held(s.lastSeen); n != 0 {
 		t.Errorf("%d last-seen entries kept for devices that do not exist", n)
 	}
 	// A device added later under that id starts unseen.

@@ -211,7 +211,7 @@ func (s *Store) Enroll(key, deviceID string) (Device, string, error) {
 	if err != nil {
 		return Device{}, "", fmt.Errorf("enroll device %q with key %s: %w", truncate(deviceID), id, err)
 	}
-	s.forgetLastSeen(deviceID)
+	s.lastSeen.forget(deviceID)
 	return rec.device(), devSec, nil
 }
 

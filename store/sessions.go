@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -207,13 +206,14 @@ func (s *Store) CheckSession(token, device string) (Session, User, error) {
 	// The clock is read after the lookup, so a slow read cannot stretch a
 	// session past its end.
 	now := s.now().UTC()
-	if why := r.over(now, s.sessionLastSeen(&r)); why != "" {
-		s.endSessionLater(id)
+	last := s.sessionLastSeen(&r)
+	if why := r.over(now, last); why != "" {
+		s.endSessionLater(id, last)
 		return Session{}, User{}, fmt.Errorf("check session %s of %q: %s: %w: %w", id, r.User, why, ErrBadCredentials, ErrExpired)
 	}
 	if !userFound {
 		// RemoveUser deletes a user's sessions with it; this is a leftover.
-		s.endSessionLater(id)
+		s.endSessionLater(id, last)
 		return Session{}, User{}, fmt.Errorf("check session %s: user %q does not exist: %w", id, r.User, ErrBadCredentials)
 	}
 	s.recordSessionUse(&r, now)
@@ -251,7 +251,7 @@ func (s *Store) DeleteSession(token string) error {
 		return fmt.Errorf("delete session %s: %w", id, err)
 	}
 	if deleted {
-		s.forgetSessionUse(id)
+		s.sessionUse.forget(id)
 	}
 	return nil
 }
@@ -271,7 +271,7 @@ func (s *Store) DeleteUserSessions(user string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("delete sessions of %q: %w", user, err)
 	}
-	s.forgetSessionUse(ids...)
+	s.sessionUse.forget(ids...)
 	return len(ids), nil
 }
 
@@ -282,173 +282,83 @@ func getSession(tx *bolt.Tx, id string) (sessionRecord, error) {
 }
 
 // deleteUserSessions deletes the sessions of user inside tx and returns
-// their ids. Callers pass the ids to forgetSessionUse once tx commits.
+// their ids. Callers pass the ids to sessionUse.forget once tx commits.
 func deleteUserSessions(tx *bolt.Tx, user string) ([]string, error) {
 	return deleteUserRecords(tx, bucketSessions, user, "session")
 }
 
-// sessionUse holds what CheckSession learnt and the writer has not written
-// yet. last holds the newest use of a session, written or not, so the idle
-// timeout counts from it; an entry goes when it is written, when its
-// session ends, or when it is too old to keep any session alive. dirty
-// holds the ids whose stored time was a minute old or more when they were
-// used; ended the ids found over, to be deleted.
-type sessionUse struct {
-	mu        sync.Mutex
-	last      map[string]time.Time
-	dirty     map[string]struct{}
-	ended     map[string]struct{}
-	lastPrune time.Time // when the last pruning pass finished; zero before the first
+// sessionMark is what the writer is to do with a session: write last, its
+// newest use, or, once a check found the session over, delete it. An end
+// is newer than any use, so a use that raced with the check cannot revive
+// the session; last stays for the checks that come before the delete.
+type sessionMark struct {
+	last time.Time
+	end  bool
 }
 
-// init makes the maps on first use, so open need not.
-func (u *sessionUse) init() {
-	if u.last == nil {
-		u.last = make(map[string]time.Time)
-		u.dirty = make(map[string]struct{})
-		u.ended = make(map[string]struct{})
+func (m sessionMark) after(o sessionMark) bool {
+	if m.end != o.end {
+		return m.end
 	}
+	return m.last.After(o.last)
+}
+
+// newSessionUse returns the write-behind of session uses and ends. It
+// holds the newest use of a session, written or not, so the idle timeout
+// counts from it; an entry goes when it is written, when its session ends,
+// or when it is too old to keep any session alive (pruneSessions).
+func newSessionUse(db *bolt.DB) *writeBehind[string, sessionMark] {
+	return newWriteBehind(db, "session last-seen times", sessionMark.after, writeSessionMark)
 }
 
 // sessionLastSeen returns the newest use of session r, as just read from
 // the database: its stored time or a newer one not yet written.
 func (s *Store) sessionLastSeen(r *sessionRecord) time.Time {
-	u := &s.sessionUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if t, ok := u.last[r.ID]; ok && t.After(r.LastSeen) {
-		return t
-	}
-	return r.LastSeen
+	return s.sessionUse.newestOf(r.ID, sessionMark{last: r.LastSeen}).last
 }
 
 // recordSessionUse notes that session r, as just read from the database,
 // was used at t. It is marked for writing only if its stored time is a
 // minute old, so between flushes a busy session is not marked again.
 func (s *Store) recordSessionUse(r *sessionRecord, t time.Time) {
-	u := &s.sessionUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.init()
-	if old, ok := u.last[r.ID]; ok && !t.After(old) {
-		return
-	}
 	if !t.After(r.LastSeen) {
 		return // the stored time says as much
 	}
-	u.last[r.ID] = t
 	if t.Sub(r.LastSeen) >= sessionUseEvery {
-		u.dirty[r.ID] = struct{}{}
+		s.sessionUse.put(r.ID, sessionMark{last: t})
+	} else {
+		s.sessionUse.note(r.ID, sessionMark{last: t})
 	}
 }
 
 // endSessionLater asks the writer to delete session id, found over by a
-// check that must not wait for a write transaction.
-func (s *Store) endSessionLater(id string) {
-	u := &s.sessionUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.init()
-	u.ended[id] = struct{}{}
-	delete(u.dirty, id)
+// check that must not wait for a write transaction; last is the newest use
+// the check saw.
+func (s *Store) endSessionLater(id string, last time.Time) {
+	s.sessionUse.put(id, sessionMark{last: last, end: true})
 }
 
-// forgetSessionUse drops the in-memory state of deleted sessions.
-func (s *Store) forgetSessionUse(ids ...string) {
-	u := &s.sessionUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, id := range ids {
-		delete(u.last, id)
-		delete(u.dirty, id)
-		delete(u.ended, id)
-	}
-}
-
-// flushSessionUse deletes the sessions found over and writes the dirty
-// last-seen times, in one transaction. Only writeLoop calls it, so flushes
-// never overlap. A time is written only if the stored one is at least
+// writeSessionMark is the apply step of the session write-behind. An ended
+// session is deleted. A use is written only if the stored time is at least
 // sessionUseEvery older, which holds even when a use raced with the
-// previous flush; a written time leaves memory unless a newer use came
-// meanwhile. On failure the entries are marked again for the next flush.
-func (s *Store) flushSessionUse() error {
-	u := &s.sessionUse
-	u.mu.Lock()
-	if len(u.dirty) == 0 && len(u.ended) == 0 {
-		u.mu.Unlock()
-		return nil
-	}
-	batch := make(map[string]time.Time, len(u.dirty))
-	for id := range u.dirty {
-		batch[id] = u.last[id]
-	}
-	ended := make([]string, 0, len(u.ended))
-	for id := range u.ended {
-		ended = append(ended, id)
-		delete(batch, id)
-	}
-	clear(u.dirty)
-	clear(u.ended)
-	u.mu.Unlock()
-
-	var done []string // ids whose entry in last may go: written, or no record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		done = done[:0]
-		b := tx.Bucket(bucketSessions)
-		for _, id := range ended {
-			if err := b.Delete([]byte(id)); err != nil {
-				return fmt.Errorf("delete session %s: %w", id, err)
-			}
+// previous flush. Unlike device and token times, a written use leaves
+// memory (unless a newer one came meanwhile): sessions come and go by the
+// thousand, and a check reads the record anyway.
+func writeSessionMark(tx *bolt.Tx, id string, m sessionMark) (drop bool, err error) {
+	if m.end {
+		if err := tx.Bucket(bucketSessions).Delete([]byte(id)); err != nil {
+			return false, fmt.Errorf("delete session %s: %w", id, err)
 		}
-		for id, t := range batch {
-			r, err := getSession(tx, id)
-			if errors.Is(err, ErrNotFound) {
-				done = append(done, id)
-				continue
-			}
-			if err != nil || t.Sub(r.LastSeen) < sessionUseEvery {
-				// An undecodable record cannot authenticate, so it has no
-				// uses to record; a fresh stored time needs no update.
-				continue
-			}
-			r.LastSeen = t
-			data, err := json.Marshal(&r)
-			if err != nil {
-				return fmt.Errorf("encode session %s: %w", id, err)
-			}
-			if err := b.Put([]byte(id), data); err != nil {
-				return fmt.Errorf("write session %s: %w", id, err)
-			}
-			done = append(done, id)
+		return true, nil
+	}
+	gone, written, err := rewriteRecord(tx, bucketSessions, id, "session", func(r *sessionRecord) bool {
+		if m.last.Sub(r.LastSeen) < sessionUseEvery {
+			return false // a fresh stored time needs no update
 		}
-		return nil
+		r.LastSeen = m.last
+		return true
 	})
-
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if err != nil {
-		for id := range batch {
-			if _, ok := u.last[id]; ok {
-				u.dirty[id] = struct{}{}
-			}
-		}
-		for _, id := range ended {
-			u.ended[id] = struct{}{}
-		}
-		return fmt.Errorf("flush session last-seen times: %w", err)
-	}
-	for _, id := range ended {
-		if _, again := u.ended[id]; !again {
-			delete(u.last, id)
-		}
-	}
-	for _, id := range done {
-		// A use since the batch was taken is newer than what was written.
-		if _, again := u.dirty[id]; !again && u.last[id].Equal(batch[id]) {
-			delete(u.last, id)
-		}
-	}
-	return nil
+	return gone || written, err
 }
 
 // pruneSessions deletes the sessions that are over and those of users that
@@ -457,34 +367,19 @@ func (s *Store) flushSessionUse() error {
 // in-memory use times too old to keep any session alive. Only writeLoop
 // calls it.
 func (s *Store) pruneSessions() error {
-	u := &s.sessionUse
 	now := s.now().UTC()
-	u.mu.Lock()
-	due := u.lastPrune.IsZero() || now.Sub(u.lastPrune) >= sessionPruneEvery
-	u.mu.Unlock()
-	if !due {
+	if !s.sessionPrune.due(now, sessionPruneEvery) {
 		return nil
 	}
-	var from []byte
-	for {
-		next, err := s.pruneSessionsChunk(now, from)
-		if err != nil {
-			return fmt.Errorf("prune sessions: %w", err)
-		}
-		if next == nil {
-			break
-		}
-		from = next
+	err := walkChunks(func(from []byte) ([]byte, error) { return s.pruneSessionsChunk(now, from) })
+	if err != nil {
+		return fmt.Errorf("prune sessions: %w", err)
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for id, t := range u.last {
-		if !now.Before(t.Add(SessionIdle)) {
-			delete(u.last, id)
-			delete(u.dirty, id)
-		}
-	}
-	u.lastPrune = now
+	// An end stays: the writer still has a record to delete.
+	s.sessionUse.dropIf(func(_ string, m sessionMark) bool {
+		return !m.end && !now.Before(m.last.Add(SessionIdle))
+	})
+	s.sessionPrune.ran(now)
 	return nil
 }
 
@@ -523,20 +418,10 @@ func (s *Store) pruneSessionsChunk(now time.Time, from []byte) (next []byte, err
 				idle = append(idle, r) // unless a newer use is only in memory
 			}
 		}
-		if len(idle) > 0 {
-			u := &s.sessionUse
-			u.mu.Lock()
-			for i := range idle {
-				r := &idle[i]
-				last := r.LastSeen
-				if t, ok := u.last[r.ID]; ok && t.After(last) {
-					last = t
-				}
-				if r.over(now, last) != "" {
-					gone = append(gone, r.ID)
-				}
+		for i := range idle {
+			if r := &idle[i]; r.over(now, s.sessionLastSeen(r)) != "" {
+				gone = append(gone, r.ID)
 			}
-			u.mu.Unlock()
 		}
 		for _, id := range gone {
 			if err := b.Delete([]byte(id)); err != nil {
@@ -548,6 +433,6 @@ func (s *Store) pruneSessionsChunk(now time.Time, from []byte) (next []byte, err
 	if err != nil {
 		return nil, err
 	}
-	s.forgetSessionUse(gone...)
+	s.sessionUse.forget(gone...)
 	return next, nil
 }

@@ -136,8 +136,8 @@ func putRawSession(t *testing.T, s *Store, r sessionRecord) {
 
 func flushSessions(t *testing.T, s *Store) {
 	t.Helper()
-	if err := s.flushSessionUse(); err != nil {
-		t.Fatalf("flushSessionUse: %v", err)
+	if err := s.sessionUse.flush(); err != nil {
+		t.Fatalf("flush session use: %v", err)
 	}
 }
 
@@ -411,10 +411,7 @@ func TestDeleteUserSessions(t *testing.T) {
 			t.Errorf("DeleteUserSessions(%q) = %d, %v; want 0, nil", user, n, err)
 		}
 	}
-	s.sessionUse.mu.Lock()
-	left := len(s.sessionUse.last)
-	s.sessionUse.mu.Unlock()
-	if left != 0 {
+	if left := held(s.sessionUse); left != 0 {
 		t.Errorf("%d in-memory use times left for deleted sessions, want 0", left)
 	}
 	flushSessions(t, s)
@@ -658,10 +655,7 @@ func TestPruneSessionsKeepsSessionAliveByUnwrittenUse(t *testing.T) {
 	if _, ok := rawSession(t, s, sess.ID); ok {
 		t.Error("idle session not pruned")
 	}
-	s.sessionUse.mu.Lock()
-	n := len(s.sessionUse.last) + len(s.sessionUse.dirty) + len(s.sessionUse.ended)
-	s.sessionUse.mu.Unlock()
-	if n != 0 {
+	if n := held(s.sessionUse); n != 0 {
 		t.Errorf("%d in-memory entries left after the session was pruned, want 0", n)
 	}
 }

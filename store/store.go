@@ -1,13 +1,23 @@
-// Package store keeps the reflector's persistent records — users and devices —
-// in a single bbolt file in the data directory, and checks the credentials
-// that guard them: argon2id password hashes for users, SHA-256 hashes of
-// high-entropy secrets for devices (argon2id for the secrets devices bring
-// along), with a short-lived cache of verified passwords so the proxy does
-// not pay for argon2id on every CONNECT, and one of verified adopted device
-// secrets so a reconnecting agent does not either. Records
-// are JSON values in the buckets "users", "devices" and "meta". Admin changes
-// are synchronous bbolt writes; device last-seen times are kept in memory and
-// written in batches by one goroutine. A Store is safe for concurrent use.
+// Package store keeps the reflector's persistent records in a single bbolt
+// file in the data directory, as JSON values with one bucket per kind:
+// "users" (accounts, password hashes, TOTP secrets), "devices" (with secret
+// hashes and last-seen times), "groups" (which join users to devices, with
+// device quotas), "tokens" (API tokens), "sessions" (web sessions),
+// "enroll" (enrolment keys agents register themselves with), "audit" (the
+// audit log) and "meta" (the schema version). It checks the credentials
+// these guard — argon2id for passwords and the secrets devices bring
+// along, SHA-256 for generated high-entropy secrets — with short-lived
+// caches of verified passwords and adopted device secrets, so the proxy
+// does not pay for argon2id on every CONNECT nor a reconnecting agent on
+// every reconnect. Admin changes are synchronous bbolt writes.
+//
+// Device last-seen times, token and session last-use times and session
+// ends are frequent small updates: a write-behind (writebehind.go) keeps
+// them in memory, visible to reads at once, and the store's one writer
+// goroutine writes them in batches every second, before a backup and on
+// Close. Audit events are queued and appended in batches by the same
+// goroutine, dropped and counted rather than waited for when the queue is
+// full (audit.go). A Store is safe for concurrent use.
 package store
 
 import (
@@ -37,7 +47,8 @@ const (
 	// the same directory into a silent hang.
 	lockTimeout = 2 * time.Second
 
-	// flushInterval is how often pending last-seen times are written.
+	// flushInterval is how often the writer goroutine writes the batched
+	// writes: last-seen and last-use times, session ends, audit events.
 	flushInterval = time.Second
 )
 
@@ -65,18 +76,14 @@ type Store struct {
 	argon      *argonGate   // bounds concurrent argon2id work (argon.go)
 	devSecrets *secretCache // adopted device secrets that passed argon2id (argon.go)
 
-	tokenUse   tokenUse   // token last-use times, written by writeLoop (tokens.go)
-	sessionUse sessionUse // session last-seen times and ends, written by writeLoop (sessions.go)
-	audit      auditLog   // pending audit events, written by writeLoop (audit.go)
+	// Batched writes, flushed by writeLoop (writebehind.go, audit.go).
+	lastSeen   *writeBehind[string, time.Time]   // device last-seen times (devices.go)
+	tokenUse   *writeBehind[string, time.Time]   // token last-use times (tokens.go)
+	sessionUse *writeBehind[string, sessionMark] // session last-seen times and ends (sessions.go)
+	audit      auditLog                          // pending audit events (audit.go)
 
-	// Last-seen times, written by TouchDevice (any goroutine) and drained by
-	// writeLoop. seen holds the newest time known for each device, flushed or
-	// not, so reads never go back in time while a flush is in flight; dirty
-	// holds the ids whose time has not been written yet.
-	seenMu sync.Mutex
-	seen   map[string]time.Time
-	dirty  map[string]struct{}
-	closed bool
+	tokenPrune   passClock // pruneTokens (tokens.go)
+	sessionPrune passClock // pruneSessions (sessions.go)
 
 	done       chan struct{}   // closed by Close to stop writeLoop
 	flushNow   chan chan error // asks writeLoop to write every batch now (Backup)
@@ -125,8 +132,9 @@ func open(dir string, every time.Duration) (*Store, error) {
 		now:        time.Now,
 		argon:      newArgonGate(),
 		devSecrets: devSecrets,
-		seen:       make(map[string]time.Time),
-		dirty:      make(map[string]struct{}),
+		lastSeen:   newLastSeen(db),
+		tokenUse:   newTokenUse(db),
+		sessionUse: newSessionUse(db),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		flushNow:   make(chan chan error),
@@ -158,13 +166,15 @@ func initSchema(tx *bolt.Tx) error {
 // Dir returns the data directory the store was opened in.
 func (s *Store) Dir() string { return s.dir }
 
-// Close writes pending last-seen times, stops the writer goroutine and closes
-// the database. Calls after the first return the first call's result.
+// Close writes pending batches (last-seen and last-use times, session ends,
+// audit events), stops the writer goroutine and closes the database. Calls
+// after the first return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.seenMu.Lock()
-		s.closed = true
-		s.seenMu.Unlock()
+		// Values put from here on are dropped: the final flush is the last.
+		s.lastSeen.close()
+		s.tokenUse.close()
+		s.sessionUse.close()
 
 		close(s.done)
 		<-s.writerDone
@@ -181,8 +191,10 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// writeLoop is the only writer of last-seen times. A failed periodic flush
-// leaves its entries dirty, so the next tick (or Close) retries them.
+// writeLoop is the writer goroutine: it flushes the batched writes every
+// tick, at a Backup's request and when Close stops it, and runs the hourly
+// pruning passes. A failed periodic flush leaves its entries marked, so
+// the next tick (or Close) retries them.
 func (s *Store) writeLoop(every time.Duration) {
 	defer close(s.writerDone)
 	t := time.NewTicker(every)
@@ -190,21 +202,26 @@ func (s *Store) writeLoop(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			_ = s.flushLastSeen()
-			_ = s.flushTokenUse()
-			_ = s.flushSessionUse()
+			// Passes first: the flush then writes what they audited.
 			_ = s.pruneSessions()
 			_ = s.pruneTokens()
-			_ = s.flushAudit()
+			_ = s.flushBatches()
 		case <-s.audit.full:
 			_ = s.flushAudit()
 		case reply := <-s.flushNow:
-			reply <- errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushSessionUse(), s.flushAudit())
+			reply <- s.flushBatches()
 		case <-s.done:
-			s.flushErr = errors.Join(s.flushLastSeen(), s.flushTokenUse(), s.flushSessionUse(), s.flushAudit())
+			s.flushErr = s.flushBatches()
 			return
 		}
 	}
+}
+
+// flushBatches writes every batched write: the three write-behinds and
+// the audit queue, each in its own transaction, so one failing kind does
+// not hold back the others.
+func (s *Store) flushBatches() error {
+	return errors.Join(s.lastSeen.flush(), s.tokenUse.flush(), s.sessionUse.flush(), s.flushAudit())
 }
 
 // getRecord reads and decodes the JSON record under key in bucket, inside

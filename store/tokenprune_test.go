@@ -94,11 +94,7 @@ func TestPruneTokensDeletesLongExpiredOnesHourly(t *testing.T) {
 			t.Errorf("token %s pruned", id)
 		}
 	}
-	s.tokenUse.mu.Lock()
-	_, inLast := s.tokenUse.last[longGone]
-	_, inDirty := s.tokenUse.dirty[longGone]
-	s.tokenUse.mu.Unlock()
-	if inLast || inDirty {
+	if holds(s.tokenUse, longGone) {
 		t.Error("use time of a pruned token kept in memory")
 	}
 	if err := s.flushAudit(); err != nil {

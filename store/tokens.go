@@ -3,12 +3,10 @@ package store
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -187,13 +185,9 @@ func (s *Store) Tokens(user string) ([]Token, error) {
 	slices.SortFunc(tokens, func(a, b Token) int {
 		return cmp.Or(strings.Compare(a.User, b.User), strings.Compare(a.Name, b.Name))
 	})
-	s.tokenUse.mu.Lock()
 	for i := range tokens {
-		if t, ok := s.tokenUse.last[tokens[i].ID]; ok && t.After(tokens[i].LastUsed) {
-			tokens[i].LastUsed = t
-		}
+		tokens[i].LastUsed = s.tokenUse.newestOf(tokens[i].ID, tokens[i].LastUsed)
 	}
-	s.tokenUse.mu.Unlock()
 	return tokens, nil
 }
 
@@ -215,7 +209,7 @@ func (s *Store) RevokeToken(id string) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("revoke token %s: %w", id, err)
 	}
-	s.forgetTokenUse(id)
+	s.tokenUse.forget(id)
 	return r.token(), nil
 }
 
@@ -257,15 +251,11 @@ func checkDevicePattern(p string) error {
 	return nil
 }
 
-// tokenUse holds last-use times not yet written; writeLoop flushes them,
-// at most one write a minute per token. last holds the newest use of each
-// token, written or not, so Tokens shows it; dirty the ids whose stored
-// time was a minute old or more when they were used.
-type tokenUse struct {
-	mu        sync.Mutex
-	last      map[string]time.Time
-	dirty     map[string]struct{}
-	lastPrune time.Time // when the last pruning pass finished; zero before the first
+// newTokenUse returns the write-behind of token last-use times: it holds
+// the newest use of each token, written or not, so Tokens shows it, and
+// writes it at most once a minute per token.
+func newTokenUse(db *bolt.DB) *writeBehind[string, time.Time] {
+	return newWriteBehind(db, "token last-use times", time.Time.After, writeTokenUse)
 }
 
 // recordTokenUse notes that token r, as just read from the database, was
@@ -273,130 +263,52 @@ type tokenUse struct {
 // old, so between flushes a busy token is not marked again.
 func (s *Store) recordTokenUse(r *tokenRecord, t time.Time) {
 	t = t.UTC()
-	u := &s.tokenUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.last == nil {
-		u.last = make(map[string]time.Time)
-		u.dirty = make(map[string]struct{})
-	}
-	if old, ok := u.last[r.ID]; ok && !t.After(old) {
-		return
-	}
-	u.last[r.ID] = t
 	if t.Sub(r.LastUsed) >= tokenUseEvery {
-		u.dirty[r.ID] = struct{}{}
+		s.tokenUse.put(r.ID, t)
+	} else {
+		s.tokenUse.note(r.ID, t)
 	}
 }
 
-// forgetTokenUse drops the in-memory use times of deleted tokens.
-func (s *Store) forgetTokenUse(ids ...string) {
-	u := &s.tokenUse
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, id := range ids {
-		delete(u.last, id)
-		delete(u.dirty, id)
-	}
-}
-
-// flushTokenUse writes the dirty last-use times in one transaction. Only
-// writeLoop calls it, so flushes never overlap. A time is written only if
-// the stored one is at least tokenUseEvery older, which holds even when a
-// use raced with the previous flush. On failure the entries are marked
-// dirty again.
-func (s *Store) flushTokenUse() error {
-	u := &s.tokenUse
-	u.mu.Lock()
-	if len(u.dirty) == 0 {
-		u.mu.Unlock()
-		return nil
-	}
-	batch := make(map[string]time.Time, len(u.dirty))
-	for id := range u.dirty {
-		batch[id] = u.last[id]
-	}
-	clear(u.dirty)
-	u.mu.Unlock()
-
-	var gone []string // ids with no token record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		gone = gone[:0]
-		b := tx.Bucket(bucketTokens)
-		for id, t := range batch {
-			r, err := getToken(tx, id)
-			if errors.Is(err, ErrNotFound) {
-				gone = append(gone, id)
-				continue
-			}
-			if err != nil || t.Sub(r.LastUsed) < tokenUseEvery {
-				// An undecodable record cannot authenticate, so it has no
-				// uses to record; a fresh stored time needs no update.
-				continue
-			}
-			r.LastUsed = t
-			data, err := json.Marshal(&r)
-			if err != nil {
-				return fmt.Errorf("encode token %s: %w", id, err)
-			}
-			if err := b.Put([]byte(id), data); err != nil {
-				return fmt.Errorf("write token %s: %w", id, err)
-			}
+// writeTokenUse is the apply step of the token-use write-behind. A time is
+// written only if the stored one is at least tokenUseEvery older, which
+// holds even when a use raced with the previous flush. A written time
+// stays in memory as the newest use; the use of a token that is gone
+// leaves.
+func writeTokenUse(tx *bolt.Tx, id string, t time.Time) (drop bool, err error) {
+	gone, _, err := rewriteRecord(tx, bucketTokens, id, "token", func(r *tokenRecord) bool {
+		if t.Sub(r.LastUsed) < tokenUseEvery {
+			return false // a fresh stored time needs no update
 		}
-		return nil
+		r.LastUsed = t
+		return true
 	})
-
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if err != nil {
-		for id := range batch {
-			if _, ok := u.last[id]; ok {
-				u.dirty[id] = struct{}{}
-			}
-		}
-		return fmt.Errorf("flush token last-use times: %w", err)
-	}
-	for _, id := range gone {
-		if _, again := u.dirty[id]; !again {
-			delete(u.last, id)
-		}
-	}
-	return nil
+	return gone, err
 }
 
 // pruneTokens deletes the tokens that expired more than TokenExpiredKeep
 // ago, at most once per tokenPruneEvery, in transactions that each read at
 // most tokenPruneChunk records, and drops their in-memory use times. A pass
-// that deletes any records one AuditTokenPrune event with the count. Only
-// writeLoop calls it.
+// that deletes any records audits one AuditTokenPrune event with the
+// count. Only writeLoop calls it.
 func (s *Store) pruneTokens() error {
-	u := &s.tokenUse
 	now := s.now().UTC()
-	u.mu.Lock()
-	due := u.lastPrune.IsZero() || now.Sub(u.lastPrune) >= tokenPruneEvery
-	u.mu.Unlock()
-	if !due {
+	if !s.tokenPrune.due(now, tokenPruneEvery) {
 		return nil
 	}
 	cutoff := now.Add(-TokenExpiredKeep)
-	var from []byte
 	pruned := 0
-	for {
+	err := walkChunks(func(from []byte) ([]byte, error) {
 		next, n, err := s.pruneTokensChunk(cutoff, from)
 		pruned += n
-		if err != nil {
-			s.auditTokenPrune(now, pruned)
-			return fmt.Errorf("prune tokens: %w", err)
-		}
-		if next == nil {
-			break
-		}
-		from = next
-	}
+		return next, err
+	})
+	// What was deleted before a failure is worth its event too.
 	s.auditTokenPrune(now, pruned)
-	u.mu.Lock()
-	u.lastPrune = now
-	u.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("prune tokens: %w", err)
+	}
+	s.tokenPrune.ran(now)
 	return nil
 }
 
@@ -441,7 +353,7 @@ func (s *Store) pruneTokensChunk(cutoff time.Time, from []byte) (next []byte, pr
 	if err != nil {
 		return nil, 0, err
 	}
-	s.forgetTokenUse(gone...)
+	s.tokenUse.forget(gone...)
 	return next, len(gone), nil
 }
 

@@ -239,7 +239,7 @@ func TestTokenLastUseWrittenAtMostOnceAMinute(t *testing.T) {
 		if _, err := s.AuthenticateToken(token); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.flushTokenUse(); err != nil {
+		if err := s.tokenUse.flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -278,7 +278,7 @@ func TestTokenLastUseWrittenAtMostOnceAMinute(t *testing.T) {
 	if _, err := s.Authenticate("bob", token); err == nil {
 		t.Fatal("alice's token accepted for bob")
 	}
-	if err := s.flushTokenUse(); err != nil {
+	if err := s.tokenUse.flush(); err != nil {
 		t.Fatal(err)
 	}
 	if got := listed(); !got.Equal(t0.Add(time.Minute)) {
@@ -297,13 +297,13 @@ func TestTokenLastUseFlushRechecksStoredTime(t *testing.T) {
 	_, rec := mustCreateToken(t, s, Token{User: "alice", Name: "laptop"})
 	r := rawToken(t, s, rec.ID)
 	s.recordTokenUse(&r, *now)
-	if err := s.flushTokenUse(); err != nil {
+	if err := s.tokenUse.flush(); err != nil {
 		t.Fatal(err)
 	}
 	// r still holds the stale (zero) stored time, as a check that read it
 	// before the flush would.
 	s.recordTokenUse(&r, now.Add(10*time.Second))
-	if err := s.flushTokenUse(); err != nil {
+	if err := s.tokenUse.flush(); err != nil {
 		t.Fatal(err)
 	}
 	if got := rawToken(t, s, rec.ID).LastUsed; !got.Equal(*now) {
@@ -350,7 +350,7 @@ func TestTokenUseOfRevokedTokenIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.flushTokenUse(); err != nil {
+	if err := s.tokenUse.flush(); err != nil {
 		t.Fatal(err)
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -362,10 +362,7 @@ func TestTokenUseOfRevokedTokenIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.tokenUse.mu.Lock()
-	n := len(s.tokenUse.last)
-	s.tokenUse.mu.Unlock()
-	if n != 0 {
+	if n := held(s.tokenUse); n != 0 {
 		t.Errorf("%d in-memory use times left for deleted tokens, want 0", n)
 	}
 }

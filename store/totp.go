@@ -91,7 +91,7 @@ func (s *Store) ConfirmTOTP(name, code string) error {
 	if err != nil {
 		return fmt.Errorf("confirm TOTP for %q: %w", truncate(name), err)
 	}
-	s.forgetSessionUse(sessions...)
+	s.sessionUse.forget(sessions...)
 	return nil
 }
 

@@ -173,8 +173,8 @@ func (s *Store) RemoveUser(name string) error {
 	if err != nil {
 		return fmt.Errorf("remove user %q: %w", name, err)
 	}
-	s.forgetTokenUse(tokens...)
-	s.forgetSessionUse(sessions...)
+	s.tokenUse.forget(tokens...)
+	s.sessionUse.forget(sessions...)
 	return nil
 }
 
@@ -199,7 +199,7 @@ func (s *Store) SetPassword(name, password string) error {
 	if err != nil {
 		return fmt.Errorf("set password for %q: %w", truncate(name), err)
 	}
-	s.forgetSessionUse(sessions...)
+	s.sessionUse.forget(sessions...)
 	return nil
 }
 
