@@ -3,10 +3,12 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/gorilla/websocket"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -102,6 +104,44 @@ func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string
 	return cred, ok
 }
 
+// acts reports whether a request may change something on the device: any
+// method but GET, HEAD and OPTIONS, or a WebSocket upgrade (a GET whose
+// connection then carries anything).
+func acts(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return websocket.IsWebSocketUpgrade(r)
+	}
+	return true
+}
+
+// refuseCrossSite answers a request that would act with the user's device
+// cookie but comes from a page of another host. Every device host is the
+// same site as the others (SameSite=Lax sends the cookie along), so without
+// this a device's page could drive another device as the user: a form
+// POST, a fetch, a WebSocket. Programs send the bearer header instead and
+// are not affected.
+func (a *Admin) refuseCrossSite(w http.ResponseWriter, r *http.Request, device, user string) {
+	client := tunnel.ClientAddr(r)
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		origin = "Sec-Fetch-Site: " + r.Header.Get("Sec-Fetch-Site")
+	}
+	reason := fmt.Sprintf("refused: %s %s from another site or device page (%s)", r.Method, truncate(r.URL.Path, 200), truncate(origin, 200))
+	a.cfg.Store.Audit(store.AuditEvent{Kind: store.AuditRequest, User: user, Device: device, Client: addrString(client), Reason: reason})
+	a.log.Warn("cross-site request to a device refused", "device", device, "user", user, "client", client,
+		"method", r.Method, "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"))
+	http.Error(w, "refused: this request comes from a page of another site or device, which may not act with your device session", http.StatusForbidden)
+}
+
+// truncate shortens s to n bytes for logs and the audit log.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
 // deviceCredential authenticates a device-subdomain request: a bearer
 // token in AuthHeader if there is one (a wrong one is refused, whatever
 // cookie comes with it), else the device's session cookie.
@@ -134,6 +174,10 @@ func (a *Admin) deviceCredential(w http.ResponseWriter, r *http.Request, device 
 	for _, tok := range cookieValues(r.Header, DeviceCookie) {
 		sess, u, err := a.cfg.Store.CheckSession(tok, device)
 		if err == nil {
+			if acts(r) && !a.sameOrigin(r) {
+				a.refuseCrossSite(w, r, device, u.Name)
+				return store.Credential{}, false
+			}
 			return store.Credential{User: u, SessionID: sess.ID}, true
 		}
 		if !deadSession(err) {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -444,4 +445,70 @@ func TestHandoffWithoutStateStartsOnTheDevice(t *testing.T) {
 	if n := f.a.handoffs.len(); n != 0 {
 		t.Fatalf("%d codes made without a state", n)
 	}
+}
+
+// TestDeviceCookieDoesNotActForAnotherSitesPage: device hosts are one site,
+// so SameSite=Lax sends a device's cookie along with a form, fetch or
+// WebSocket from another device's page. Such requests must not act with
+// the user's device session (issue 15: a POST from evil-dev reached dev1
+// with alice's cookie). Navigations, same-origin requests, programs without
+// an Origin and bearer-token programs are unaffected.
+func TestDeviceCookieDoesNotActForAnotherSitesPage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tok := f.deviceSession("pump-1")
+	evil := "https://evil-dev." + domain + ":" + port
+	upgrade := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket"}
+	for _, tc := range []struct {
+		name    string
+		method  string
+		headers map[string]string
+		bearer  bool
+		ok      bool
+	}{
+		{"POST from another device's page", "POST", map[string]string{"Origin": evil, "Sec-Fetch-Site": "same-site"}, false, false},
+		{"POST from another site", "POST", map[string]string{"Sec-Fetch-Site": "cross-site"}, false, false},
+		{"DELETE with a foreign Origin only", "DELETE", map[string]string{"Origin": evil}, false, false},
+		{"POST from an opaque origin", "POST", map[string]string{"Origin": "null"}, false, false},
+		{"WebSocket from another device's page", "GET", merge(upgrade, map[string]string{"Origin": evil}), false, false},
+		{"WebSocket from another site", "GET", merge(upgrade, map[string]string{"Sec-Fetch-Site": "cross-site"}), false, false},
+		{"POST from the device's own page", "POST", map[string]string{"Origin": "https://" + pump1, "Sec-Fetch-Site": "same-origin"}, false, true},
+		{"WebSocket from the device's own page", "GET", merge(upgrade, map[string]string{"Origin": "https://" + pump1}), false, true},
+		{"POST from a program", "POST", nil, false, true},
+		{"a link from another site", "GET", map[string]string{"Sec-Fetch-Site": "cross-site"}, false, true},
+		{"bearer program with a foreign Origin", "POST", map[string]string{"Origin": evil, "Sec-Fetch-Site": "cross-site"}, true, true},
+	} {
+		r := request(tc.method, pump1, "/api/valve", nil)
+		if tc.bearer {
+			r.Header.Set(AuthHeader, "Bearer "+f.token)
+		} else {
+			r = withCookie(r, DeviceCookie, tok)
+		}
+		for k, v := range tc.headers {
+			r.Header.Set(k, v)
+		}
+		w, _, ok := f.device(r, "pump-1")
+		if ok != tc.ok || (!ok && w.Code != http.StatusForbidden) {
+			t.Errorf("%s: ok %v, %d %s; want ok %v (else 403)", tc.name, ok, w.Code, w.Body, tc.ok)
+		}
+	}
+	evs, err := f.st.AuditEvents(store.AuditFilter{Kind: store.AuditRequest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, ev := range evs {
+		if ev.User == "alice" && ev.Device == "pump-1" && !ev.OK && strings.Contains(ev.Reason, "another site") {
+			refused++
+		}
+	}
+	if refused != 6 {
+		t.Errorf("%d refusals audited; want 6: %+v", refused, evs)
+	}
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
 }

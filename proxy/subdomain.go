@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -135,21 +134,27 @@ func (p *Proxy) rewriteSubdomain(pr *httputil.ProxyRequest) {
 // match the __Host- prefix in any case.
 const reflectorCookiePrefix = "__host-reflector_"
 
-// modifySubdomainResponse rewrites a redirect to the device's own local
-// address, drops any cookie of the reflector's the device tries to set (a
-// device page must not plant a session or a hand-off state on its host),
-// and counts the bytes of a switched protocol.
+// modifySubdomainResponse keeps what a device sends to its own host (its
+// cookies, a redirect, a switched protocol): a redirect to the device's own
+// local address comes back as its subdomain, cookies are confined to the
+// device's host (deviceSetCookie), Clear-Site-Data is dropped (browsers
+// apply it to the whole site: every device and the admin host), and the
+// bytes of a switched protocol are counted.
 func (p *Proxy) modifySubdomainResponse(resp *http.Response) error {
 	sr := subdomainFrom(resp.Request.Context())
 	if cookies := resp.Header["Set-Cookie"]; len(cookies) > 0 {
-		resp.Header["Set-Cookie"] = slices.DeleteFunc(cookies, func(line string) bool {
-			name, _, _ := strings.Cut(line, "=")
-			return strings.HasPrefix(strings.ToLower(strings.TrimSpace(name)), reflectorCookiePrefix)
-		})
-		if len(resp.Header["Set-Cookie"]) == 0 {
+		kept := cookies[:0]
+		for _, line := range cookies {
+			if c, ok := deviceSetCookie(line); ok {
+				kept = append(kept, c)
+			}
+		}
+		resp.Header["Set-Cookie"] = kept
+		if len(kept) == 0 {
 			delete(resp.Header, "Set-Cookie")
 		}
 	}
+	resp.Header.Del("Clear-Site-Data")
 	if loc := resp.Header.Get("Location"); loc != "" {
 		_, port, _ := net.SplitHostPort(resp.Request.Host)
 		if u, ok := deviceLocation(loc, sr.host, port, sr.local); ok {
@@ -166,6 +171,42 @@ func (p *Proxy) modifySubdomainResponse(resp *http.Response) error {
 		}
 	}
 	return nil
+}
+
+// deviceSetCookie returns a device's Set-Cookie line as it may reach the
+// browser, or false to drop it. Device hosts share a site with each other
+// and with the admin host, so a device must not set a cookie for the other
+// hosts: a Domain attribute is removed and the cookie is host-only. Cookies
+// named like the reflector's own are dropped (a device page must not plant
+// a session or a hand-off state on its host), and so are nameless cookies
+// whose value starts with __Host- or __Secure-, which browsers send as
+// "value" alone and a server may read as a cookie of that name.
+func deviceSetCookie(line string) (string, bool) {
+	pair, attrs, _ := strings.Cut(line, ";")
+	name, value, named := strings.Cut(pair, "=")
+	if !named { // "Set-Cookie: x" sets a nameless cookie of value x
+		name, value = "", name
+	}
+	name = strings.ToLower(strings.TrimSpace(name))
+	value = strings.ToLower(strings.TrimSpace(value))
+	switch {
+	case strings.HasPrefix(name, reflectorCookiePrefix):
+		return "", false
+	case name == "" && (strings.HasPrefix(value, "__host-") || strings.HasPrefix(value, "__secure-")):
+		return "", false
+	}
+	if attrs == "" {
+		return line, true
+	}
+	out := pair
+	for attr := range strings.SplitSeq(attrs, ";") {
+		key, _, _ := strings.Cut(attr, "=")
+		if strings.EqualFold(strings.TrimSpace(key), "domain") {
+			continue
+		}
+		out += ";" + attr
+	}
+	return out, true
 }
 
 // deviceLocation rewrites a Location value that points at the device's own

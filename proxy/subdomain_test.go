@@ -378,6 +378,32 @@ func TestSubdomainDropsTheReflectorsCookiesFromTheDevice(t *testing.T) {
 	}
 }
 
+// TestDeviceCookiesStayOnTheDevicesHost: a device cannot set cookies for
+// the other hosts of the domain (Domain= is dropped, so every cookie it sets
+// is host-only), nor a nameless cookie that a browser would read as a
+// __Host- or __Secure- one, nor clear the whole site's data.
+func TestDeviceCookiesStayOnTheDevicesHost(t *testing.T) {
+	f := newSubdomainFixture(t, nil)
+	f.addDevice(store.Device{ID: "pump-17"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Set-Cookie", "sid=1; Domain=localhost; Path=/; HttpOnly")
+		h.Add("Set-Cookie", "theme=dark; path=/; DOMAIN=.localhost")
+		h.Add("Set-Cookie", "__Host-reflector_session")
+		h.Add("Set-Cookie", "__secure-x=1; Secure")
+		h.Add("Set-Cookie", " __Secure-planted; Secure")
+		h.Add("Set-Cookie", "=__Host-reflector_device=planted; Secure; Path=/")
+		h.Set("Clear-Site-Data", `"cookies", "storage"`)
+	}))
+	resp := f.get("https://pump-17.localhost:8443/", "root")
+	want := []string{"sid=1; Path=/; HttpOnly", "theme=dark; path=/", "__secure-x=1; Secure"}
+	if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, want) {
+		t.Errorf("Set-Cookie reaching the browser: %q\nwant %q", got, want)
+	}
+	if v := resp.Header.Get("Clear-Site-Data"); v != "" {
+		t.Errorf("Clear-Site-Data reached the browser: %q", v)
+	}
+}
+
 func urlQueryEscape(s string) string {
 	r := strings.NewReplacer("%", "%25", "&", "%26", "?", "%3F", "#", "%23", "+", "%2B")
 	return r.Replace(s)
