@@ -287,7 +287,7 @@ func (f *failureLog) record(err error) (first, again bool) {
 // What a failed attempt tried to do, for logFailure.
 const (
 	opConnect = "connect"
-	opEnroll   = "enrol"
+	opEnroll  = "enrol"
 )
 
 // logFailure logs a failed attempt of op as f says: a new kind of failure

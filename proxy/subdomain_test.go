@@ -287,7 +287,9 @@ func TestSubdomainRefusals(t *testing.T) {
 func TestSubdomainDialFailuresMapToStatus(t *testing.T) {
 	var dialErr atomic.Value
 	f := newSubdomainFixture(t, func(c *Config) {
-		c.Dial = func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, dialErr.Load().(error) }
+		c.Dial = func(context.Context, string, uint16, netip.Addr) (net.Conn, error) {
+			return nil, dialErr.Load().(error)
+		}
 	})
 	f.setDevice(store.Device{ID: "pump-17"})
 	for _, tc := range []struct {
