@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
@@ -533,4 +534,59 @@ func TestEnrollmentKeysAndGroupQuotas(t *testing.T) {
 	if !strings.Contains(reasons["a3"], "quota") || !strings.Contains(reasons["b1"], "expired") || reasons["b2"] == "" {
 		t.Fatalf("audit reasons for refused enrolments: %q", reasons)
 	}
+}
+
+// TestRevokedTokenClosesItsAbsoluteFormWebSocket (issue 15, item 1): a
+// WebSocket opened with GET http://device/ws through the proxy ends when
+// its token is revoked, like CONNECT streams and device-host WebSockets.
+func TestRevokedTokenClosesItsAbsoluteFormWebSocket(t *testing.T) {
+	s := newStack(t)
+	s.addUser("alice", "alice-pass", false, "plant-a")
+	web := webServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(mt, msg)
+		}
+	}))
+	secret := s.addDevice(store.Device{ID: "dev1", Groups: []string{"plant-a"}})
+	s.startAgent(agent.Config{DeviceID: "dev1", Secret: secret, Ports: []uint16{web}, HTTPPort: web})
+	tok := s.createToken("--user", "alice", "--name", "laptop")
+
+	conn := s.proxyConn()
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET http://dev1.localhost/ws HTTP/1.1\r\nHost: dev1.localhost\r\nProxy-Authorization: %s\r\n"+
+		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+		basic("alice", tok))
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("absolute-form upgrade: %v %v", resp, err)
+	}
+	// One masked text frame "hi" (RFC 6455 §5.2), and its unmasked echo.
+	conn.Write([]byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2})
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(br, echo); err != nil || string(echo[2:]) != "hi" {
+		t.Fatalf("echo: %q %v", echo, err)
+	}
+
+	s.admin("token", "revoke", s.tokenID("alice", "laptop"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Fatalf("WebSocket still open 5 s after the token was revoked: %v", err)
+	}
+	waitFor(t, func() bool {
+		for _, ev := range s.auditEvents(store.AuditRequest) {
+			if strings.HasPrefix(ev.Reason, "GET /ws 101") && strings.Contains(ev.Reason, "revoked") && ev.BytesUp > 0 {
+				return true
+			}
+		}
+		return false
+	})
 }

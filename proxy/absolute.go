@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/elazarl/goproxy"
 
@@ -37,10 +38,49 @@ type exchangeKey struct{}
 // through goproxy, and once it has ended — response copied, or connection
 // hijacked for a WebSocket and closed — writes its audit event.
 func (p *Proxy) ServeAbsolute(w http.ResponseWriter, r *http.Request) {
+	if upgradeRequested(r) {
+		p.serveAbsoluteUpgrade(w, r)
+		return
+	}
 	x, r := newExchange(w, r)
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	p.absolute.ServeHTTP(x.w, r)
 	p.end(x, r)
+}
+
+// serveAbsoluteUpgrade forwards an absolute-form protocol upgrade (a
+// WebSocket: GET http://device/ws with Upgrade) with the reverse proxy that
+// serves device hosts. goproxy's own upgrade path copies until one side
+// closes and ignores the request's context, so such a WebSocket outlived
+// the revocation of its credential and the proxy's Close (issue 15).
+func (p *Proxy) serveAbsoluteUpgrade(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Scheme != "http" {
+		p.refuse(w, fmt.Errorf("%w: only http:// requests are forwarded; use CONNECT for %s", ErrBadTarget, r.URL.Scheme))
+		return
+	}
+	a, err := p.authorize(r.Context(), r, r.URL.Host)
+	if err != nil {
+		p.refuse(w, err)
+		return
+	}
+	p.reverse(w, r, a, p.webServer(a.device))
+}
+
+// upgradeRequested reports whether r asks to switch protocols, as a
+// WebSocket handshake does: an Upgrade header and "upgrade" among the
+// Connection tokens.
+func upgradeRequested(r *http.Request) bool {
+	if r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header["Connection"] {
+		for token := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // filterAbsolute authenticates and authorises an absolute-form request and

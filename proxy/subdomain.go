@@ -89,17 +89,27 @@ func (p *Proxy) ServeDevice(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 
+	p.reverse(w, r, access{cred: cred, client: client, device: d, port: web.port}, web)
+}
+
+// reverse forwards an authorised request to port a.port of a's device with
+// the reverse proxy — a device host's requests, and absolute-form protocol
+// upgrades — tracked as a grant for Revalidate and audited when it ends.
+// web is the device's web server: the port speaks TLS if it is web's and
+// web says so.
+func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web webServer) {
 	// A WebSocket may last long after the server's Shutdown, which does
 	// not wait for hijacked connections; Close does.
 	p.wg.Add(1)
 	defer p.wg.Done()
 	x, r := newExchange(w, r)
 	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
-	ctx := p.begin(r.Context(), x, access{cred: cred, client: client, device: d, port: web.port})
-	sr := &subdomainRequest{x: x, scheme: "http", addr: net.JoinHostPort(d.ID, strconv.Itoa(int(web.port))),
-		host: d.ID + "." + p.cfg.Domain, local: web.local}
-	if web.tls {
-		sr.scheme, sr.addr = "https", net.JoinHostPort(sr.host, strconv.Itoa(int(web.port)))
+	ctx := p.begin(r.Context(), x, a)
+	port := strconv.Itoa(int(a.port))
+	sr := &subdomainRequest{x: x, scheme: "http", addr: net.JoinHostPort(a.device.ID, port),
+		host: a.device.ID + "." + p.cfg.Domain, local: web.local}
+	if web.tls && web.port == a.port {
+		sr.scheme, sr.addr = "https", net.JoinHostPort(sr.host, port)
 	}
 	p.subdomain.ServeHTTP(x.w, r.WithContext(context.WithValue(ctx, subdomainKey{}, sr)))
 }
