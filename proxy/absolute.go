@@ -83,9 +83,11 @@ func upgradeRequested(r *http.Request) bool {
 	return false
 }
 
-// filterAbsolute authenticates and authorises an absolute-form request and
-// points its URL at "device:port", which the Transport's dialer resolves and
-// by which it pools streams. The Host header stays as the client sent it.
+// filterAbsolute authenticates and authorises an absolute-form request,
+// rewrites its header for the device (outboundHeader, as on device hosts)
+// and points its URL at "device:port", which the Transport's dialer
+// resolves and by which it pools streams. The Host header stays as the
+// client sent it.
 func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	if r.URL.Scheme != "http" {
 		return r, p.response(r, fmt.Errorf("%w: only http:// requests are forwarded; use CONNECT for %s", ErrBadTarget, r.URL.Scheme))
@@ -94,6 +96,9 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 	if err != nil {
 		return r, p.response(r, err)
 	}
+	// Before the URL turns to the device: the client asked for r.Host
+	// over http://.
+	outboundHeader(r.Header, r.Host, r.URL.Scheme, a.client)
 	r.URL.Host = net.JoinHostPort(a.device.ID, strconv.Itoa(int(a.port)))
 	if web := p.webServer(a.device); web.tls && web.port == a.port {
 		// http://pump-17.<domain>/ reaches the device's web server in the

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,87 @@ func (p *Proxy) newTransport() *http.Transport {
 		ForceAttemptHTTP2:     false,
 		Protocols:             &protocols,
 	}
+}
+
+// outboundHeader makes h, the header of a request on its way to a device,
+// what a device may see, on both forwarding paths (absolute-form through
+// goproxy, device hosts through ReverseProxy; issue 15, item 6):
+//
+//   - hop-by-hop headers go, those the request names in Connection among
+//     them (RFC 9110 §7.6.1), proxy credentials too; a protocol upgrade
+//     and "Te: trailers" stay, as ReverseProxy keeps them;
+//   - every forwarding header the client sent goes (Forwarded,
+//     X-Forwarded-*, X-Real-Ip): some device would believe it;
+//   - the reflector's own X-Reflector-Authorization goes;
+//   - ours are set: X-Forwarded-For is client, the address the router
+//     resolved (behind a trusted reverse proxy, not the proxy), and
+//     X-Forwarded-Host and -Proto are the host and scheme the client
+//     asked for.
+func outboundHeader(h http.Header, host, proto string, client netip.Addr) {
+	upgrade := ""
+	if headerHasToken(h["Connection"], "upgrade") {
+		upgrade = h.Get("Upgrade")
+	}
+	trailers := headerHasToken(h["Te"], "trailers")
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+	if upgrade != "" {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", upgrade)
+	}
+	if trailers {
+		h.Set("Te", "trailers")
+	}
+	for name := range h {
+		// Any forwarding header a client sends (X-Forwarded-Port,
+		// X-Forwarded-Ssl, ...) would be believed by some device.
+		if strings.HasPrefix(name, "X-Forwarded-") {
+			delete(h, name)
+		}
+	}
+	h.Del("Forwarded")
+	h.Del("X-Real-Ip")
+	h.Del(headerReflectorAuth)
+	if client.IsValid() {
+		h.Set("X-Forwarded-For", client.String())
+	}
+	h.Set("X-Forwarded-Host", host)
+	h.Set("X-Forwarded-Proto", proto)
+}
+
+// hopHeaders are the hop-by-hop headers (RFC 9110 §7.6.1), with the
+// non-standard ones clients still send; ReverseProxy's list.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// headerHasToken reports whether the comma-separated header values hold
+// token, in any case.
+func headerHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // dialClientKey carries the client's address from begin to dialForHTTP,
