@@ -46,9 +46,10 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	// Bytes the client sent right behind its request (early data) are in the
 	// server's reader already: they go first, then the raw connection.
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		if _, err := stream.Write(early); err != nil {
+	early := brw.Reader.Buffered()
+	if early > 0 {
+		b, _ := brw.Reader.Peek(early)
+		if _, err := stream.Write(b); err != nil {
 			conn.Close()
 			stream.Close()
 			return
@@ -56,7 +57,8 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	// The splice runs on this handler's goroutine; Close waits for it.
 	p.splice(a, log, "", func(ctx context.Context) (int64, int64, error) {
-		return tunnel.Join(ctx, conn, stream)
+		up, down, err := tunnel.Join(ctx, conn, stream)
+		return int64(early) + up, down, err
 	})
 }
 
