@@ -140,7 +140,7 @@ func (p *Proxy) DeviceHost(hostport string) (string, bool) {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host = hostName(host)
 	id, ok := strings.CutSuffix(host, "."+p.cfg.Domain)
 	if !ok || !tunnel.ValidDeviceID(id) || net.ParseIP(host) != nil {
 		return "", false

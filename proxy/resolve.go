@@ -34,7 +34,7 @@ func resolveHost(hostport, domain string) (target, error) {
 		}
 		port = uint16(n)
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host = hostName(host)
 	id, ok := strings.CutSuffix(host, "."+domain)
 	if !ok {
 		id = host // a bare id has no dot, which ValidDeviceID checks
@@ -43,4 +43,19 @@ func resolveHost(hostport, domain string) (target, error) {
 		return target{}, fmt.Errorf("%w: %s", ErrNotDevice, host)
 	}
 	return target{device: id, port: port}, nil
+}
+
+// hostName is a host as names compare: lower case, without the root's dot.
+// Only ASCII is lowered: Unicode case folding would make other names
+// aliases of a device ("\u212a" is Kelvin, lowered to "k"); a non-ASCII
+// name stays as it is and is no device.
+func hostName(host string) string {
+	host = strings.TrimSuffix(host, ".")
+	b := []byte(host)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

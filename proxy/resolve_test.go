@@ -1,8 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"net"
+	"net/http"
+	"net/netip"
 	"testing"
+
+	"github.com/reflector-dev/reflector/store"
 )
 
 func TestResolveHost(t *testing.T) {
@@ -49,4 +55,26 @@ func FuzzResolveHost(f *testing.F) {
 			t.Fatalf("%q resolved to %+v", s, got)
 		}
 	})
+}
+
+// TestNonASCIINamesAreNoDeviceAliases: Unicode case folding lowered the
+// Kelvin sign to "k", which made "\u212a.localhost" an alias of device k.
+func TestNonASCIINamesAreNoDeviceAliases(t *testing.T) {
+	if tg, err := resolveHost("\u212a.localhost:22", "localhost"); err == nil {
+		t.Errorf("resolveHost accepted a non-ASCII name as device %q", tg.device)
+	}
+	p, err := New(Config{
+		Authenticate: func(netip.Addr, string, string) (store.Credential, error) { return store.Credential{}, nil },
+		Device:       func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
+		Dial:         func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
+		DeviceAuth: func(http.ResponseWriter, *http.Request, string) (store.Credential, bool) {
+			return store.Credential{}, false
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := p.DeviceHost("\u212a.localhost:8443"); ok {
+		t.Errorf("DeviceHost accepted a non-ASCII name as device %q", id)
+	}
 }
