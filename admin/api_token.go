@@ -53,7 +53,10 @@ func (a *Admin) serveAPIToken(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if status, msg := readForm(w, r); status != 0 {
+		apiError(w, status, msg)
+		return
+	}
 	// PostFormValue reads the body only: a password in a URL would end up
 	// in logs.
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")

@@ -42,10 +42,13 @@ func (p *Proxy) newTransport() *http.Transport {
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // bodies pass through as the device sent them
-		ForceAttemptHTTP2:     false,
-		Protocols:             &protocols,
+		// A device's response header is read into memory, per request;
+		// Go's default allows 10 MiB. Beyond 1 MiB the user gets 502.
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // bodies pass through as the device sent them
+		ForceAttemptHTTP2:      false,
+		Protocols:              &protocols,
 	}
 }
 
@@ -129,6 +132,11 @@ func headerHasToken(values []string, token string) bool {
 	}
 	return false
 }
+
+// maxResponseHeaderBytes bounds a device's response header (issue 15, item
+// 7). Devices' web servers send a few KiB; a page that sets many cookies
+// stays well below.
+const maxResponseHeaderBytes = 1 << 20
 
 // dialClientKey carries the client's address from begin to dialForHTTP,
 // through the forwarded request's context.

@@ -66,6 +66,12 @@ type Config struct {
 	// Throttle tunes the failed-login limiter; zero fields take its
 	// defaults (5 failures a minute, then 1 min doubling to 1 h).
 	Throttle auth.LimiterConfig
+	// ConnsPerAddr caps the connections one client address (an IPv6 /64)
+	// holds on the TLS and proxy listeners that no handler has taken over
+	// yet; beyond it, the address's new connections are closed at once.
+	// TrustedProxies are not capped. Default 256 (connLimiter says why);
+	// negative: no cap.
+	ConnsPerAddr int
 }
 
 // Validate checks the configuration and fills defaults.
@@ -96,6 +102,9 @@ func (c *Config) Validate() error {
 	if c.AuditRetention < 0 {
 		return errors.New("audit retention must be positive")
 	}
+	if c.ConnsPerAddr == 0 {
+		c.ConnsPerAddr = defaultConnsPerAddr
+	}
 	return nil
 }
 
@@ -112,6 +121,7 @@ type Server struct {
 	cert        tls.Certificate
 	listeners   []net.Listener // TLS first, then the optional ones
 	servers     []*http.Server // one per listener
+	connLimit   *connLimiter   // shared by the TLS and proxy listeners; nil: no cap
 	proxyLn     net.Listener   // the plain proxy listener, or nil
 	metricsLn   net.Listener   // the metrics listener, or nil
 	control     net.Listener
@@ -183,16 +193,19 @@ func New(cfg Config) (s *Server, err error) {
 	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
 		return nil, err
 	}
-	s.listeners[0] = tlsbatch.Listener{Listener: ln, Config: serverTLSConfig(s.cert)}
-	s.servers = append(s.servers, newHTTPServer(s.router(), cfg.Logger))
+	if cfg.ConnsPerAddr > 0 {
+		s.connLimit = newConnLimiter(cfg.ConnsPerAddr, s.clients.Trusted, cfg.Logger)
+	}
+	s.listeners[0] = s.connLimit.Listener(tlsbatch.Listener{Listener: ln, Config: serverTLSConfig(s.cert)})
+	s.servers = append(s.servers, newHTTPServer(s.router(), cfg.Logger, s.connLimit))
 	if cfg.ProxyListen != "" {
 		pln, err := net.Listen("tcp", cfg.ProxyListen)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", cfg.ProxyListen, err)
 		}
-		s.listeners = append(s.listeners, pln)
+		s.listeners = append(s.listeners, s.connLimit.Listener(pln))
 		proxyOnly := &router{clients: s.clients, proxy: s.proxy, proxyOnly: true}
-		s.servers = append(s.servers, newHTTPServer(proxyOnly, cfg.Logger))
+		s.servers = append(s.servers, newHTTPServer(proxyOnly, cfg.Logger, s.connLimit))
 		s.proxyLn = pln
 	}
 	if cfg.MetricsListen != "" {
@@ -201,7 +214,8 @@ func New(cfg Config) (s *Server, err error) {
 			return nil, fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
 		}
 		s.listeners = append(s.listeners, mln)
-		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.hub), cfg.Logger))
+		// Loopback or a private network, and one scraper: not capped.
+		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.hub), cfg.Logger, nil))
 		s.metricsLn = mln
 	}
 	s.url = "https://" + cfg.Domain
@@ -414,15 +428,25 @@ func (s *Server) Store() *store.Store { return s.store }
 // Hub is the server's hub of connected devices.
 func (s *Server) Hub() *tunnel.Hub { return s.hub }
 
+// maxHeaderBytes bounds a request's header on every listener (Go's default
+// is 1 MiB, which anybody could make the server buffer per connection before
+// any check; issue 15, item 7). Browsers send a few KiB; a long cookie
+// jar or a bearer token fits many times over. Beyond it the answer is 431.
+const maxHeaderBytes = 64 << 10
+
 // newHTTPServer returns a server with the timeouts a proxy needs: headers
 // must arrive promptly, but there is no write timeout, since tunnels and
-// downloads last as long as they last.
-func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+// downloads last as long as they last. Bodies that anybody may send get
+// their own read deadline where they are read (the login forms, the token
+// endpoint, enrolment). limit, if not nil, counts the server's connections
+// per client address (its Listener must wrap the server's listener).
+func newHTTPServer(h http.Handler, logger *slog.Logger, limit *connLimiter) *http.Server {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true) // see tlscert.ServerConfig: no h2 on a proxy
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       120 * time.Second,
 		Protocols:         &protocols,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -430,4 +454,150 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		// TLS records of each write into one socket write.
 		ConnContext: tlsbatch.ContextWithConn,
 	}
+	if limit != nil {
+		srv.ConnState = limit.connState
+	}
+	return srv
+}
+
+// defaultConnsPerAddr is the default of Config.ConnsPerAddr. Connections
+// that a handler has taken over — CONNECT splices, agents' tunnels,
+// WebSockets, all opened after authentication — do not count, so a fleet
+// behind one NAT address is not capped by it. What counts is requests and
+// keep-alive connections, and handshakes not yet answered: a browser opens
+// at most 6 connections per host name, so 256 is some 40 people behind one
+// address each browsing a few device pages at once, or an agents' reconnect
+// storm of 256 handshakes at a time (the rest are closed and retry with
+// backoff). An attacker holds at most 256 goroutines and 256 × 64 KiB of
+// header buffers per address (per /64 for IPv6, where one host has a whole
+// /64 to choose from).
+const defaultConnsPerAddr = 256
+
+// connLimiter caps the connections each client address holds with the
+// HTTP servers before a handler has taken them over: its Listener closes an
+// address's new connections at once beyond the cap, and the servers'
+// ConnState hook (connState) lets a connection go when it is closed or
+// hijacked. The address is the socket's: the cap comes before any request
+// is read, so X-Forwarded-For has nothing to say, and the addresses of
+// trusted reverse proxies, which carry everybody's connections, are not
+// capped (the proxy in front is where to limit those clients).
+type connLimiter struct {
+	max     int
+	trusted []netip.Prefix
+	logger  *slog.Logger
+
+	mu     sync.Mutex
+	byAddr map[netip.Prefix]*addrConns
+	conns  map[net.Conn]netip.Prefix // counted connections, as Accept returned them
+}
+
+// addrConns is one address's count.
+type addrConns struct {
+	n      int
+	logged time.Time // the last refusal logged: at most one a minute per address
+}
+
+// newConnLimiter returns a limiter of max connections per address, trusted
+// networks excepted. A nil logger discards.
+func newConnLimiter(max int, trusted []netip.Prefix, logger *slog.Logger) *connLimiter {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &connLimiter{max: max, trusted: trusted, logger: logger,
+		byAddr: map[netip.Prefix]*addrConns{}, conns: map[net.Conn]netip.Prefix{}}
+}
+
+// Listener wraps ln so that its connections are counted; a nil limiter
+// returns ln.
+func (l *connLimiter) Listener(ln net.Listener) net.Listener {
+	if l == nil {
+		return ln
+	}
+	return limitedListener{Listener: ln, limit: l}
+}
+
+type limitedListener struct {
+	net.Listener
+	limit *connLimiter
+}
+
+// Accept returns the next connection within its address's cap, closing
+// those beyond it without a word: an answer would cost what the cap saves.
+func (ll limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ll.Listener.Accept()
+		if err != nil || ll.limit.admit(c) {
+			return c, err
+		}
+		c.Close()
+	}
+}
+
+// admit counts c against its address, or reports false beyond the cap.
+func (l *connLimiter) admit(c net.Conn) bool {
+	a, ok := remoteAddr(c)
+	if !ok || l.isTrusted(a) {
+		return true // not counted
+	}
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	key, _ := a.Prefix(bits)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byAddr[key]
+	if e == nil {
+		e = &addrConns{}
+		l.byAddr[key] = e
+	}
+	if e.n >= l.max {
+		if now := time.Now(); now.Sub(e.logged) >= time.Minute {
+			e.logged = now
+			l.logger.Warn("connection limit reached: closing the address's new connections at once",
+				"client", key, "limit", l.max)
+		}
+		return false
+	}
+	e.n++
+	l.conns[c] = key
+	return true
+}
+
+// connState is the servers' ConnState hook: a closed or hijacked
+// connection leaves the count.
+func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key, ok := l.conns[c]
+	if !ok {
+		return
+	}
+	delete(l.conns, c)
+	e := l.byAddr[key]
+	e.n--
+	if e.n == 0 {
+		delete(l.byAddr, key)
+	}
+}
+
+func (l *connLimiter) isTrusted(a netip.Addr) bool {
+	for _, p := range l.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteAddr is c's peer address, unmapped and without a zone.
+func remoteAddr(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap().WithZone(""), true
 }

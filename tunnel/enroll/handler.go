@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -54,11 +56,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "enrolment request too large")
 		return
 	}
+	// Anybody may post here: the body must arrive within bodyTimeout
+	// (issue 15, item 7). ErrNotSupported (a ResponseRecorder) reads
+	// without a deadline.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 	req, status, msg := decodeRequest(http.MaxBytesReader(w, r.Body, MaxRequestBody))
 	if status != 0 {
+		// The body may be unread or the connection's read side spent:
+		// do not wait for the rest of it.
+		w.Header().Set("Connection", "close")
 		writeError(w, status, msg)
 		return
 	}
+	// What follows (the store, its throttle) is not the client's to hurry.
+	rc.SetReadDeadline(time.Time{})
 	log = log.With("device", req.Device)
 	if h.Enroll == nil {
 		log.Error("enrolment handler has no Enroll function")
@@ -86,6 +98,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, response{Device: req.Device, Secret: secret})
 	log.Info("device enrolled")
 }
+
+// bodyTimeout bounds the reading of a request body: without it a client
+// that announces 4 KiB and sends none holds its connection and a goroutine
+// for as long as it likes. A variable for the tests.
+var bodyTimeout = 10 * time.Second
 
 // isJSON checks a Content-Type loosely: absent, application/json or any
 // "+json" type, parameters and case ignored. A form or multipart body is
@@ -116,9 +133,12 @@ func decodeRequest(body io.Reader) (request, int, string) {
 		}
 	}
 	var tooBig *http.MaxBytesError
+	var ne net.Error
 	switch {
 	case errors.As(err, &tooBig):
 		return req, http.StatusRequestEntityTooLarge, "enrolment request too large"
+	case errors.As(err, &ne) && ne.Timeout():
+		return req, http.StatusRequestTimeout, "enrolment request body not received in time"
 	case err != nil:
 		return req, http.StatusBadRequest, "enrolment request is not a JSON object {\"key\":…,\"device\":…}"
 	case req.Key == "":
