@@ -28,6 +28,10 @@ type Guard struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	// checkHook, when set (tests only, before the guard is shared), runs
+	// before each check of a credential against the store.
+	checkHook func()
+
 	mu     sync.Mutex
 	okSeen map[string]time.Time // audit key of a recent successful login → when audited
 }
@@ -41,32 +45,40 @@ func NewGuard(st *store.Store, limiter *Limiter, logger *slog.Logger) *Guard {
 }
 
 // User checks a user's name and secret, a password or an API token, sent
-// from client (Basic credentials of the proxy). Failures wrap
+// from client (Basic credentials of the proxy). A password is checked
+// inside an attempt on the user's and the address's keys (Limiter.Begin)
+// and refused unchecked while either is locked out. Failures wrap
 // store.ErrBadCredentials or are a *LockedOutError.
 func (g *Guard) User(client netip.Addr, name, secret string) (store.Credential, error) {
-	addrKey, userKey := AddrKey(client), UserKey(name)
 	if store.LooksLikeToken(secret) {
+		g.checking()
 		cred, err := g.store.Authenticate(name, secret)
 		return g.tokenOutcome(client, name, cred, err)
 	}
-	if d := g.limiter.Blocked(userKey, addrKey); d > 0 {
-		return store.Credential{}, &LockedOutError{Wait: d}
+	addrKey, userKey := AddrKey(client), UserKey(name)
+	a, wait := g.limiter.Begin(userKey, addrKey)
+	if wait > 0 {
+		return store.Credential{}, &LockedOutError{Wait: wait}
 	}
+	g.checking()
 	cred, err := g.store.Authenticate(name, secret)
-	if err == nil {
+	switch {
+	case err == nil:
+		a.Release()
 		g.limiter.Success(userKey)
 		g.auditOK(store.AuditLogin, name, "", client)
 		return cred, nil
-	}
-	if !errors.Is(err, store.ErrBadCredentials) {
+	case errors.Is(err, store.ErrBadCredentials):
+		return store.Credential{}, g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err, a.Fail())
+	default:
+		a.Release()
 		return store.Credential{}, err
 	}
-	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err, userKey, addrKey)
-	return store.Credential{}, err
 }
 
 // Token checks a bearer token sent from client.
 func (g *Guard) Token(client netip.Addr, token string) (store.Credential, error) {
+	g.checking()
 	cred, err := g.store.AuthenticateToken(token)
 	return g.tokenOutcome(client, "", cred, err)
 }
@@ -80,27 +92,58 @@ func (g *Guard) tokenOutcome(client netip.Addr, name string, cred store.Credenti
 	if !errors.Is(err, store.ErrBadCredentials) {
 		return store.Credential{}, err
 	}
-	addrKey := AddrKey(client)
-	if d := g.limiter.Blocked(addrKey); d > 0 {
-		return store.Credential{}, &LockedOutError{Wait: d}
-	}
-	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err, addrKey)
-	return store.Credential{}, err
+	return store.Credential{}, g.failedUnlessLocked(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, err)
 }
 
 // Device checks an agent's device id and secret sent from client. Failures
 // wrap store.ErrBadCredentials or store.ErrDisabled, or are a
 // *LockedOutError.
+//
+// Device ids are public (host names), so a lockout per id would let anyone
+// keep a device offline (issue 15). A generated secret (256 random bits) is
+// therefore checked whatever the failures, as a token is; only its
+// failures count, against the address. An adopted one (device add
+// --secret-stdin, a WebTunnelAgent's password) may be guessable: it is
+// checked inside an attempt on the pair of id and address, and refused
+// unchecked while that pair is locked out, so the device still connects
+// from its own address. An address alone never refuses a device unchecked:
+// a fleet behind one NAT address keeps connecting while one of its devices
+// is misconfigured.
 func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, error) {
-	addrKey, devKey := AddrKey(client), UserKey("device:"+id)
-	// A device id under attack is refused unchecked, as a user name is: a
-	// secret adopted from an existing fleet (device add --secret-stdin) may
-	// be guessable. An address is not: a fleet behind one NAT address keeps
-	// connecting while one of its devices is misconfigured.
-	if d := g.limiter.Blocked(devKey); d > 0 {
-		return store.Device{}, &LockedOutError{Wait: d}
+	adopted, err := g.store.DeviceSecretAdopted(id)
+	if err != nil {
+		return store.Device{}, err
 	}
+	addrKey := AddrKey(client)
+	ev := store.AuditEvent{Kind: store.AuditAgent, Device: id}
+	if !adopted {
+		g.checking()
+		d, err := g.store.CheckDeviceSecret(id, secret)
+		if errors.Is(err, store.ErrBadCredentials) {
+			return store.Device{}, g.failedUnlessLocked(ev, client, err)
+		}
+		return g.deviceOutcome(client, id, d, err)
+	}
+	pairKey := DeviceKey(id, client)
+	a, wait := g.limiter.Begin(pairKey)
+	if wait > 0 {
+		return store.Device{}, &LockedOutError{Wait: wait}
+	}
+	g.checking()
 	d, err := g.store.CheckDeviceSecret(id, secret)
+	if errors.Is(err, store.ErrBadCredentials) {
+		return store.Device{}, g.failed(ev, client, err, a.Fail(addrKey))
+	}
+	a.Release()
+	if err == nil || errors.Is(err, store.ErrDisabled) {
+		g.limiter.Success(pairKey) // the secret was right
+	}
+	return g.deviceOutcome(client, id, d, err)
+}
+
+// deviceOutcome audits a device check that has been done and did not fail
+// for a wrong secret.
+func (g *Guard) deviceOutcome(client netip.Addr, id string, d store.Device, err error) (store.Device, error) {
 	switch {
 	case err == nil:
 		g.auditOK(store.AuditAgent, "", id, client)
@@ -109,14 +152,7 @@ func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, erro
 		// The secret was right; the device is switched off. Not a guess, so
 		// not counted.
 		g.store.Audit(store.AuditEvent{Kind: store.AuditAgent, Device: id, Client: addrString(client), Reason: "device disabled"})
-		return store.Device{}, err
-	case !errors.Is(err, store.ErrBadCredentials):
-		return store.Device{}, err
 	}
-	if d := g.limiter.Blocked(addrKey); d > 0 {
-		return store.Device{}, &LockedOutError{Wait: d}
-	}
-	g.failed(store.AuditEvent{Kind: store.AuditAgent, Device: id}, client, err, devKey, addrKey)
 	return store.Device{}, err
 }
 
@@ -139,27 +175,41 @@ func (g *Guard) Enroll(client netip.Addr, key, id string) (store.Device, string,
 		g.store.Audit(ev)
 		return store.Device{}, "", err
 	}
-	addrKey := AddrKey(client)
-	if d := g.limiter.Blocked(addrKey); d > 0 {
-		return store.Device{}, "", &LockedOutError{Wait: d}
-	}
-	ev.Client = ""
-	g.failed(ev, client, err, addrKey)
-	return store.Device{}, "", err
+	return store.Device{}, "", g.failedUnlessLocked(ev, client, err)
 }
 
-// failed counts a checked failure against keys and audits it, and the
-// lockout it starts, if any.
-func (g *Guard) failed(ev store.AuditEvent, client netip.Addr, err error, keys ...string) {
+// failed audits a checked failure, whose counting f tells, and the lockout
+// it started, if any. It returns what the caller answers: err, or a
+// *LockedOutError when one of the keys was locked out already (by other
+// attempts while this one was checked).
+func (g *Guard) failed(ev store.AuditEvent, client netip.Addr, err error, f Failed) error {
 	ev.Client = addrString(client)
-	ev.Reason = err.Error()
-	g.store.Audit(ev)
-	if d := g.limiter.Failure(keys...); d > 0 {
-		g.log.Warn("login failures: locked out", "kind", ev.Kind, "user", ev.User, "device", ev.Device,
-			"client", ev.Client, "retry_after", d)
-		g.store.Audit(store.AuditEvent{Kind: store.AuditLockout, User: ev.User, Device: ev.Device, Client: ev.Client,
-			Reason: fmt.Sprintf("locked out for %s after failed %s", d, ev.Kind)})
+	if ev.Reason == "" {
+		ev.Reason = err.Error()
 	}
+	g.store.Audit(ev)
+	if f.Started {
+		g.log.Warn("login failures: locked out", "kind", ev.Kind, "user", ev.User, "device", ev.Device,
+			"client", ev.Client, "retry_after", f.Wait)
+		g.store.Audit(store.AuditEvent{Kind: store.AuditLockout, User: ev.User, Device: ev.Device, Client: ev.Client,
+			Reason: fmt.Sprintf("locked out for %s after failed %s", f.Wait, ev.Kind)})
+	}
+	if f.alreadyLocked() {
+		return &LockedOutError{Wait: f.Wait}
+	}
+	return err
+}
+
+// failedUnlessLocked counts a failure of a credential checked without an
+// attempt against the address, and audits it as failed does; from an
+// address locked out already it is neither counted nor audited, and
+// answered with the lockout.
+func (g *Guard) failedUnlessLocked(ev store.AuditEvent, client netip.Addr, err error) error {
+	f := g.limiter.FailureUnlessLocked(AddrKey(client))
+	if f.alreadyLocked() {
+		return &LockedOutError{Wait: f.Wait}
+	}
+	return g.failed(ev, client, err, f)
 }
 
 // auditOK writes a successful login to the audit log, at most once a minute
@@ -224,4 +274,11 @@ func enrollError(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", to, err)
+}
+
+// checking runs checkHook.
+func (g *Guard) checking() {
+	if g.checkHook != nil {
+		g.checkHook()
+	}
 }

@@ -13,6 +13,7 @@ import (
 type fixture struct {
 	st     *store.Store
 	g      *Guard
+	clk    *clock // the limiter's
 	token  string
 	secret string
 }
@@ -43,7 +44,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{st: st, g: NewGuard(st, NewLimiter(LimiterConfig{}), nil), token: token, secret: secret}
+	l, clk := newTestLimiter(LimiterConfig{})
+	return &fixture{st: st, g: NewGuard(st, l, nil), clk: clk, token: token, secret: secret}
 }
 
 func isLocked(err error) bool {
@@ -121,17 +123,75 @@ func TestRightDeviceSecretPassesALockedAddress(t *testing.T) {
 	}
 }
 
-func TestLockedDeviceIDIsRefusedUnchecked(t *testing.T) {
+// TestAGeneratedDeviceSecretIsNeverLockedOutByOthers is the attack of
+// issue 15 (item 3): device ids are public, and five wrong secrets from
+// anywhere used to lock the real device out for a minute, doubling to an
+// hour. A generated secret has 256 random bits: it is checked whatever the
+// failures, and only wrong ones are answered 429.
+func TestAGeneratedDeviceSecretIsNeverLockedOutByOthers(t *testing.T) {
 	f := newFixture(t)
-	for range 5 {
-		if _, err := f.g.Device(attacker, "pump-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
-			t.Fatal(err)
+	for round := range 3 { // lockouts of 1m, 2m, 4m of the attacker's address
+		for i := range 5 {
+			if _, err := f.g.Device(attacker, "pump-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+				t.Fatalf("round %d, guess %d: %v", round+1, i+1, err)
+			}
+		}
+		_, err := f.g.Device(attacker, "pump-1", "guess")
+		var lo *LockedOutError
+		if !errors.As(err, &lo) {
+			t.Fatalf("round %d: wrong secret from the locked address: %v, want a lockout", round+1, err)
+		}
+		if _, err := f.g.Device(office, "pump-1", f.secret); err != nil {
+			t.Fatalf("round %d: right secret from another address: %v", round+1, err)
+		}
+		if _, err := f.g.Device(attacker, "pump-1", f.secret); err != nil {
+			t.Fatalf("round %d: right secret from the locked address: %v", round+1, err)
+		}
+		f.clk.Add(lo.Wait)
+	}
+}
+
+// TestAnAdoptedDeviceSecretIsLockedPerIDAndAddress: a secret adopted from
+// an existing fleet may be a guessable password, so it is refused unchecked
+// after five wrong ones, as a user's password is — but only from the address
+// that made them: the device elsewhere keeps connecting.
+func TestAnAdoptedDeviceSecretIsLockedPerIDAndAddress(t *testing.T) {
+	f := newFixture(t)
+	if err := f.st.AddDeviceWithSecret(store.Device{ID: "plc-1", Groups: []string{"g"}}, "plc-pass"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := f.g.Device(attacker, "plc-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+			t.Fatalf("guess %d: %v", i+1, err)
 		}
 	}
-	// From anywhere, even with the right secret: it may be an adopted,
-	// guessable password, so a locked id answers nothing about it.
-	if _, err := f.g.Device(office, "pump-1", f.secret); !isLocked(err) {
-		t.Fatalf("right secret for a locked device id: %v, want a lockout", err)
+	_, err := f.g.Device(attacker, "plc-1", "plc-pass")
+	var lo *LockedOutError
+	if !errors.As(err, &lo) || lo.Wait != DefaultLockout {
+		t.Fatalf("right secret from the guessing address: %v, want locked out for %v unchecked", err, DefaultLockout)
+	}
+	if _, err := f.g.Device(office, "plc-1", "plc-pass"); err != nil {
+		t.Fatalf("right secret from another address: %v", err)
+	}
+	if _, err := f.g.Device(office, "plc-1", "guess"); !errors.Is(err, store.ErrBadCredentials) {
+		t.Fatalf("wrong secret from another address: %v, want checked", err)
+	}
+	for _, ev := range f.events(store.AuditAgent) {
+		if ev.OK && ev.Client == attacker.String() {
+			t.Errorf("the locked-out right secret was checked: %+v", ev)
+		}
+	}
+	// The lockout of the pair doubles, as a user's does.
+	f.clk.Add(lo.Wait)
+	for range 5 {
+		f.g.Device(attacker, "plc-1", "guess")
+	}
+	if _, err := f.g.Device(attacker, "plc-1", "plc-pass"); !errors.As(err, &lo) || lo.Wait != 2*DefaultLockout {
+		t.Fatalf("second lockout: %v, want %v", err, 2*DefaultLockout)
+	}
+	f.clk.Add(lo.Wait)
+	if _, err := f.g.Device(attacker, "plc-1", "plc-pass"); err != nil {
+		t.Fatalf("right secret after the lockout: %v", err)
 	}
 }
 

@@ -85,29 +85,40 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 // concurrent use; one mutex guards it, as it sits on the authentication
 // path, not the byte path.
 //
+// A guessable credential is checked inside an Attempt (Begin), which counts
+// against its keys while it is in flight, so that parallel guesses cannot
+// all get past the lockout before the first of them has failed.
+//
 // Keys are opaque strings; UserKey and AddrKey make the usual ones. The empty
 // key is ignored, so AddrKey of an unknown address costs nothing and locks
 // nobody out.
 //
-// Memory is bounded by MaxKeys: about 160 bytes plus the key's own bytes
-// per remembered key (measured with the default Failures), under 20 MB at
-// the default 100,000. When a new key finds the table full,
-// the Limiter forgets every key that no longer matters (not locked out, no
-// failure within Window, lockouts decayed); if that frees less than a
-// sixteenth of the table, it also forgets the keys whose last failure is
-// oldest, locked out or not. The trade-off: the table cannot grow, and
-// whoever sprays keys only evicts keys in the order they last failed, so
-// releasing one locked key early takes on the order of MaxKeys failed
-// attempts made after that key's last failure — attempts that lock out
-// each address making more than Failures of them — and buys that key only
-// Failures more guesses, at its first lockout level again.
+// Memory is bounded by MaxKeys: about 180 bytes plus the key's own bytes
+// per remembered key (measured with the default Failures), about 20 MB at
+// the default 100,000. When a new key finds the table full, the Limiter
+// forgets every key that no longer matters (not locked out, no failure
+// within Window, lockouts decayed, no attempt in flight); if that frees
+// less than a sixteenth of the table, it also forgets the keys whose last
+// failure is oldest, locked out or not, but not those with an attempt in
+// flight (so the table exceeds MaxKeys by at most the attempts in flight).
+// The trade-off: the table cannot grow beyond that, and whoever sprays keys
+// only evicts keys in the order they last failed, so releasing one locked
+// key early takes on the order of MaxKeys failed attempts made after that
+// key's last failure — attempts that lock out each address making more
+// than Failures of them — and buys that key only Failures more guesses, at
+// its first lockout level again.
 type Limiter struct {
 	cfg  LimiterConfig
 	base time.Time // offsets in entries are from here, so they stay monotonic
 
+	// maxWait bounds how long Begin waits for the attempts in flight on a
+	// key: maxAttemptWait.
+	maxWait time.Duration
+
 	mu   sync.Mutex
 	keys map[string]*entry
-	lru  entry // sentinel: lru.next is the most recently failed, lru.prev the least
+	lru  entry         // sentinel: lru.next is the most recently failed, lru.prev the least
+	wake chan struct{} // closed when an attempt ends, if Begin is waiting; else nil
 }
 
 // entry is what a Limiter knows about one key. Times are offsets from
@@ -124,6 +135,7 @@ type entry struct {
 	last        time.Duration // the latest failure
 	lockedUntil time.Duration // end of the lockout; in the past when not locked
 	level       int           // lockouts so far; the next lasts Lockout<<level, capped
+	inflight    int           // attempts begun and not ended (Begin)
 }
 
 // New returns a Limiter. Zero fields of cfg take their defaults; so do
@@ -132,7 +144,7 @@ type entry struct {
 func NewLimiter(cfg LimiterConfig) *Limiter {
 	cfg = cfg.withDefaults()
 	cfg.MaxLockout = max(cfg.MaxLockout, cfg.Lockout)
-	l := &Limiter{cfg: cfg, base: cfg.Now(), keys: make(map[string]*entry)}
+	l := &Limiter{cfg: cfg, base: cfg.Now(), maxWait: maxAttemptWait, keys: make(map[string]*entry)}
 	l.lru.next, l.lru.prev = &l.lru, &l.lru
 	return l
 }
@@ -143,8 +155,8 @@ func (l *Limiter) now() time.Duration {
 }
 
 // Blocked returns the longest lockout remaining among keys, 0 if none is
-// locked out. Callers check it before the credential and answer 429 with
-// Retry-After when it is positive.
+// locked out. It only looks: a check of a guessable credential begins an
+// Attempt instead (Begin), which counts until the check ends.
 func (l *Limiter) Blocked(keys ...string) time.Duration {
 	now := l.now()
 	var d time.Duration
@@ -168,27 +180,44 @@ func (l *Limiter) Blocked(keys ...string) time.Duration {
 // count, and a caller that does call Failure then cannot extend the lockout.
 func (l *Limiter) Failure(keys ...string) time.Duration {
 	now := l.now()
-	var d time.Duration
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.record(now, keys).Wait
+}
+
+// record is Failure with l.mu held, telling whether the failure started a
+// lockout.
+func (l *Limiter) record(now time.Duration, keys []string) Failed {
+	var f Failed
 	for _, k := range keys {
 		if k == "" {
 			continue
 		}
 		e := l.keys[k]
 		if e == nil {
-			if len(l.keys) >= l.cfg.MaxKeys {
-				l.makeRoom(now)
-			}
-			e = &entry{key: k, times: make([]time.Duration, l.cfg.Failures)}
-			l.keys[k] = e
+			e = l.add(k, now)
 		} else {
 			l.unlink(e)
+			l.pushFront(e)
 		}
-		l.pushFront(e)
-		d = max(d, l.fail(e, now))
+		locked := now < e.lockedUntil
+		d := l.fail(e, now)
+		f.Wait = max(f.Wait, d)
+		f.Started = f.Started || !locked && d > 0
 	}
-	return d
+	return f
+}
+
+// add remembers a new key, making room first if the table is full, at the
+// front of the list.
+func (l *Limiter) add(k string, now time.Duration) *entry {
+	if len(l.keys) >= l.cfg.MaxKeys {
+		l.makeRoom(now)
+	}
+	e := &entry{key: k, times: make([]time.Duration, l.cfg.Failures)}
+	l.keys[k] = e
+	l.pushFront(e)
+	return e
 }
 
 // fail records a failure of e at now and returns e's remaining lockout.
@@ -196,15 +225,9 @@ func (l *Limiter) fail(e *entry, now time.Duration) time.Duration {
 	if now < e.lockedUntil {
 		return e.lockedUntil - now
 	}
-	if e.level > 0 && now-max(e.last, e.lockedUntil) >= l.cfg.MaxLockout {
-		e.level = 0
-	}
+	e.level = l.level(e, now)
 	e.last = now
-	// Forget failures that have left the window, then add this one.
-	for e.n > 0 && now-e.times[e.head] >= l.cfg.Window {
-		e.head = (e.head + 1) % len(e.times)
-		e.n--
-	}
+	l.forgetOld(e, now)
 	e.times[(e.head+e.n)%len(e.times)] = now
 	e.n++
 	if e.n < l.cfg.Failures {
@@ -217,6 +240,23 @@ func (l *Limiter) fail(e *entry, now time.Duration) time.Duration {
 	e.lockedUntil = now + d
 	e.head, e.n = 0, 0
 	return d
+}
+
+// level returns e's lockout level at now: 0 again once MaxLockout has
+// passed without failures since its last lockout ended.
+func (l *Limiter) level(e *entry, now time.Duration) int {
+	if e.level > 0 && now-max(e.last, e.lockedUntil) >= l.cfg.MaxLockout {
+		return 0
+	}
+	return e.level
+}
+
+// forgetOld drops e's failures that have left the window at now.
+func (l *Limiter) forgetOld(e *entry, now time.Duration) {
+	for e.n > 0 && now-e.times[e.head] >= l.cfg.Window {
+		e.head = (e.head + 1) % len(e.times)
+		e.n--
+	}
 }
 
 // lockout returns the lockout at level: Lockout doubled level times, at
@@ -235,7 +275,8 @@ func (l *Limiter) lockout(level int) time.Duration {
 // Success forgets the failures of keys and their lockout level, so that
 // their next lockout is the first one again. A lockout in force stays until
 // it ends: a credential that got past it (a token is checked even then)
-// does not unlock the key for whoever is guessing the password.
+// does not unlock the key for whoever is guessing the password, and the
+// key's attempts in flight stay counted.
 func (l *Limiter) Success(keys ...string) {
 	now := l.now()
 	l.mu.Lock()
@@ -245,7 +286,7 @@ func (l *Limiter) Success(keys ...string) {
 		if e == nil {
 			continue
 		}
-		if now < e.lockedUntil {
+		if now < e.lockedUntil || e.inflight > 0 {
 			e.level, e.head, e.n = 0, 0, 0
 			continue
 		}
@@ -257,7 +298,7 @@ func (l *Limiter) Success(keys ...string) {
 // nothing.
 func (l *Limiter) idle(e *entry, now time.Duration) bool {
 	switch {
-	case now < e.lockedUntil:
+	case e.inflight > 0, now < e.lockedUntil:
 		return false
 	case e.n > 0 && now-e.last < l.cfg.Window:
 		return false
@@ -268,9 +309,10 @@ func (l *Limiter) idle(e *entry, now time.Duration) bool {
 }
 
 // makeRoom frees entries when the table is full: all idle ones, then, if
-// that freed less than a sixteenth of MaxKeys, the least recently failed.
-// Freeing a sixteenth at a time keeps the cost of the scan at about sixteen
-// entries per new key while an attacker keeps the table full.
+// that freed less than a sixteenth of MaxKeys, the least recently failed
+// that have no attempt in flight (an attempt holds its entries until it
+// ends). Freeing a sixteenth at a time keeps the cost of the scan at about
+// sixteen entries per new key while an attacker keeps the table full.
 func (l *Limiter) makeRoom(now time.Duration) {
 	for _, e := range l.keys {
 		if l.idle(e, now) {
@@ -278,8 +320,12 @@ func (l *Limiter) makeRoom(now time.Duration) {
 		}
 	}
 	target := l.cfg.MaxKeys - max(l.cfg.MaxKeys/16, 1)
-	for len(l.keys) > target {
-		l.remove(l.lru.prev)
+	for e := l.lru.prev; len(l.keys) > target && e != &l.lru; {
+		prev := e.prev
+		if e.inflight == 0 {
+			l.remove(e)
+		}
+		e = prev
 	}
 }
 
@@ -302,6 +348,13 @@ func (l *Limiter) remove(e *entry) {
 // guesser cannot reset the count by changing case.
 func UserKey(name string) string {
 	return "user:" + strings.ToLower(name)
+}
+
+// DeviceKey is the key of a device id tried from a client address: an
+// adopted device secret is locked out per pair (Guard.Device). An invalid
+// address gives the id's key for all clients whose address is unknown.
+func DeviceKey(id string, client netip.Addr) string {
+	return "device:" + id + "@" + AddrKey(client)
 }
 
 // AddrKey is the key of a client address: an IPv4 address, or the /64 of an

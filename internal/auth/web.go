@@ -15,16 +15,21 @@ import (
 
 // Password checks a user's password sent from client on the web login form.
 // Unlike User, it does not refuse a user with TOTP: the caller asks for
-// their code next (User.TOTP) and calls TOTP. Failures wrap
-// store.ErrBadCredentials or are a *LockedOutError, returned
+// their code next (User.TOTP) and calls TOTP. The password is checked
+// inside an attempt on the user's and the address's keys (Limiter.Begin).
+// Failures wrap store.ErrBadCredentials or are a *LockedOutError, returned
 // without checking the password while the user or address is locked out.
 func (g *Guard) Password(client netip.Addr, name, password string) (store.User, error) {
 	addrKey, userKey := AddrKey(client), UserKey(name)
-	if d := g.limiter.Blocked(userKey, addrKey); d > 0 {
-		return store.User{}, &LockedOutError{Wait: d}
+	a, wait := g.limiter.Begin(userKey, addrKey)
+	if wait > 0 {
+		return store.User{}, &LockedOutError{Wait: wait}
 	}
+	g.checking()
 	u, err := g.store.CheckPassword(name, password)
-	if err == nil {
+	switch {
+	case err == nil:
+		a.Release()
 		if u.TOTP {
 			// Half a login. The user's failures are not forgotten yet:
 			// whoever knows the password must not be able to reset the
@@ -35,37 +40,44 @@ func (g *Guard) Password(client netip.Addr, name, password string) (store.User, 
 		g.limiter.Success(userKey)
 		g.auditWeb(name, client, "web login: password")
 		return u, nil
-	}
-	if !errors.Is(err, store.ErrBadCredentials) {
+	case errors.Is(err, store.ErrBadCredentials):
+		ev := store.AuditEvent{Kind: store.AuditLogin, User: name, Reason: fmt.Errorf("web login: %w", err).Error()}
+		return store.User{}, g.failed(ev, client, err, a.Fail())
+	default:
+		a.Release()
 		return store.User{}, err
 	}
-	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client, fmt.Errorf("web login: %w", err), userKey, addrKey)
-	return store.User{}, err
 }
 
 // TOTP checks the code of a user whose password Password has just
 // accepted, sent from client. A code is accepted once (store.CheckTOTP).
-// Wrong codes count as failed logins of the user and the address; while
+// It is checked inside an attempt on the user's and the address's keys,
+// like a password, and wrong codes count as failed logins of both; while
 // either is locked out the code is refused without checking, and a
 // *LockedOutError is returned. Other failures wrap
 // store.ErrBadCredentials.
 func (g *Guard) TOTP(client netip.Addr, name, code string) error {
 	addrKey, userKey := AddrKey(client), UserKey(name)
-	if d := g.limiter.Blocked(userKey, addrKey); d > 0 {
-		return &LockedOutError{Wait: d}
+	a, wait := g.limiter.Begin(userKey, addrKey)
+	if wait > 0 {
+		return &LockedOutError{Wait: wait}
 	}
+	g.checking()
 	err := g.store.CheckTOTP(name, code)
-	if err == nil {
+	switch {
+	case err == nil:
+		a.Release()
 		g.limiter.Success(userKey)
 		g.auditWeb(name, client, "web login: password and TOTP")
 		return nil
-	}
-	if !errors.Is(err, store.ErrBadCredentials) {
+	case errors.Is(err, store.ErrBadCredentials):
+		ev := store.AuditEvent{Kind: store.AuditLogin, User: name,
+			Reason: fmt.Errorf("web login: password right, TOTP refused: %w", err).Error()}
+		return g.failed(ev, client, err, a.Fail())
+	default:
+		a.Release()
 		return err
 	}
-	g.failed(store.AuditEvent{Kind: store.AuditLogin, User: name}, client,
-		fmt.Errorf("web login: password right, TOTP refused: %w", err), userKey, addrKey)
-	return err
 }
 
 // auditWeb records a successful web login. Unlike auditOK it writes every
