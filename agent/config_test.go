@@ -343,7 +343,7 @@ func TestValidateRejects(t *testing.T) {
 		{"no secret", func(c *Config) { c.Secret = "" }, "device secret is not set (webtunnel.password, or $REFLECTOR_DEVICE_SECRET)"},
 		{"no ports", func(c *Config) { c.Ports = nil; c.HTTPPort = 0 }, "no ports to forward"},
 		{"port 0", func(c *Config) { c.Ports = []uint16{80, 0} }, "port 0 cannot be forwarded"},
-		{"HTTP port not forwarded", func(c *Config) { c.HTTPPort = 8080 }, "HTTP port 8080 (webtunnel.httpPort) is not among the forwarded ports 80, 22"},
+		{"HTTP port not forwarded", func(c *Config) { c.HTTPPort = 8080 }, "HTTP port 8080 (webtunnel.httpPort) is not among the forwarded ports 80,22"},
 		{"negative connect timeout", func(c *Config) { c.ConnectTimeout = -time.Second }, "connect timeout -1s is negative"},
 		{"negative local timeout", func(c *Config) { c.LocalTimeout = -time.Second }, "local timeout -1s is negative"},
 		{"negative idle timeout", func(c *Config) { c.LocalIdleTimeout = -time.Second }, "local idle timeout -1s is negative"},
