@@ -103,6 +103,13 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 	}
 	a := access{cred: cred, client: client, device: d, port: port}
 	log := p.cfg.Logger.With("req", p.reqID.Add(1), "user", cred.User.Name, "device", d.ID, "port", port, "client", client)
+	g, gctx, err := p.hold(a)
+	if err != nil {
+		log.Info("webtunnel client refused", "err", err)
+		p.refuseClient(w, err)
+		return
+	}
+	defer p.grants.remove(g)
 	stream, err := p.cfg.Dial(ctx, d.ID, port, client)
 	if err != nil {
 		log.Info("webtunnel client refused", "err", err)
@@ -118,7 +125,7 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 		log.Warn("webtunnel client upgrade failed", "err", err) // gorilla has answered already
 		return
 	}
-	p.splice(a, log, "webtunnel", func(ctx context.Context) (int64, int64, error) {
+	p.splice(gctx, g, a, log, "webtunnel", func(ctx context.Context) (int64, int64, error) {
 		return spliceClientTool(ctx, ws, stream)
 	})
 }

@@ -11,9 +11,10 @@ import (
 const established = "HTTP/1.1 200 Connection established\r\n\r\n"
 
 // ServeConnect handles CONNECT device:port in the fixed order of STYLE.md:
-// authenticate, resolve and authorise, open the stream and wait for the
-// agent's answer, and only then hijack, answer 200 and splice. Every failure
-// before the hijack is an ordinary HTTP response.
+// authenticate, resolve and authorise, take one of the user's
+// MaxUserStreams at the device, open the stream and wait for the agent's
+// answer, and only then hijack, answer 200 and splice. Every failure before
+// the hijack is an ordinary HTTP response.
 func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	id := p.reqID.Add(1)
 	// The open must survive the client's half-close before our 200 (net/http
@@ -26,6 +27,13 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := p.cfg.Logger.With("req", id, "user", a.cred.User.Name, "device", a.device.ID, "port", a.port, "client", a.client)
+	g, gctx, err := p.hold(a)
+	if err != nil {
+		log.Info("connect refused", "err", err)
+		p.refuse(w, err)
+		return
+	}
+	defer p.grants.remove(g)
 	stream, err := p.cfg.Dial(ctx, a.device.ID, a.port, a.client)
 	if err != nil {
 		log.Info("connect refused", "err", err)
@@ -56,7 +64,7 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The splice runs on this handler's goroutine; Close waits for it.
-	p.splice(a, log, "", func(ctx context.Context) (int64, int64, error) {
+	p.splice(gctx, g, a, log, "", func(ctx context.Context) (int64, int64, error) {
 		up, down, err := tunnel.Join(ctx, conn, stream)
 		return int64(early) + up, down, err
 	})

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -15,6 +17,12 @@ var (
 	ErrNoAccess      = errors.New("no access to device")
 	ErrPortNotListed = errors.New("port not allowed")
 	ErrBadTarget     = errors.New("bad target address")
+	// ErrTooManyStreams: the user has MaxUserStreams streams open to the
+	// device already. It is a tunnel.Throttled: 429 with Retry-After.
+	ErrTooManyStreams error = &throttled{
+		msg:   fmt.Sprintf("too many open streams: at most %d per user and device", MaxUserStreams),
+		after: tunnel.BusyRetryAfter,
+	}
 
 	// errInternal: the reflector could not decide (its store failed). The
 	// user sees 500 and no detail; the log has the cause.
@@ -24,6 +32,11 @@ var (
 // statusFor maps an error of resolving, authorising or dialling to the status
 // the user gets (DESIGN.md, "Errors"). The reason is one line, safe to show.
 func statusFor(err error) (int, string) {
+	if errors.Is(err, tunnel.ErrDeviceBusy) {
+		// Throttled too (Retry-After), but the device's streams are not
+		// the caller's doing: 503, not 429.
+		return http.StatusServiceUnavailable, reason(err)
+	}
 	if msg, ok := tunnel.RetryLater(nil, err); ok {
 		return http.StatusTooManyRequests, msg
 	}
@@ -52,3 +65,12 @@ func statusFor(err error) (int, string) {
 // port 22: connection refused by device: dial tcp ...") already names only
 // the device and port, so it is shown as is.
 func reason(err error) string { return err.Error() }
+
+// throttled is a refusal sentinel that is also a tunnel.Throttled.
+type throttled struct {
+	msg   string
+	after time.Duration
+}
+
+func (e *throttled) Error() string             { return e.msg }
+func (e *throttled) RetryAfter() time.Duration { return e.after }

@@ -1,6 +1,9 @@
 package tunnel
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Sentinel errors of Hub.Dial and Tunnel.Open. Callers map them to HTTP
 // statuses with errors.Is; the messages are safe to show to users.
@@ -15,6 +18,11 @@ var (
 	ErrTimeout = errors.New("device timeout")
 	// ErrDeviceFailure: the agent reported another failure.
 	ErrDeviceFailure = errors.New("device failure")
+	// ErrDeviceBusy: the device has MaxDeviceStreams streams open
+	// already. It is Throttled (retry after BusyRetryAfter), so the
+	// proxy's answers carry Retry-After; they say 503, not 429, because
+	// the streams are not necessarily the caller's.
+	ErrDeviceBusy error = &retryError{msg: "device busy: too many open streams", after: BusyRetryAfter}
 	// ErrBadHeader: an open header or reply could not be parsed.
 	ErrBadHeader = errors.New("bad stream header")
 	// ErrInvalidDeviceID: a device id is not a DNS label.
@@ -53,3 +61,16 @@ func (e *OpenError) Unwrap() error {
 		return ErrDeviceFailure
 	}
 }
+
+// BusyRetryAfter is the Retry-After of ErrDeviceBusy: a hint, since a slot
+// frees whenever any stream of the device ends.
+const BusyRetryAfter = 5 * time.Second
+
+// retryError is a sentinel that is also Throttled.
+type retryError struct {
+	msg   string
+	after time.Duration
+}
+
+func (e *retryError) Error() string             { return e.msg }
+func (e *retryError) RetryAfter() time.Duration { return e.after }

@@ -43,7 +43,7 @@ type DeviceStatus struct {
 	ID             string
 	ConnectedSince time.Time
 	DeviceInfo
-	OpenStreams int64
+	OpenStreams int64 // open or being opened; at most MaxDeviceStreams
 	BytesIn     int64 // from the device to users
 	BytesOut    int64 // from users to the device
 }
@@ -168,7 +168,13 @@ func (r *Registration) Update(ports []uint16, properties map[string]string) {
 
 // Dial opens a stream to port of the device for a user at client (the
 // address the agent logs; ClientAddr). Errors wrap ErrDeviceOffline,
-// ErrPortNotAllowed, ErrRefused, ErrTimeout or ErrDeviceFailure.
+// ErrPortNotAllowed, ErrDeviceBusy, ErrRefused, ErrTimeout or
+// ErrDeviceFailure.
+//
+// A device has at most MaxDeviceStreams streams open or opening; Dial
+// refuses more with ErrDeviceBusy, before anything reaches the device. The
+// cap is what keeps streams that nobody reads from stalling the others
+// (SessionBuffer).
 func (h *Hub) Dial(ctx context.Context, device string, port uint16, client netip.Addr) (net.Conn, error) {
 	h.mu.RLock()
 	c := h.devices[device]
@@ -181,12 +187,18 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16, client netip
 		c.kind.opens[OpenNotAllowed].Add(1)
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrPortNotAllowed)
 	}
+	// The slot is taken before the open, so concurrent opens cannot pass
+	// the cap together.
+	if c.streams.Add(1) > MaxDeviceStreams {
+		c.streams.Add(-1)
+		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrDeviceBusy)
+	}
 	conn, err := c.tunnel.Open(ctx, port, addrText(client))
 	c.kind.opens[openResult(err)].Add(1)
 	if err != nil {
+		c.streams.Add(-1)
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, err)
 	}
-	c.streams.Add(1)
 	return &countedConn{Conn: conn, c: c}, nil
 }
 
@@ -298,9 +310,13 @@ func (s *countedConn) CloseWrite() error {
 	return s.Conn.Close()
 }
 
+// Close closes the stream and then gives its slot back: only once closed
+// does the stream's unread data leave the session's buffer.
 func (s *countedConn) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
+	first := s.closed.CompareAndSwap(false, true)
+	err := s.Conn.Close()
+	if first {
 		s.c.streams.Add(-1)
 	}
-	return s.Conn.Close()
+	return err
 }

@@ -14,11 +14,25 @@ const (
 	MaxFrameSize = 65535
 	// StreamWindow is the per-stream receive window. One stream's speed is
 	// at most StreamWindow ÷ round trip: 1 MiB carries ~100 Mbit/s at 80 ms.
+	// It is also the most one stream can hold unread at the receiving end.
 	StreamWindow = 1 << 20
-	// SessionBuffer caps what all streams of one tunnel may hold unread. It
-	// is a cap, not an allocation; it must exceed StreamWindow several times
-	// so one slow reader cannot stall the other streams.
-	SessionBuffer = 16 << 20
+	// MaxDeviceStreams caps the streams open to one device at once, of
+	// either wire: Hub.Dial refuses more with ErrDeviceBusy.
+	MaxDeviceStreams = 64
+	// SessionBuffer caps what all streams of one tunnel may hold unread;
+	// when they hold that much, smux stops reading the tunnel for every
+	// stream. It is a cap, not an allocation (an idle tunnel costs nothing
+	// for it), and it exceeds MaxDeviceStreams whole windows, so streams
+	// that nobody reads can never stall the others: at most
+	// MaxDeviceStreams × StreamWindow = 64 MiB is held, the bucket keeps
+	// 1 MiB.
+	SessionBuffer = (MaxDeviceStreams + 1) * StreamWindow
+	// LegacySessionBuffer is the SessionBuffer of agents released before
+	// MaxDeviceStreams (16 MiB). Each end sets its own, unannounced, so
+	// the reflector cannot raise theirs: toward such an agent, 16 streams
+	// whose device port reads nothing stall its tunnel. The proxy's cap
+	// per user and device stays below it (proxy.MaxUserStreams).
+	LegacySessionBuffer = 16 << 20
 	// KeepAliveInterval and KeepAliveTimeout find a dead tunnel within 30 s;
 	// NOP frames every 10 s also keep load balancers' idle timers from firing.
 	KeepAliveInterval = 10 * time.Second
