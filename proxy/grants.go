@@ -143,8 +143,9 @@ func (p *Proxy) hold(a access) (*grant, context.Context, error) {
 // logged and audited with its bytes each way; via names the path in the
 // audit reason ("" for CONNECT, "webtunnel" for a client tool).
 func (p *Proxy) splice(ctx context.Context, g *grant, a access, log *slog.Logger, via string, join func(ctx context.Context) (up, down int64, err error)) {
-	p.wg.Add(1)
-	defer p.wg.Done()
+	if p.enter() {
+		defer p.wg.Done()
+	}
 	start := time.Now()
 	up, down, err := join(ctx)
 	p.grants.remove(g)

@@ -99,6 +99,8 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	mu     sync.Mutex // orders wg.Add with Close's Wait
+	closed bool
 
 	grants grants // open streams and requests, for Revalidate
 }
@@ -119,10 +121,27 @@ func New(cfg Config) (*Proxy, error) {
 // Close ends every spliced connection and forwarded request (WebSockets
 // included) and waits for their goroutines.
 func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
 	p.transport.CloseIdleConnections()
 	return nil
+}
+
+// enter counts a stream or request that Close must wait for, and reports
+// whether it did: not once Close has begun, when p.ctx has ended and the
+// caller's work ends at once anyway. A WaitGroup must not grow while its
+// Wait may be running from zero.
+func (p *Proxy) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
 }
 
 // The server's router (internal/server/router.go) decides which of the

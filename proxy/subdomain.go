@@ -100,8 +100,9 @@ func (p *Proxy) ServeDevice(w http.ResponseWriter, r *http.Request, id string) {
 func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web webServer) {
 	// A WebSocket may last long after the server's Shutdown, which does
 	// not wait for hijacked connections; Close does.
-	p.wg.Add(1)
-	defer p.wg.Done()
+	if p.enter() {
+		defer p.wg.Done()
+	}
 	x, r := newExchange(w, r)
 	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
 	ctx := p.begin(r.Context(), x, a)
