@@ -74,11 +74,16 @@ func SocketPath(dataDir string) string {
 	return filepath.Join(dataDir, socketName)
 }
 
-// Listen creates the control socket in dataDir with mode 0600, replacing a
-// stale socket file that no server answers on. It fails if a server answers
-// there, or if something other than a socket has the name. Closing the
-// listener removes the file.
-func Listen(dataDir string) (net.Listener, error) {
+// Listen creates the control socket in dataDir, mode 0600 from the
+// start, replacing a stale socket file that no server answers on. It fails
+// if a server answers there, or if something other than a socket has the
+// name. Closing the listener removes the file. It warns (logger, which may
+// be nil) when dataDir is open to other users. Serve checks each
+// connecting process's user besides.
+func Listen(dataDir string, logger *slog.Logger) (net.Listener, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	path := SocketPath(dataDir)
 	if len(path) > maxUnixPath {
 		return nil, fmt.Errorf("listen on control socket %s: path longer than %d bytes; use a shorter data directory", path, maxUnixPath)
@@ -86,21 +91,39 @@ func Listen(dataDir string) (net.Listener, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
+	warnOpenDataDir(dataDir, logger)
 	if err := removeStale(path); err != nil {
 		return nil, fmt.Errorf("listen on control socket %s: %w", path, err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
-	// bind(2) creates the file with the process umask; narrow it at once.
-	// Until then the 0700 data directory (store.Open creates it so) keeps
-	// other users out.
+	// Where listenPrivate cannot set the umask, bind(2) created the file
+	// with the process's; narrow it at once. Elsewhere this changes
+	// nothing.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
 	return ln, nil
+}
+
+// warnOpenDataDir logs a warning when the data directory is readable,
+// writable or searchable by group or others. It warns rather than narrows
+// the mode: the directory is the operator's (systemd's StateDirectory
+// makes it 0755 unless StateDirectoryMode says otherwise, and sets it
+// again at every start), and a group may be let in on purpose. The files
+// in it are 0600 either way; what others could do is list them and, with
+// write permission, replace them — the socket among them, where an
+// administrator's command would then go to somebody else's listener.
+func warnOpenDataDir(dir string, logger *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	logger.Warn("data directory is open to other users: its files are theirs to list, and with write permission to replace; chmod 700 it (systemd: StateDirectoryMode=0700)",
+		"dir", dir, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
 }
 
 // removeStale removes the socket file at path if no server answers on it.
@@ -131,6 +154,9 @@ func Serve(ctx context.Context, ln net.Listener, env Env, logger *slog.Logger) e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if !peerCheckSupported {
+		logger.Info("control socket: this system cannot name a connecting process's user; the socket's mode 0600 alone keeps others out")
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -156,7 +182,13 @@ func Serve(ctx context.Context, ln net.Listener, env Env, logger *slog.Logger) e
 			continue
 		}
 		delay = 0
-		wg.Go(func() { serveConn(ctx, conn, env, logger) })
+		wg.Go(func() {
+			if err := checkPeer(conn); err != nil {
+				refuse(ctx, conn, err, logger)
+				return
+			}
+			serveConn(ctx, conn, env, logger)
+		})
 	}
 }
 
@@ -216,6 +248,22 @@ func serveConn(ctx context.Context, conn net.Conn, env Env, logger *slog.Logger)
 	}
 }
 
+// refuse answers a connection from a process that may not run commands
+// (checkPeer) and closes it. The socket's mode keeps other users out; this
+// holds when a file or directory mode does not. The request is read first,
+// within the same bounds as serveConn's, so that the client gets the
+// answer rather than a broken pipe.
+func refuse(ctx context.Context, conn net.Conn, err error, logger *slog.Logger) {
+	defer conn.Close()
+	logger.Warn("control socket: connection refused", "err", err)
+	conn.SetDeadline(time.Now().Add(connTimeout))
+	interrupt := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	readRequest(conn)
+	interrupt()
+	resp := response{Stderr: fmt.Sprintf("reflector: control socket: refused: %v\n", err), Code: exitFailure}
+	json.NewEncoder(conn).Encode(&resp)
+}
+
 // readRequest reads and decodes one request line of at most maxRequest
 // bytes. It returns io.EOF if the peer sent nothing at all.
 func readRequest(r io.Reader) (request, error) {
@@ -234,6 +282,28 @@ func readRequest(r io.Reader) (request, error) {
 	}
 	return req, nil
 }
+
+// checkPeer lets root and the server's own user in; anybody else gets an
+// error that names them. Where the system cannot tell (peerCred), it lets
+// everybody in.
+func checkPeer(conn net.Conn) error {
+	if !peerCheckSupported {
+		return nil
+	}
+	uid, pid, err := peerCred(conn)
+	if err != nil {
+		return fmt.Errorf("cannot tell which user connected: %w", err)
+	}
+	self := uint32(os.Geteuid())
+	if !peerAllowed(uid, self) {
+		return fmt.Errorf("uid %d (pid %d) is neither root nor the server's user (uid %d)", uid, pid, self)
+	}
+	return nil
+}
+
+// peerAllowed reports whether a process of user uid may run commands on a
+// server running as user self.
+func peerAllowed(uid, self uint32) bool { return uid == 0 || uid == self }
 
 // commandWords returns the words that name a command, for the log.
 func commandWords(args []string) string {

@@ -32,7 +32,7 @@ func startServer(t *testing.T, dir string) *store.Store {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	ln, err := Listen(dir)
+	ln, err := Listen(dir, nil)
 	if err != nil {
 		s.Close()
 		t.Fatalf("Listen: %v", err)
@@ -178,7 +178,7 @@ func (r failingReader) Read([]byte) (int, error) {
 
 func TestListenMakesSocketPrivateAndReplacesOnlyStaleOnes(t *testing.T) {
 	dir := t.TempDir()
-	ln, err := Listen(dir)
+	ln, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,13 +189,13 @@ func TestListenMakesSocketPrivateAndReplacesOnlyStaleOnes(t *testing.T) {
 	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want socket 0600", fi.Mode())
 	}
-	if _, err := Listen(dir); err == nil {
+	if _, err := Listen(dir, nil); err == nil {
 		t.Error("second Listen succeeded while the first listener answers")
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 
-	ln, err = Listen(dir) // the stale file is replaced
+	ln, err = Listen(dir, nil) // the stale file is replaced
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestListenMakesSocketPrivateAndReplacesOnlyStaleOnes(t *testing.T) {
 	if err := os.WriteFile(SocketPath(dir), []byte("not a socket"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen(dir); err == nil {
+	if _, err := Listen(dir, nil); err == nil {
 		t.Error("Listen replaced a regular file")
 	}
 }
@@ -265,7 +265,7 @@ func TestServeAnswersMalformedRequestsAndKeepsServing(t *testing.T) {
 }
 
 func TestServeReturnsWhenListenerCloses(t *testing.T) {
-	ln, err := Listen(t.TempDir())
+	ln, err := Listen(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

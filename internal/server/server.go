@@ -222,7 +222,7 @@ func New(cfg Config) (s *Server, err error) {
 	if port != "443" {
 		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
 	}
-	if s.control, err = control.Listen(cfg.DataDir); err != nil {
+	if s.control, err = control.Listen(cfg.DataDir, cfg.Logger); err != nil {
 		return nil, err
 	}
 	return s, nil
