@@ -115,29 +115,20 @@ func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web we
 	p.subdomain.ServeHTTP(x.w, r.WithContext(context.WithValue(ctx, subdomainKey{}, sr)))
 }
 
-// rewriteSubdomain points the outbound request at the device. ReverseProxy
-// has already dropped hop-by-hop headers (Proxy-Authorization among them)
-// and the standard forwarding headers.
+// rewriteSubdomain points the outbound request at the device and sets its
+// headers as for every forwarded request (outboundHeader). ReverseProxy has
+// already dropped hop-by-hop headers (Proxy-Authorization among them) and
+// the standard forwarding headers.
 func (p *Proxy) rewriteSubdomain(pr *httputil.ProxyRequest) {
 	sr := subdomainFrom(pr.In.Context())
 	pr.Out.URL.Scheme = sr.scheme
 	pr.Out.URL.Host = sr.addr
 	// pr.Out.Host stays the browser's: the device sees pump-17.<domain>.
-	for name := range pr.Out.Header {
-		// Any forwarding header a client sends (X-Forwarded-Port,
-		// X-Forwarded-Ssl, ...) would be believed by some device.
-		if strings.HasPrefix(name, "X-Forwarded-") {
-			delete(pr.Out.Header, name)
-		}
+	proto := "https" // device hosts are served on the TLS listener only
+	if pr.In.URL.IsAbs() {
+		proto = pr.In.URL.Scheme // an absolute-form upgrade (reverse): what the client asked for
 	}
-	pr.Out.Header.Del("X-Real-Ip")
-	pr.Out.Header.Del(headerReflectorAuth)
-	pr.SetXForwarded()
-	// SetXForwarded names the socket's peer; the client is who
-	// Config.ClientAddr says (behind a trusted reverse proxy, not the proxy).
-	if c := sr.x.access.client; c.IsValid() {
-		pr.Out.Header.Set("X-Forwarded-For", c.String())
-	}
+	outboundHeader(pr.Out.Header, pr.In.Host, proto, sr.x.access.client)
 }
 
 // reflectorCookiePrefix starts the names of the reflector's own cookies
