@@ -124,7 +124,7 @@ func TestStreamOverSmux(t *testing.T) {
 		done <- a.serveSession(context.Background(), client)
 	}()
 
-	tun := tunnel.NewMuxTunnel(server)
+	tun := tunnel.NewMuxTunnel(server, c2)
 	conn, err := tun.Open(context.Background(), echo, "test")
 	if err != nil {
 		t.Fatalf("Open: %v", err)

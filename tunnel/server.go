@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -113,17 +114,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(MaxMessage)
-	sess, err := smux.Server(NewWSConn(ws), MuxConfig())
+	conn := NewWSConn(ws)
+	sess, err := smux.Server(conn, MuxConfig())
 	if err != nil { // only on a bad config, which MuxConfig is not
 		ws.Close()
 		log.Error("start smux session", "err", err)
 		return
 	}
-	s.serve(device, sess, info, log)
+	s.serve(device, sess, conn, info, log)
 }
 
-func (s *Server) serve(device string, sess *smux.Session, info DeviceInfo, log *slog.Logger) {
-	reg := s.Hub.Register(device, NewMuxTunnel(sess), info)
+func (s *Server) serve(device string, sess *smux.Session, conn net.Conn, info DeviceInfo, log *slog.Logger) {
+	reg := s.Hub.Register(device, NewMuxTunnel(sess, conn), info)
 	start := time.Now()
 	if s.Seen != nil {
 		s.Seen(device, start)

@@ -18,10 +18,19 @@ const DefaultOpenTimeout = 15 * time.Second
 // reflector being the smux server that opens streams.
 type muxTunnel struct {
 	sess *smux.Session
+	// sent is closed when the session's connection will read no more of
+	// the buffers written to it (wsConn.Done); nil if it cannot tell.
+	sent <-chan struct{}
 }
 
-// NewMuxTunnel wraps a server-side smux session as a Tunnel.
-func NewMuxTunnel(sess *smux.Session) Tunnel { return &muxTunnel{sess: sess} }
+// NewMuxTunnel wraps a server-side smux session over conn as a Tunnel.
+func NewMuxTunnel(sess *smux.Session, conn net.Conn) Tunnel {
+	t := &muxTunnel{sess: sess}
+	if d, ok := conn.(interface{ Done() <-chan struct{} }); ok {
+		t.sent = d.Done()
+	}
+	return t
+}
 
 func (t *muxTunnel) Close() error          { return t.sess.Close() }
 func (t *muxTunnel) Done() <-chan struct{} { return t.sess.CloseChan() }
@@ -70,7 +79,30 @@ func (t *muxTunnel) Open(ctx context.Context, port uint16, client string) (net.C
 		return nil, &OpenError{Status: status, Message: msg}
 	}
 	st.SetDeadline(time.Time{})
-	return st, nil
+	return &muxStream{Stream: st, t: t}, nil
+}
+
+// muxStream is an open stream whose Write does not return while smux may
+// still read the caller's buffer. When its session closes, smux answers a
+// pending write at once (io.ErrClosedPipe) while its sender may still be
+// copying that frame into the connection; a caller reusing the buffer then
+// races with it (crypto/tls pools its record buffers: found by the race
+// detector at shutdown). On an error of a closed session, Write waits until
+// the connection has finished its last write, a second at most.
+type muxStream struct {
+	*smux.Stream
+	t *muxTunnel
+}
+
+func (s *muxStream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	if err != nil && s.t.sent != nil && s.t.sess.IsClosed() {
+		select {
+		case <-s.t.sent:
+		case <-time.After(time.Second):
+		}
+	}
+	return n, err
 }
 
 // isTimeout reports a deadline error, smux's or the net package's.

@@ -30,13 +30,17 @@ type wsConn struct {
 
 	// Owned by the writer.
 	writeMu sync.Mutex
+	closed  bool // set by Close under writeMu: no buffer is read after it
+
+	closeOnce sync.Once
+	done      chan struct{} // closed once closed is set
 }
 
 // NewWSConn returns ws as a net.Conn carrying binary messages. Reads use
 // NextReader, so no message is ever copied whole; an expired deadline breaks
 // the connection for good, as gorilla does.
 func NewWSConn(ws *websocket.Conn) net.Conn {
-	return &wsConn{ws: ws, batch: tlsbatch.Of(ws.NetConn())}
+	return &wsConn{ws: ws, batch: tlsbatch.Of(ws.NetConn()), done: make(chan struct{})}
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -77,6 +81,9 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) WriteBuffers(v [][]byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
 	c.batch.Hold()
 	n, err := c.writeMessage(v)
 	if serr := c.batch.Send(); err == nil {
@@ -107,13 +114,26 @@ func (c *wsConn) writeMessage(v [][]byte) (int, error) {
 	return n, w.Close()
 }
 
-// Close sends a close message (best effort, bounded by a short deadline) and
-// closes the underlying connection.
+// Close sends a close message (best effort, bounded by a short deadline),
+// closes the underlying connection and waits for a write in flight, which
+// fails on the closed socket, to return: after Close (and Done) no buffer
+// handed to Write or WriteBuffers is read again.
 func (c *wsConn) Close() error {
-	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	return c.ws.Close()
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		err = c.ws.Close()
+		c.writeMu.Lock()
+		c.closed = true
+		c.writeMu.Unlock()
+		close(c.done)
+	})
+	return err
 }
+
+// Done is closed once Close has returned: no write reads a buffer after it.
+func (c *wsConn) Done() <-chan struct{} { return c.done }
 
 func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
 func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
