@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
@@ -542,20 +541,7 @@ func TestEnrollmentKeysAndGroupQuotas(t *testing.T) {
 func TestRevokedTokenClosesItsAbsoluteFormWebSocket(t *testing.T) {
 	s := newStack(t)
 	s.addUser("alice", "alice-pass", false, "plant-a")
-	web := webServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			c.WriteMessage(mt, msg)
-		}
-	}))
+	web := webServer(t, wsEcho)
 	secret := s.addDevice(store.Device{ID: "dev1", Groups: []string{"plant-a"}})
 	s.startAgent(agent.Config{DeviceID: "dev1", Secret: secret, Ports: []uint16{web}, HTTPPort: web})
 	tok := s.createToken("--user", "alice", "--name", "laptop")

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/reflector-dev/reflector/agent"
 	"github.com/reflector-dev/reflector/internal/control"
 	"github.com/reflector-dev/reflector/internal/server"
@@ -255,3 +256,21 @@ func closedPort(t testing.TB) uint16 {
 	ln.Close()
 	return p
 }
+
+// wsEcho is a device's web server that echoes WebSocket messages.
+var wsEcho = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	for {
+		mt, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(mt, msg); err != nil {
+			return
+		}
+	}
+})

@@ -171,22 +171,7 @@ func TestSubdomainServesADevicePageWithForwardingHeaders(t *testing.T) {
 
 func TestSubdomainWebSocketEcho(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	})
+	mux.Handle("/ws", wsEcho)
 	dev := newSubDevice(t, mux)
 	s, tok := subStack(t, dev.port)
 	addr := s.srv.Addr().String()

@@ -619,20 +619,7 @@ func TestSubdomainStreamsUnbuffered(t *testing.T) {
 
 func TestSubdomainPassesWebSocketsThroughAndAuditsThem(t *testing.T) {
 	f := newSubdomainFixture(t, nil)
-	f.addDevice(store.Device{ID: "pump-17"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			c.WriteMessage(mt, msg)
-		}
-	}))
+	wsEchoDevice(f)
 	d := websocket.Dialer{
 		NetDialContext:  f.client.Transport.(*http.Transport).DialContext,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
