@@ -3,18 +3,14 @@ package tunnel
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/xtaci/smux"
 )
 
@@ -68,45 +64,11 @@ func (a *stallAgent) answer(st *smux.Stream, req OpenRequest) {
 	}
 }
 
-// connectAgentWith is connectAgent with the agent's own smux configuration,
-// so a test can play an agent of an older release.
+// connectAgentWith is connectAgent for the stall device, with the agent's
+// own smux configuration, so a test can play an agent of an older release.
 func (r *testReflector) connectAgentWith(t *testing.T, cfg *smux.Config, answer answerFunc) {
 	t.Helper()
-	d := websocket.Dialer{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		Subprotocols:    []string{Subprotocol},
-		WriteBufferSize: 64<<10 + 64,
-	}
-	h := http.Header{}
-	h.Set("Authorization", BasicCredentials(stallDevice, stallSecret))
-	h.Set(HeaderPorts, stallPorts)
-	ws, _, err := d.Dial("wss"+strings.TrimPrefix(r.srv.URL, "https")+Path, h)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	sess, err := smux.Client(NewWSConn(ws), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.Close() })
-	go func() {
-		for {
-			st, err := sess.AcceptStream()
-			if err != nil {
-				sess.Close()
-				return
-			}
-			go func() {
-				defer st.Close()
-				req, err := ReadOpen(st)
-				if err != nil {
-					return
-				}
-				answer(st, req)
-			}()
-		}
-	}()
-	waitFor(t, func() bool { s, ok := r.hub.Status(stallDevice); return ok && s.RemoteAddr == ws.LocalAddr().String() })
+	r.connectAgentConfig(t, stallDevice, stallSecret, stallPorts, cfg, answer)
 }
 
 // oldAgentConfig is the smux configuration of agents released before the

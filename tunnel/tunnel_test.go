@@ -68,6 +68,12 @@ func echo(st *smux.Stream, req OpenRequest) {
 // wire, written against PROTOCOL.md.
 func (r *testReflector) connectAgent(t *testing.T, device, secret, ports string, answer answerFunc) *smux.Session {
 	t.Helper()
+	return r.connectAgentConfig(t, device, secret, ports, MuxConfig(), answer)
+}
+
+// connectAgentConfig is connectAgent with the agent's smux configuration.
+func (r *testReflector) connectAgentConfig(t *testing.T, device, secret, ports string, cfg *smux.Config, answer answerFunc) *smux.Session {
+	t.Helper()
 	d := websocket.Dialer{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 		Subprotocols:    []string{Subprotocol},
@@ -85,7 +91,7 @@ func (r *testReflector) connectAgent(t *testing.T, device, secret, ports string,
 		}
 		t.Fatalf("dial: %v", err)
 	}
-	sess, err := smux.Client(NewWSConn(ws), MuxConfig())
+	sess, err := smux.Client(NewWSConn(ws), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
