@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -45,6 +46,11 @@ type Options struct {
 	// DialLocal, if set, replaces the dial of LocalAddr:port for streams of
 	// allowed ports: the in-process demo device serves its ports this way.
 	DialLocal func(ctx context.Context, port uint16) (net.Conn, error)
+	// LocalAddr, if valid, is the address the tunnel's connection to the
+	// reflector is made from (not a proxy's). A swarm of simulated agents
+	// on one machine gives each its own loopback address this way, so the
+	// reflector sees a fleet of addresses, as in the field.
+	LocalAddr netip.Addr
 }
 
 // Agent keeps one device's tunnel to the reflector up and serves the streams
@@ -113,7 +119,7 @@ func NewWithOptions(cfg Config, logger *slog.Logger, opts Options) (*Agent, erro
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDialer(cfg)
+	d, err := newDialer(cfg, opts.LocalAddr)
 	if err != nil {
 		return nil, err
 	}

@@ -509,3 +509,14 @@ func TestAgentWaitsRetryAfterWhenTheReflectorThrottles(t *testing.T) {
 		t.Errorf("429 logged at Warn %d times over %d attempts, want once:\n%s", n, len(at), logs.String())
 	}
 }
+
+func TestAgentConnectsFromItsLocalAddr(t *testing.T) {
+	r := newReflector(t)
+	opts := fastRetry
+	opts.LocalAddr = netip.MustParseAddr("127.0.0.9")
+	runAgent(t, r.config(echoListener(t)), opts, testLogger(t))
+	st := r.waitConnected(t, time.Time{})
+	if host, _, _ := net.SplitHostPort(st.RemoteAddr); host != "127.0.0.9" {
+		t.Errorf("the reflector saw the agent at %q, want 127.0.0.9", st.RemoteAddr)
+	}
+}

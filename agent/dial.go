@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,8 +101,9 @@ func upgradeHeader(cfg Config) http.Header {
 
 // newDialer returns the WebSocket dialer of the tunnel: buffers sized for
 // smux frames, no compression (the payload is mostly TLS already), TLS as
-// configured and the proxy from the config or the environment.
-func newDialer(cfg Config) (*websocket.Dialer, error) {
+// configured and the proxy from the config or the environment. A valid
+// local is the address connections are made from.
+func newDialer(cfg Config, local netip.Addr) (*websocket.Dialer, error) {
 	tlsConf, err := tlsConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -112,6 +114,9 @@ func newDialer(cfg Config) (*websocket.Dialer, error) {
 		// frame, up to five TLS records) goes out in one socket write.
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
+			if local.IsValid() {
+				d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+			}
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
