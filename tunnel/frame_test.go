@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestOpenHeaderRoundTrip(t *testing.T) {
@@ -138,13 +139,44 @@ func FuzzReadOpen(f *testing.F) {
 	})
 }
 
+// FuzzReadReply: ReadReply accepts exactly the inputs that begin with a
+// whole reply; what it accepts, AppendReply encodes back to the same bytes;
+// and it reads nothing past the reply, whether the stream hands it the
+// bytes at once or one at a time, so what the device sends first (an SSH
+// banner) stays in the stream.
 func FuzzReadReply(f *testing.F) {
 	f.Add(AppendReply(nil, StatusRefused, "refused"))
 	f.Add([]byte{0})
+	f.Add(append(AppendReply(nil, StatusOK, ""), "SSH-2.0-OpenSSH_9.6\r\n"...))
+	f.Add(append(AppendReply(nil, StatusTimeout, strings.Repeat("t", 255)), 0, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, msg, err := ReadReply(bytes.NewReader(b))
-		if err == nil && (len(msg) > 255 || len(b) < 2+len(msg)) {
-			t.Fatalf("accepted %v %q from % x", st, msg, b)
+		whole := len(b) >= 2 && len(b) >= 2+int(b[1])
+		for _, oneByte := range []bool{false, true} {
+			br := bytes.NewReader(b)
+			var r io.Reader = br
+			if oneByte {
+				r = iotest.OneByteReader(br)
+			}
+			st, msg, err := ReadReply(r)
+			if err != nil {
+				if whole {
+					t.Fatalf("% x: a whole reply refused: %v", b, err)
+				}
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("% x: error %v is not a short read", b, err)
+				}
+				continue
+			}
+			if !whole {
+				t.Fatalf("% x: accepted %v %q from less than a reply", b, st, msg)
+			}
+			n := 2 + len(msg)
+			if enc := AppendReply(nil, st, msg); !bytes.Equal(enc, b[:n]) {
+				t.Fatalf("% x: accepted %v %q, which encodes as % x", b, st, msg, enc)
+			}
+			if br.Len() != len(b)-n {
+				t.Fatalf("% x: read %d bytes for a reply of %d", b, len(b)-br.Len(), n)
+			}
 		}
 	})
 }

@@ -604,51 +604,189 @@ func TestWebTunnelLockoutIs429AndStoreFailure503(t *testing.T) {
 	}
 }
 
-// FuzzWebTunnelDispatch feeds agent messages to a tunnel with channels in
-// every state: whatever arrives, nothing panics or blocks.
+// FuzzWebTunnelDispatch plays a script of agent messages and user actions
+// against a tunnel with channels in every state (1 pending, 2 open, 3 open
+// and half-closed by the user, 4 abandoned by Open). A script byte below
+// 0xf0 is the length of the agent message that follows; 0xf0-0xf3 is a user
+// action (read what is queued, CloseWrite, Close, Write) on the channel the
+// next byte names, if the user holds it (2, 3, and 1 once confirmed). Whatever the script, nothing panics or blocks, and after
+// every step:
+//   - the tunnel holds no channel the agent or the user has ended (closed,
+//     failed, or CLOSE sent both ways), and never more channels than it
+//     started with: the agent cannot open any;
+//   - a channel queues at most ChannelQueue plus one frame, and nothing once
+//     the user has closed it;
+//   - a pending Open gets at most one answer, and Read on an ended channel
+//     never blocks;
+//   - the device properties stay within the known names and lengths.
 func FuzzWebTunnelDispatch(f *testing.F) {
 	for _, m := range [][]byte{
 		{0x11, 0, 0, 1}, {0x81, 0, 0, 2, 0, 2}, {0x00, 0, 0, 1, 'x'}, {0x02, 0, 0, 1},
 		{0x80, 0, 0, 3, 0, 5}, {0x40, 0, 0, 0, 1, 4, 'n', 'a', 'm', 'e', 1, 'x'}, {0x01, 0, 0, 9, 0, 80},
 	} {
-		f.Add(m, m)
+		f.Add(dispatchScript(m, m))
 	}
-	f.Fuzz(func(t *testing.T, m1, m2 []byte) {
-		tun := discardTunnel(t, tunnelConfig{ChannelQueue: 16, StallTimeout: time.Millisecond})
-		pending, _ := tun.allocate(7) // 1
-		open, _ := tun.allocate(7)    // 2
-		open.state = stateOpen
-		half, _ := tun.allocate(7) // 3
-		half.state = stateOpen
-		half.CloseWrite()
-		abandoned, _ := tun.allocate(7) // 4
-		abandoned.state = stateAbandoned
-		for _, m := range [][]byte{m1, m2} {
-			if fr, err := ParseFrame(m); err == nil {
-				tun.dispatch(fr)
+	f.Add(dispatchScript([]byte{0x00, 0, 0, 2, 'a', 'b'}, []byte{0x02, 0, 0, 2}, []byte{0xf1, 2}, []byte{0xf0, 2}, []byte{0xf2, 2}, []byte{0x00, 0, 0, 2, 'c'}))
+	f.Add(dispatchScript([]byte{0xf2, 3}, []byte{0x02, 0, 0, 3}, []byte{0x11, 0, 0, 4}, []byte{0x11, 0, 0, 4}))
+	const queue = 16
+	f.Fuzz(func(t *testing.T, script []byte) {
+		tun := discardTunnel(t, tunnelConfig{ChannelQueue: queue, StallTimeout: time.Millisecond})
+		chans := make([]*channel, 5) // by number; 0 is never used
+		for i, st := range []channelState{statePending, stateOpen, stateOpen, stateAbandoned} {
+			c, err := tun.allocate(7)
+			if err != nil || c.id != uint16(i+1) {
+				t.Fatalf("allocate: %v, %v", c, err)
 			}
+			c.state = st
+			chans[c.id] = c
 		}
+		chans[3].CloseWrite()
+		answers := 0
+		held := map[uint16]bool{2: true, 3: true} // the channels the user has
+		var bad error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for len(script) > 0 {
+				op := script[0]
+				script = script[1:]
+				if op < 0xf0 {
+					n := min(int(op), len(script))
+					if fr, err := ParseFrame(script[:n]); err == nil {
+						tun.dispatch(fr)
+					}
+					script = script[n:]
+				} else if len(script) > 0 {
+					c := chans[1+int(script[0])%3]
+					script = script[1:]
+					if !held[c.id] {
+						continue // Open still owns it: the user has nothing to act on
+					}
+					switch op {
+					case 0xf0:
+						c.SetReadDeadline(time.Now().Add(-time.Second)) // what is queued, without waiting
+						c.Read(make([]byte, 64))
+					case 0xf1:
+						c.CloseWrite()
+					case 0xf2:
+						c.Close()
+					case 0xf3:
+						c.Write([]byte("user"))
+					}
+				}
+				select {
+				case err := <-chans[1].opened:
+					answers++
+					held[1] = err == nil
+				default:
+				}
+				if err := checkDispatchState(tun, chans, queue); err != nil {
+					bad = err
+					return
+				}
+			}
+		}()
 		select {
-		case <-pending.opened:
-		default:
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the script blocked")
 		}
-		open.Close()
-		half.Close()
+		if bad != nil {
+			t.Fatal(bad)
+		}
+		if answers > 1 {
+			t.Fatalf("the pending Open got %d answers", answers)
+		}
+		for id := range held {
+			chans[id].Close()
+		}
+		if err := checkDispatchState(tun, chans, queue); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(tun.chans); n > 2 { // only Open's (pending, abandoned) may wait for their answer
+			t.Fatalf("%d channels held after the user closed all", n)
+		}
 	})
 }
 
+// dispatchScript is a FuzzWebTunnelDispatch script of agent messages; a
+// "message" beginning with 0xf0-0xf3 is a user action and its channel.
+func dispatchScript(steps ...[]byte) []byte {
+	var b []byte
+	for _, m := range steps {
+		if m[0] >= 0xf0 {
+			b = append(b, m...)
+			continue
+		}
+		b = append(b, byte(len(m)))
+		b = append(b, m...)
+	}
+	return b
+}
+
+// checkDispatchState checks the invariants FuzzWebTunnelDispatch names.
+func checkDispatchState(tun *agentTunnel, chans []*channel, queue int) error {
+	tun.mu.Lock()
+	held := maps.Clone(tun.chans)
+	tun.mu.Unlock()
+	if len(held) > 4 {
+		return fmt.Errorf("the tunnel holds %d channels; it started with 4", len(held))
+	}
+	for id, c := range chans[1:] {
+		c.mu.Lock()
+		state, closed, err, both, queued := c.state, c.closed, c.err, c.gotClose && c.sentClose, len(c.buf)-c.off
+		c.mu.Unlock()
+		ended := closed || err != nil || both || state == stateEnded
+		if held[c.id] == c && ended {
+			return fmt.Errorf("channel %d ended (state %d, closed %v, err %v, closed both ways %v) but still held", id+1, state, closed, err, both)
+		}
+		if queued > queue+MaxPayload || (closed && queued != 0) {
+			return fmt.Errorf("channel %d queues %d bytes (closed %v)", id+1, queued, closed)
+		}
+	}
+	if len(tun.props) > len(wireName) {
+		return fmt.Errorf("%d device properties: %v", len(tun.props), tun.props)
+	}
+	for k, v := range tun.props {
+		if _, known := wireName[k]; !known || len(v) > tunnel.MaxPropertyLen {
+			return fmt.Errorf("device property %q = %q", k, v)
+		}
+	}
+	return nil
+}
+
+// FuzzParsePropertyHeader: what parsePropertyHeader accepts is a device
+// property with a key, and formatted again (quoted as WebTunnelAgent
+// quotes) it parses to the same key and value; what it refuses it returns
+// nothing of. Any value that ParsePorts reads is read without panicking.
 func FuzzParsePropertyHeader(f *testing.F) {
 	f.Add(`device;name="Pump \"17\""`)
 	f.Add("device;targetPorts=80, 29000")
 	f.Add(`device;x="\`)
+	f.Add(`DEVICE ; version = "1.0\\" trailing`)
+	f.Add(`device;a=b=c`)
+	f.Add(`device;"k"=v`)
 	f.Fuzz(func(t *testing.T, h string) {
 		k, v, ok := parsePropertyHeader(h)
-		if !ok && (k != "" || v != "") {
-			t.Errorf("%q: not ok but %q=%q", h, k, v)
+		if !ok {
+			if k != "" || v != "" {
+				t.Errorf("%q: not ok but %q=%q", h, k, v)
+			}
+			return
 		}
-		if ok {
-			tunnel.ParsePorts(v)
+		if k == "" || k != strings.TrimSpace(k) || strings.Contains(k, "=") {
+			t.Fatalf("%q: key %q", h, k)
 		}
+		if !strings.HasPrefix(strings.TrimSpace(strings.SplitN(h, "=", 2)[1]), `"`) && v != strings.TrimSpace(v) {
+			t.Fatalf("%q: unquoted value %q keeps its blanks", h, v)
+		}
+		for _, again := range []string{"device;" + k + "=" + quote(v), "Device ; " + k + " = " + quote(v) + " "} {
+			k2, v2, ok2 := parsePropertyHeader(again)
+			if !ok2 || k2 != k || v2 != v {
+				t.Fatalf("%q = %q, %q; formatted again as %q it is %q, %q, %v", h, k, v, again, k2, v2, ok2)
+			}
+		}
+		tunnel.ParsePorts(v)
 	})
 }
 
