@@ -77,6 +77,5 @@ func (p *Proxy) refuse(w http.ResponseWriter, err error) {
 	if status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="reflector"`)
 	}
-	tunnel.RetryLater(w.Header(), err) // sets Retry-After for a 429
-	http.Error(w, msg, status)
+	httpError(w, err, status, msg)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/reflector-dev/reflector/store"
@@ -57,8 +58,27 @@ func statusFor(err error) (int, string) {
 	case errors.Is(err, tunnel.ErrDeviceOffline), errors.Is(err, tunnel.ErrRefused),
 		errors.Is(err, tunnel.ErrDeviceFailure):
 		return http.StatusBadGateway, reason(err)
+	case responseHeaderTooLarge(err):
+		return http.StatusBadGateway, fmt.Sprintf("the device's response headers are too large: over %d KiB", maxResponseHeaderBytes>>10)
 	}
 	return http.StatusBadGateway, "cannot reach device"
+}
+
+// responseHeaderTooLarge reports whether err is the Transport's refusal of
+// a device response whose header passed MaxResponseHeaderBytes. net/http
+// has no sentinel for it (transport.go builds it with fmt.Errorf), so its
+// text is matched here, in this one place;
+// TestDeviceResponseHeadersTooLargeSaysSo notices if the text changes.
+func responseHeaderTooLarge(err error) bool {
+	return strings.Contains(err.Error(), "server response headers exceeded")
+}
+
+// httpError answers a request with status and its one-line reason msg, and
+// with Retry-After when err is Throttled (ErrDeviceBusy, ErrTooManyStreams,
+// a lockout), as every 429 and 503 of the proxy has.
+func httpError(w http.ResponseWriter, err error, status int, msg string) {
+	tunnel.RetryLater(w.Header(), err)
+	http.Error(w, msg, status)
 }
 
 // reason is the user-facing text of err: our own wrapping ("dial device x

@@ -48,9 +48,34 @@ func TestDeviceResponseHeadersOver1MiBAre502(t *testing.T) {
 	}
 }
 
+// TestDeviceResponseHeadersTooLargeSaysSo: the 502 for a device response
+// whose headers pass the limit said "cannot reach device", which sends the
+// user looking for a network fault; it names what happened, on both paths.
+func TestDeviceResponseHeadersTooLargeSaysSo(t *testing.T) {
+	f := newWTClientFixture(t)
+	bigHeaderDevice(f)
+	resp := f.get("https://pump-17.localhost/?kib=2048", "root")
+	body := readBody(t, resp)
+	const want = "response headers are too large"
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, want) {
+		t.Errorf("device host: %d %q, want 502 saying %q", resp.StatusCode, body, want)
+	}
+	abs := absoluteGetAs(t, f, "http://pump-17.localhost/?kib=2048", "alice")
+	if body := readBody(t, abs); abs.StatusCode != http.StatusBadGateway || !strings.Contains(body, want) {
+		t.Errorf("absolute-form: %d %q, want 502 saying %q", abs.StatusCode, body, want)
+	}
+}
+
 // absoluteGet sends GET url in absolute form through the proxy as alice
 // and returns the status.
 func absoluteGet(t *testing.T, f *subdomainFixture, url string) int {
+	t.Helper()
+	return absoluteGetAs(t, f, url, "alice").StatusCode
+}
+
+// absoluteGetAs sends GET url in absolute form through the proxy as user
+// (password user-pw) and returns the response, its body read.
+func absoluteGetAs(t *testing.T, f *subdomainFixture, url, user string) *http.Response {
 	t.Helper()
 	conn, err := tls.Dial("tcp", f.front.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
@@ -58,11 +83,13 @@ func absoluteGet(t *testing.T, f *subdomainFixture, url string) int {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: pump-17.localhost\r\nProxy-Authorization: %s\r\n\r\n", url, basic("alice", "alice-pw"))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: pump-17.localhost\r\nProxy-Authorization: %s\r\n\r\n", url, basic(user, user+"-pw"))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode
+	resp.Body = io.NopCloser(strings.NewReader(string(body)))
+	return resp
 }

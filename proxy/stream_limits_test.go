@@ -163,6 +163,26 @@ func TestDeviceBusyIs503WithRetryAfter(t *testing.T) {
 	}
 }
 
+// TestDeviceHostBusyIs503WithRetryAfter: a device host's request to a
+// device whose streams are all taken got 503 without the Retry-After the
+// proxy's 503 has.
+func TestDeviceHostBusyIs503WithRetryAfter(t *testing.T) {
+	f := newLimitsFixture(t, func(ctx context.Context, device string, port uint16, _ netip.Addr) (net.Conn, error) {
+		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, tunnel.ErrDeviceBusy)
+	})
+	resp := f.get("https://dev1.localhost/", "alice")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "device busy") {
+		t.Fatalf("status %d %q, want 503 device busy", resp.StatusCode, body)
+	}
+	if got, want := resp.Header.Get("Retry-After"), tunnel.RetryAfterSeconds(tunnel.BusyRetryAfter); got != want {
+		t.Errorf("Retry-After %q, want %q", got, want)
+	}
+	if got := absoluteGetAs(t, f, "http://dev1.localhost/", "alice"); got.StatusCode != http.StatusServiceUnavailable || got.Header.Get("Retry-After") == "" {
+		t.Errorf("absolute-form: %d, Retry-After %q; want 503 with Retry-After", got.StatusCode, got.Header.Get("Retry-After"))
+	}
+}
+
 func TestStatusForStreamLimits(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

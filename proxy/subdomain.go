@@ -85,7 +85,7 @@ func (p *Proxy) ServeDevice(w http.ResponseWriter, r *http.Request, id string) {
 		if status == http.StatusInternalServerError {
 			p.cfg.Logger.Error("device subdomain", "device", id, "user", cred.User.Name, "err", err)
 		}
-		http.Error(w, msg, status)
+		httpError(w, err, status, msg)
 		return
 	}
 
@@ -262,7 +262,7 @@ func (p *Proxy) subdomainError(w http.ResponseWriter, r *http.Request, err error
 		p.cfg.Logger.Info("device subdomain: forward failed", "device", sr.x.access.device.ID,
 			"port", sr.x.access.port, "user", sr.x.access.cred.User.Name, "client", sr.x.access.client, "err", err)
 	}
-	http.Error(w, msg, status)
+	httpError(w, err, status, msg)
 }
 
 // forwardStatus is statusFor for a failed round trip to a device's web
