@@ -191,6 +191,7 @@ func (h *Hub) Dial(ctx context.Context, device string, port uint16, client netip
 	// the cap together.
 	if c.streams.Add(1) > MaxDeviceStreams {
 		c.streams.Add(-1)
+		c.kind.opens[OpenBusy].Add(1)
 		return nil, fmt.Errorf("dial device %s port %d: %w", device, port, ErrDeviceBusy)
 	}
 	conn, err := c.tunnel.Open(ctx, port, addrText(client))

@@ -18,17 +18,19 @@ const (
 	OpenRefused
 	OpenTimeout
 	OpenFailed // the device reported another failure, or the tunnel broke
+	OpenBusy   // refused by the hub: the device had MaxDeviceStreams streams
 	numOpenResults
 )
 
-// String is the result's label: ok, not_allowed, refused, timeout, failed.
+// String is the result's label: ok, not_allowed, refused, timeout, failed,
+// busy.
 func (r OpenResult) String() string {
-	return [...]string{"ok", "not_allowed", "refused", "timeout", "failed"}[r]
+	return [...]string{"ok", "not_allowed", "refused", "timeout", "failed", "busy"}[r]
 }
 
 // OpenResults lists every OpenResult, for exporters.
 func OpenResults() []OpenResult {
-	return []OpenResult{OpenOK, OpenNotAllowed, OpenRefused, OpenTimeout, OpenFailed}
+	return []OpenResult{OpenOK, OpenNotAllowed, OpenRefused, OpenTimeout, OpenFailed, OpenBusy}
 }
 
 func openResult(err error) OpenResult {
@@ -37,6 +39,8 @@ func openResult(err error) OpenResult {
 		return OpenOK
 	case errors.Is(err, ErrPortNotAllowed):
 		return OpenNotAllowed
+	case errors.Is(err, ErrDeviceBusy):
+		return OpenBusy
 	case errors.Is(err, ErrRefused):
 		return OpenRefused
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):

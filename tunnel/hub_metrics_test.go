@@ -2,9 +2,11 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,5 +68,32 @@ func TestOpenResultNames(t *testing.T) {
 	}
 	if got := fmt.Sprint(names); got != "[ok not_allowed refused timeout failed]" {
 		t.Errorf("names %s", got)
+	}
+}
+
+// TestHubMetricsCountBusyOpens: an open the hub refuses because the device
+// has MaxDeviceStreams streams already was counted under no result at all.
+func TestHubMetricsCountBusyOpens(t *testing.T) {
+	r := newTestReflector(t)
+	r.connectAgent(t, "dev1", "secret-dev1", "7", echo)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range MaxDeviceStreams {
+		c, err := r.hub.Dial(ctx, "dev1", 7, netip.Addr{})
+		if err != nil {
+			t.Fatalf("stream %d: %v", i+1, err)
+		}
+		defer c.Close()
+	}
+	if _, err := r.hub.Dial(ctx, "dev1", 7, netip.Addr{}); !errors.Is(err, ErrDeviceBusy) {
+		t.Fatalf("stream %d: %v, want ErrDeviceBusy", MaxDeviceStreams+1, err)
+	}
+	kinds, _ := r.hub.Metrics()
+	ours := kinds[0]
+	if ours.Opens[OpenBusy] != 1 || ours.Opens[OpenOK] != MaxDeviceStreams || ours.OpenStreams != MaxDeviceStreams {
+		t.Errorf("opens %v (busy %d), open streams %d; want %d ok, 1 busy", ours.Opens, ours.Opens[OpenBusy], ours.OpenStreams, MaxDeviceStreams)
+	}
+	if !slices.Contains(OpenResults(), OpenBusy) || OpenBusy.String() != "busy" {
+		t.Errorf("OpenResults %v: exporters do not see busy", OpenResults())
 	}
 }
