@@ -141,15 +141,21 @@ func (p *Proxy) refuseClient(w http.ResponseWriter, err error) {
 	p.refuse(w, err)
 }
 
-// sameOriginOrNone accepts a request without Origin, or whose Origin's host
-// is the request's Host.
+// sameOriginOrNone accepts a request without Origin, or whose Origin is
+// the request's own: the same host and the scheme the request came by
+// (https on TLS, else http). An origin is scheme, host and port (RFC 6454):
+// a plain-http page of the device's name is another origin.
 func sameOriginOrNone(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
 	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	return err == nil && strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
 }
 
 // spliceWebTunnel copies between a client's WebSocket and a device stream

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -119,7 +120,8 @@ var plainHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
 // FuzzClientToolOrigin: the client tools' upgrader's CheckOrigin never
 // panics, lets a request without Origin through (the tools send none),
 // compares hosts without regard to ASCII case, never accepts one Origin for
-// two different Hosts, lets a page of the device's own host through and
+// two different Hosts nor for both TLS and plain http, refuses an http://
+// page for a host reached over TLS, lets a page of the device's own host through and
 // refuses a page of a longer name that merely starts with it.
 func FuzzClientToolOrigin(f *testing.F) {
 	for _, s := range [][2]string{
@@ -138,6 +140,7 @@ func FuzzClientToolOrigin(f *testing.F) {
 	check := func(origin, host string) bool {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Host = host
+		r.TLS = &tls.ConnectionState{} // the device hosts' listener
 		if origin != "" {
 			r.Header["Origin"] = []string{origin}
 		}
@@ -155,6 +158,12 @@ func FuzzClientToolOrigin(f *testing.F) {
 			if check(origin, "x"+host) {
 				t.Fatalf("Origin %q accepted for both Host %q and %q", origin, host, "x"+host)
 			}
+			r := httptest.NewRequest(http.MethodGet, "/", nil) // plain http
+			r.Host = host
+			r.Header["Origin"] = []string{origin}
+			if sameOriginOrNone(r) {
+				t.Fatalf("Origin %q accepted for Host %q both on TLS and plain http", origin, host)
+			}
 		}
 		if plainHost.MatchString(host) {
 			if !check("https://"+host, host) {
@@ -162,6 +171,9 @@ func FuzzClientToolOrigin(f *testing.F) {
 			}
 			if check("https://"+host+".evil.example", host) {
 				t.Fatalf("Host %q: Origin https://%s.evil.example accepted", host, host)
+			}
+			if check("http://"+host, host) {
+				t.Fatalf("Host %q on TLS: Origin http://%s accepted", host, host)
 			}
 		}
 	})

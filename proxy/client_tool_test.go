@@ -393,3 +393,37 @@ func TestWebTunnelClientMessageDoesNotAllocate(t *testing.T) {
 		t.Errorf("%.1f allocations per message", n)
 	}
 }
+
+// TestWebTunnelClientRefusesOriginOfOtherScheme (attack): a page served
+// over plain http:// with the device's name (on a network that can answer
+// for it) passed the origin check of the device's https:// host, whose
+// scheme it ignored: an origin is scheme, host and port (RFC 6454).
+func TestWebTunnelClientRefusesOriginOfOtherScheme(t *testing.T) {
+	f := newWTClientFixture(t)
+	echo := int(tcpEcho(t))
+	f.setDevice(store.Device{ID: "pump-17", Groups: []string{"ops"}})
+	for _, tc := range []struct {
+		origin string
+		status int
+	}{
+		{"http://pump-17.localhost", http.StatusForbidden},
+		{"HTTP://pump-17.localhost", http.StatusForbidden},
+		{"ws://pump-17.localhost", http.StatusForbidden},
+		{"https://pump-17.localhost", http.StatusSwitchingProtocols},
+		{"HTTPS://PUMP-17.localhost", http.StatusSwitchingProtocols},
+	} {
+		hdr := wtHeader(basic("alice", "alice-pw"), echo)
+		hdr.Set("Origin", tc.origin)
+		c, resp, err := f.wtDial("pump-17.localhost", hdr, false)
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		if c != nil {
+			c.Close()
+		}
+		if status != tc.status {
+			t.Errorf("Origin %s: status %d (%v), want %d", tc.origin, status, err, tc.status)
+		}
+	}
+}
