@@ -292,16 +292,29 @@ func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
 	return ws, nil
 }
 
-// reason returns ": " and the first line of a refusal's body, if any.
-// gorilla has already read up to 1 KiB of it into memory.
+// reason returns ": " and the first line of a refusal's body, if any, as
+// text fit for a log line: control characters (a CRLF's \r among them)
+// become blanks, invalid UTF-8 becomes U+FFFD, and it is cut to 200 bytes
+// between characters. gorilla has already read up to 1 KiB of it into
+// memory.
 func reason(resp *http.Response) string {
 	if resp.Body == nil {
 		return ""
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	line = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || 0x7f <= r && r < 0xa0 { // C0, DEL, C1
+			return ' '
+		}
+		return r // an invalid byte arrives as U+FFFD, and is written so
+	}, line))
 	if len(line) > 200 {
-		line = line[:200]
+		cut := 200
+		for cut > 0 && line[cut]&0xc0 == 0x80 { // a continuation byte: not a character's start
+			cut--
+		}
+		line = strings.TrimSpace(line[:cut])
 	}
 	if line == "" {
 		return ""
