@@ -107,7 +107,11 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 		r.URL.Host = net.JoinHostPort(a.device.ID+"."+p.cfg.Domain, strconv.Itoa(int(a.port)))
 	}
 	x := r.Context().Value(exchangeKey{}).(*exchange) // ServeAbsolute put it there
-	return r.WithContext(p.begin(r.Context(), x, a)), nil
+	fwd, err := p.begin(r.Context(), x, a)
+	if err != nil {
+		return r, p.response(r, err)
+	}
+	return r.WithContext(fwd), nil
 }
 
 // filterAbsoluteError answers a failed round trip with the status of its

@@ -44,22 +44,28 @@ func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Reque
 	return x, r
 }
 
-// begin records the authorised access a and registers a grant for it. The
-// returned context, derived from ctx, ends when Revalidate cuts the grant
-// or the proxy closes; forward the request with it. It carries the
+// begin records the authorised access a and registers a grant for it,
+// unless its user has MaxUserStreams streams and requests at the device
+// already (an error wrapping ErrTooManyStreams, 429): a request whose
+// answer the client does not read holds a device stream as a CONNECT does.
+// The returned context, derived from ctx, ends when Revalidate cuts the
+// grant or the proxy closes; forward the request with it. It carries the
 // client's address to the Transport's dialer (dialForHTTP).
-func (p *Proxy) begin(ctx context.Context, x *exchange, a access) context.Context {
+func (p *Proxy) begin(ctx context.Context, x *exchange, a access) (context.Context, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	var once sync.Once
-	x.access = a
-	x.grant = &grant{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
+	g := &grant{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
 		once.Do(func() { close(done) })
 		cancel()
 	}}
+	if !p.grants.addWithin(g, MaxUserStreams) {
+		cancel()
+		return nil, fmt.Errorf("user %s, device %s: %w", a.cred.User.Name, a.device.ID, ErrTooManyStreams)
+	}
+	x.access, x.grant = a, g
 	x.stop = context.AfterFunc(p.ctx, cancel) // Close: not a revocation
-	p.grants.add(x.grant)
-	return context.WithValue(ctx, dialClientKey{}, a.client)
+	return context.WithValue(ctx, dialClientKey{}, a.client), nil
 }
 
 // end unregisters the exchange's grant and writes its audit event; r is

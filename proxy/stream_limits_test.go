@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,5 +246,53 @@ func wsPing(t *testing.T, ws *websocket.Conn) {
 	}
 	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "ping" {
 		t.Fatalf("client-tool echo: %q, %v", msg, err)
+	}
+}
+
+// TestForwardedRequestsPerUserAndDeviceAreCapped: forwarded HTTP requests
+// counted toward MaxUserStreams but were never refused by it, so one user's
+// requests that read no answer held as many of a device's streams as
+// CONNECT may not: the next is 429 with Retry-After, absolute-form and on
+// device hosts, while another user still gets through.
+func TestForwardedRequestsPerUserAndDeviceAreCapped(t *testing.T) {
+	f := newLimitsFixture(t, nil)
+	release := make(chan struct{})
+	entered := make(chan struct{}, MaxUserStreams+2)
+	f.addDevice(store.Device{ID: "dev1", Groups: []string{"ops"}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	var held sync.WaitGroup
+	defer held.Wait()
+	defer close(release)
+	for i := range MaxUserStreams {
+		conn, err := tls.Dial("tcp", f.front.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET http://dev1.localhost/hold HTTP/1.1\r\nHost: dev1.localhost\r\nProxy-Authorization: %s\r\n\r\n", basic("alice", "alice-pw"))
+		held.Go(func() { io.Copy(io.Discard, conn) }) // until the answer and the close
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("alice's request %d did not reach the device", i+1)
+		}
+	}
+	resp := absoluteGetAs(t, f, "http://dev1.localhost/", "alice")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(body, fmt.Sprintf("at most %d per user and device", MaxUserStreams)) {
+		t.Errorf("absolute-form request %d: %d, Retry-After %q, %q; want 429 with Retry-After", MaxUserStreams+1, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	sub := f.get("https://dev1.localhost/", "alice")
+	if body := readBody(t, sub); sub.StatusCode != http.StatusTooManyRequests || sub.Header.Get("Retry-After") == "" {
+		t.Errorf("device host request beside %d: %d, Retry-After %q, %q; want 429 with Retry-After", MaxUserStreams, sub.StatusCode, sub.Header.Get("Retry-After"), body)
+	}
+	if got := absoluteGetAs(t, f, "http://dev1.localhost/", "root"); got.StatusCode != http.StatusOK {
+		t.Errorf("root beside alice's %d requests: %d", MaxUserStreams, got.StatusCode)
 	}
 }

@@ -105,7 +105,12 @@ func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web we
 	}
 	x, r := newExchange(w, r)
 	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
-	ctx := p.begin(r.Context(), x, a)
+	ctx, err := p.begin(r.Context(), x, a)
+	if err != nil {
+		status, msg := statusFor(err)
+		httpError(w, err, status, msg)
+		return
+	}
 	port := strconv.Itoa(int(a.port))
 	sr := &subdomainRequest{x: x, scheme: "http", addr: net.JoinHostPort(a.device.ID, port),
 		host: a.device.ID + "." + p.cfg.Domain, local: web.local}
