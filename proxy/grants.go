@@ -22,11 +22,12 @@ type grant struct {
 	done   chan struct{}      // closed by cancel, when the owner must tell (forwarded requests)
 }
 
-// MaxUserStreams caps the CONNECT and client-tool streams one user may
-// have open to one device at once; the next is refused with
-// ErrTooManyStreams (429), so one user cannot take all of a device's
-// tunnel.MaxDeviceStreams. Forwarded HTTP requests count toward it too,
-// but only streams are refused by it.
+// MaxUserStreams caps the CONNECT and client-tool streams and forwarded
+// HTTP requests (absolute-form, device hosts) one user may have open to one
+// device at once; the next is refused with ErrTooManyStreams (429), so one
+// user cannot take all of a device's tunnel.MaxDeviceStreams. A request
+// counts because one whose answer the client does not read holds a device
+// stream as a CONNECT does.
 //
 // 15 windows (15 MiB) stay below the 16 MiB session buffer of agents of
 // older releases (tunnel.LegacySessionBuffer): one user alone cannot stall
