@@ -211,18 +211,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // serve runs the smux session over ws until it ends or ctx does.
 func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) error {
-	sess, err := smux.Client(tunnel.NewWSConn(ws), tunnel.MuxConfig())
+	conn := tunnel.NewWSConn(ws)
+	sess, err := smux.Client(conn, tunnel.MuxConfig())
 	if err != nil { // only on a bad config, which MuxConfig is not
 		ws.Close()
 		return fmt.Errorf("start smux session: %w", err)
 	}
-	return a.serveSession(ctx, sess)
+	return a.serveSession(ctx, sess, conn)
 }
 
 // serveSession accepts the streams the reflector opens until the session
 // ends or ctx does, then closes the session and waits for its streams'
-// goroutines. It returns why the session ended.
-func (a *Agent) serveSession(ctx context.Context, sess *smux.Session) error {
+// goroutines. It returns why the session ended. conn is the session's
+// connection (guardStream).
+func (a *Agent) serveSession(ctx context.Context, sess *smux.Session, conn net.Conn) error {
 	// Streams live in sctx: when the session ends for any reason, their
 	// local dials and splices end with it.
 	sctx, cancel := context.WithCancel(ctx)
@@ -239,7 +241,7 @@ func (a *Agent) serveSession(ctx context.Context, sess *smux.Session) error {
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { a.serveStream(sctx, st) })
+		wg.Go(func() { a.serveStream(sctx, guardStream(st, sess, conn)) })
 	}
 }
 

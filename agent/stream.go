@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xtaci/smux"
+
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -70,6 +72,42 @@ func (a *Agent) serveStream(ctx context.Context, st net.Conn) {
 	}
 	toLocal, fromLocal, err := tunnel.Join(ctx, st, local)
 	log.Debug("stream closed", "bytes_to_device", toLocal, "bytes_from_device", fromLocal, "err", err)
+}
+
+// guardStream wraps a stream of the agent's session so that its Write does
+// not return while smux may still read the caller's buffer. When the
+// session closes, smux answers a pending Write at once (io.ErrClosedPipe)
+// while its sender may still be copying that frame into the connection;
+// Join then gave its buffer back to the pool, and the next Join filled it
+// under the sender (a data race; tunnel's muxStream guards the reflector's
+// streams the same way). conn is the session's connection: when it has a
+// Done (tunnel.NewWSConn), closed once no write reads a buffer any more, a
+// Write failing on a closed session waits for it, a second at most.
+func guardStream(st *smux.Stream, sess *smux.Session, conn net.Conn) net.Conn {
+	d, ok := conn.(interface{ Done() <-chan struct{} })
+	if !ok {
+		return st
+	}
+	return &sessionStream{Stream: st, sess: sess, sent: d.Done()}
+}
+
+type sessionStream struct {
+	*smux.Stream
+	sess *smux.Session
+	sent <-chan struct{}
+}
+
+func (s *sessionStream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	if err != nil && s.sess.IsClosed() {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-s.sent:
+		case <-t.C:
+		}
+	}
+	return n, err
 }
 
 // dialLocal connects to the device port, within LocalTimeout.

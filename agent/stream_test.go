@@ -121,7 +121,7 @@ func TestStreamOverSmux(t *testing.T) {
 	defer server.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- a.serveSession(context.Background(), client)
+		done <- a.serveSession(context.Background(), client, c1)
 	}()
 
 	tun := tunnel.NewMuxTunnel(server, c2)

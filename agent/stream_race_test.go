@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/xtaci/smux"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
+
+// firehose listens on 127.0.0.1 and sends to every connection until it
+// closes.
+func firehose(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 64<<10)
+				for {
+					if _, err := c.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer: when the agent's
+// session closes, smux answers a stream's pending Write at once while its
+// sender may still copy the frame into the connection; Join then gave the
+// buffer back to its pool, and the next Join wrote into it under the
+// sender (run with -race). A stream's Write now waits for the connection's
+// last write, as the reflector's muxStream does.
+func TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer(t *testing.T) {
+	port := firehose(t)
+	a := newTestAgent(t, port)
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		conn := tunnel.NewWSConn(ws)
+		sess, err := smux.Server(conn, tunnel.MuxConfig())
+		if err != nil {
+			return
+		}
+		defer sess.Close()
+		tun := tunnel.NewMuxTunnel(sess, conn)
+		var wg sync.WaitGroup
+		for range 8 {
+			st, err := tun.Open(r.Context(), port, "test")
+			if err != nil {
+				return
+			}
+			wg.Go(func() { io.Copy(io.Discard, st) })
+		}
+		wg.Wait()
+	}))
+	defer srv.Close()
+
+	// Other Joins in the process take buffers from the pool and fill them.
+	stop := make(chan struct{})
+	var pumps sync.WaitGroup
+	defer pumps.Wait()
+	defer close(stop)
+	for range 4 {
+		pumps.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a1, a2 := net.Pipe()
+				b1, b2 := net.Pipe()
+				go io.Copy(io.Discard, a2)
+				go func() { b2.Write(make([]byte, 256<<10)); b2.Close() }()
+				tunnel.Join(context.Background(), a1, b1)
+				a2.Close()
+			}
+		})
+	}
+
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	d := websocket.Dialer{WriteBufferSize: 64<<10 + 64, Subprotocols: []string{tunnel.Subprotocol}}
+	for range 20 {
+		ws, _, err := d.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.serve(ctx, ws) }()
+		time.Sleep(20 * time.Millisecond) // streams open and flowing
+		cancel()
+		<-done
+	}
+}
