@@ -66,7 +66,7 @@ func TestOpenResultNames(t *testing.T) {
 	for _, r := range OpenResults() {
 		names = append(names, r.String())
 	}
-	if got := fmt.Sprint(names); got != "[ok not_allowed refused timeout failed]" {
+	if got := fmt.Sprint(names); got != "[ok not_allowed refused timeout failed busy]" {
 		t.Errorf("names %s", got)
 	}
 }
