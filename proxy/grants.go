@@ -47,9 +47,6 @@ type userDevice struct{ user, device string }
 
 func (g *grant) key() userDevice { return userDevice{g.cred.User.Name, g.device} }
 
-// add registers g whatever its user has open.
-func (s *grants) add(g *grant) { s.addWithin(g, -1) }
-
 // addWithin registers g unless its user has limit grants at its device
 // already (no limit when negative); it reports whether it did.
 func (s *grants) addWithin(g *grant, limit int) bool {
