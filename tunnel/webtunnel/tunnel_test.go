@@ -609,16 +609,16 @@ func TestWebTunnelLockoutIs429AndStoreFailure503(t *testing.T) {
 // and half-closed by the user, 4 abandoned by Open). A script byte below
 // 0xf0 is the length of the agent message that follows; 0xf0-0xf3 is a user
 // action (read what is queued, CloseWrite, Close, Write) on the channel the
-// next byte names, if the user holds it (2, 3, and 1 once confirmed). Whatever the script, nothing panics or blocks, and after
-// every step:
+// next byte names, if the user holds it (2, 3, and 1 once confirmed).
+// Whatever the script, nothing panics or blocks (a second answer to a
+// pending Open would), and after every step:
 //   - the tunnel holds no channel the agent or the user has ended (closed,
 //     failed, or CLOSE sent both ways), and never more channels than it
 //     started with: the agent cannot open any;
 //   - a channel queues at most ChannelQueue plus one frame, and nothing once
 //     the user has closed it;
-//   - a pending Open gets at most one answer, and Read on an ended channel
-//     never blocks;
 //   - the device properties stay within the known names and lengths.
+// Once the user has closed its channels, only Open's may still be held.
 func FuzzWebTunnelDispatch(f *testing.F) {
 	for _, m := range [][]byte{
 		{0x11, 0, 0, 1}, {0x81, 0, 0, 2, 0, 2}, {0x00, 0, 0, 1, 'x'}, {0x02, 0, 0, 1},
