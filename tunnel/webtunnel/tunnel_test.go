@@ -618,6 +618,7 @@ func TestWebTunnelLockoutIs429AndStoreFailure503(t *testing.T) {
 //   - a channel queues at most ChannelQueue plus one frame, and nothing once
 //     the user has closed it;
 //   - the device properties stay within the known names and lengths.
+//
 // Once the user has closed its channels, only Open's may still be held.
 func FuzzWebTunnelDispatch(f *testing.F) {
 	for _, m := range [][]byte{
