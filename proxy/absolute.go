@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,7 @@ func upgradeRequested(r *http.Request) bool {
 	}
 	for _, v := range r.Header["Connection"] {
 		for token := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+			if equalFoldASCII(textproto.TrimString(token), "upgrade") {
 				return true
 			}
 		}

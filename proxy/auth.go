@@ -52,9 +52,9 @@ func parseProxyAuth(h string) (user, secret string, ok bool) {
 		return "", "", false
 	}
 	switch {
-	case strings.EqualFold(scheme, "Bearer"):
+	case equalFoldASCII(scheme, "Bearer"):
 		return "", value, true
-	case strings.EqualFold(scheme, "Basic"):
+	case equalFoldASCII(scheme, "Basic"):
 	default:
 		return "", "", false
 	}

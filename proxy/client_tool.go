@@ -155,7 +155,7 @@ func sameOriginOrNone(r *http.Request) bool {
 		scheme = "https"
 	}
 	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
+	return err == nil && equalFoldASCII(u.Scheme, scheme) && equalFoldASCII(u.Host, r.Host)
 }
 
 // spliceWebTunnel copies between a client's WebSocket and a device stream

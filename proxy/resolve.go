@@ -59,3 +59,27 @@ func hostName(host string) string {
 	}
 	return string(b)
 }
+
+// equalFoldASCII reports whether a and b are equal with ASCII letters
+// compared in any case. Header tokens, schemes and host names are ASCII
+// (RFC 9110 §5.6.2); strings.EqualFold folds Unicode too, so "ſ" (long s)
+// would pass for "s" and the Kelvin sign for "k", and a header a device
+// sees as invalid would count as valid here.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

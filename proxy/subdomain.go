@@ -208,7 +208,7 @@ func deviceSetCookie(line string) (string, bool) {
 	out := pair
 	for attr := range strings.SplitSeq(attrs, ";") {
 		key, _, _ := strings.Cut(attr, "=")
-		if strings.EqualFold(strings.TrimSpace(key), "domain") {
+		if equalFoldASCII(strings.TrimSpace(key), "domain") {
 			continue
 		}
 		out += ";" + attr

@@ -121,11 +121,11 @@ var hopHeaders = []string{
 }
 
 // headerHasToken reports whether the comma-separated header values hold
-// token, in any case.
+// token, in any ASCII case.
 func headerHasToken(values []string, token string) bool {
 	for _, v := range values {
 		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), token) {
+			if equalFoldASCII(textproto.TrimString(t), token) {
 				return true
 			}
 		}
