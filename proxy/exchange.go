@@ -201,8 +201,14 @@ func (c *countingRWC) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write counts p before writing it: the device may answer, and the exchange
+// end and be audited, before the Write returns to this goroutine. A short
+// write takes back what did not go.
 func (c *countingRWC) Write(p []byte) (int, error) {
+	c.up.Add(int64(len(p)))
 	n, err := c.ReadWriteCloser.Write(p)
-	c.up.Add(int64(n))
+	if n < len(p) {
+		c.up.Add(int64(n - len(p)))
+	}
 	return n, err
 }
