@@ -306,3 +306,34 @@ func BenchmarkIdleTunnels(b *testing.B) {
 	b.ReportMetric(perPing, "cpu-µs/ping")
 	b.ReportMetric(perPing*10000/60/1e6*100, "core-%@10k/60s")
 }
+
+// Budgets of what an idle tunnel may hold on the server. Issue 16 allows
+// 64 KiB of resident memory per idle WebTunnel device; the garbage
+// collector (GOGC=100) lets the heap grow to twice what is live, so the live
+// cost must stay well under 32 KiB. Before the tunnel left net/http's
+// goroutine and gorilla's buffers it was 26.2 KiB of heap and a 16 KiB
+// stack; measured after: 9.7 KiB of heap and a 4 KiB stack (8 KiB under
+// the race detector, which CI runs).
+const (
+	idleHeapBudget  = 13 << 10
+	idleStackBudget = 8<<10 + raceStack
+)
+
+// TestIdleTunnelCostsOneGoroutineAndLittleMemory: a connected WebTunnel
+// agent that sends nothing costs the server one goroutine, the tunnel's
+// reader, and no more heap and stack than the budgets.
+// REFLECTOR_WT_IDLE_PROFILE shows where it goes when this fails.
+func TestIdleTunnelCostsOneGoroutineAndLittleMemory(t *testing.T) {
+	const n = 100
+	_, cost := connectIdle(t, n, 0)
+	t.Logf("per idle tunnel: %.0f B heap, %.0f B stack, %.2f goroutines", cost.heap, cost.stack, cost.goroutines)
+	if cost.goroutines > 1+3.0/n { // a few of the runtime's own may come and go
+		t.Errorf("%.2f goroutines per idle tunnel, want 1", cost.goroutines)
+	}
+	if cost.heap > idleHeapBudget {
+		t.Errorf("an idle tunnel holds %.0f B of heap, want at most %d", cost.heap, idleHeapBudget)
+	}
+	if cost.stack > idleStackBudget {
+		t.Errorf("an idle tunnel's goroutine holds %.0f B of stack, want at most %d", cost.stack, idleStackBudget)
+	}
+}
