@@ -9,7 +9,10 @@ import "encoding/binary"
 // to the pool), and an idle tunnel would hold 4.8 KiB for nothing (issue
 // 16). Each message is one Write, so crypto/tls seals it as one record, and
 // writes of whole messages never interleave with gorilla's own (pongs and
-// close frames, which it writes with one Write each too).
+// close frames, which it writes with one Write each too). Our close frame
+// is sent under the tunnel's write lock (sendClose), so no message follows
+// it; the one gorilla sends by itself on a protocol error may be followed
+// by a message being written as the connection closes.
 //
 // A message from the server is one unmasked, unfragmented binary frame
 // (RFC 6455 §5.2), its length in the shortest form:
