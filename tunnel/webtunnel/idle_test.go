@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,7 +143,7 @@ func swarmAgent(addr string, conf *tls.Config, device string) (net.Conn, error) 
 	h.Set("Upgrade", "websocket")
 	h.Set("Sec-WebSocket-Version", "13")
 	h.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	req := &http.Request{Method: http.MethodPost, URL: &url0, Host: addr, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	req := &http.Request{Method: http.MethodPost, URL: &url.URL{Path: "/"}, Host: addr, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	if err := req.Write(c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("agent %s: upgrade: %w", device, err)
@@ -155,15 +156,6 @@ func swarmAgent(addr string, conf *tls.Config, device string) (net.Conn, error) 
 	}
 	go io.Copy(io.Discard, br)
 	return c, nil
-}
-
-var url0 = *must(http.NewRequest(http.MethodPost, "/", nil)).URL
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 // idleCost is what the server holds per connected idle tunnel.
