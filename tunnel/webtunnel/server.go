@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -70,14 +71,18 @@ type Server struct {
 	StallTimeout time.Duration
 }
 
+// upgrader keeps what an idle tunnel holds small (issue 16).
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: 10 * time.Second,
-	ReadBufferSize:   0, // reuse the hijacked connection's reader
-	// One frame toward the agent is at most 2,052 bytes: a 4 KiB buffer
-	// writes each as one TLS record. No WriteBufferPool: gorilla boxes a
-	// struct on every Put, an allocation per 2 KiB frame, to save 4 KiB
-	// per connected agent.
-	WriteBufferSize: 4096,
+	// Not the hijacked connection's 4 KiB reader: gorilla peeks at most a
+	// frame header or a control frame (125 bytes) in its reader, and reads
+	// bigger payloads past it, straight from crypto/tls, which holds the
+	// whole record already. 256 bytes cost an idle tunnel 256 bytes.
+	ReadBufferSize: 256,
+	// The tunnel writes its messages itself (message.go). A pool, never
+	// used, keeps gorilla from allocating a write buffer per connection or
+	// keeping the hijacked one; its control frames need none.
+	WriteBufferPool: new(sync.Pool),
 	Subprotocols:    []string{ServerSubprotocol},
 	CheckOrigin:     func(*http.Request) bool { return true }, // agents are not browsers; they authenticate
 }
@@ -95,8 +100,11 @@ func (s *Server) logger() *slog.Logger {
 	return s.Logger
 }
 
-// ServeHTTP authenticates, upgrades and serves the tunnel; it blocks for the
-// tunnel's lifetime.
+// ServeHTTP authenticates and upgrades, registers the tunnel with the hub
+// and returns, leaving the tunnel to a goroutine of its own: net/http's
+// goroutine, its grown stack (TLS handshake, request parsing), buffers and
+// the request are gone before the tunnel goes idle (issue 16). Hub.Close
+// waits for that goroutine.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := tunnel.ClientAddr(r)
 	log := s.logger().With("remote", client)
@@ -147,12 +155,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	reg := s.Hub.Register(device, t, info)
 	t.cfg.Declared = reg.Update // before run, its only reader
+	go s.serve(t, reg, device, info, log)
+}
+
+// serve runs the registered tunnel t until it ends, then unregisters it.
+func (s *Server) serve(t *agentTunnel, reg *tunnel.Registration, device string, info tunnel.DeviceInfo, log *slog.Logger) {
 	start := time.Now()
 	if s.Seen != nil {
 		s.Seen(device, start)
 	}
 	log.Info("device connected", "kind", Kind, "ports", info.Ports, "agent", info.AgentVersion)
-	err = t.run()
+	err := t.run()
 	if s.Seen != nil {
 		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
 	}

@@ -59,9 +59,17 @@ const (
 // errStalled: the user did not read a channel whose queue was full.
 var errStalled = errors.New("webtunnel channel closed: its reader stopped reading")
 
-// framePool holds one outgoing DATA frame: header and the largest payload.
+// framePool holds one outgoing DATA frame behind its message header: room
+// for the header (msgHeadroom), the frame's header and the largest payload.
 var framePool = sync.Pool{New: func() any {
-	b := make([]byte, 0, HeaderLen+MaxPayload)
+	b := make([]byte, 0, msgHeadroom+HeaderLen+MaxPayload)
+	return &b
+}}
+
+// msgPool holds the buffer the reader reads a message into, between
+// messages, so that an idle tunnel holds none.
+var msgPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2*(HeaderLen+MaxPayload))
 	return &b
 }}
 
@@ -78,24 +86,36 @@ type tunnelConfig struct {
 }
 
 // agentTunnel is one WebTunnelAgent's tunnel. Its reader (run) is the only
-// goroutine reading the WebSocket; writers share it under writeMu, one frame
-// per message, so frames of different channels interleave but never split.
+// goroutine reading the WebSocket; writers share it under the write lock,
+// one frame per message (message.go), so frames of different channels
+// interleave but never split.
+//
+// An idle tunnel is this struct, gorilla's Conn with its 256-byte read
+// buffer, crypto/tls's connection and the one goroutine of run: buffers for
+// data are taken from pools while a message is read or written (issue 16).
 type agentTunnel struct {
-	ws  *websocket.Conn
-	cfg tunnelConfig
-	log *slog.Logger
+	ws   *websocket.Conn
+	conn net.Conn // ws's connection, which messages are written to
+	cfg  tunnelConfig
+	log  *slog.Logger
 
-	// Writers.
-	writeMu sync.Mutex
+	// Writers. wlock is the write lock: holding it is having put the one
+	// token it holds. A channel rather than a sync.Mutex so that Close can
+	// give up waiting for a stuck writer, as gorilla's own lock does.
+	wlock  chan struct{}
+	wstate writeState // under wlock
 
 	mu    sync.Mutex
 	chans map[uint16]*channel // open and pending channels; nil once ended
 	next  uint16              // last channel number handed out
 
 	// Reader only: the declared allow-list and properties, merged with
-	// each property update frame.
-	ports []uint16
-	props map[string]string
+	// each property update frame. Until the first, they are the hub's
+	// (tunnel.DeviceInfo), never changed in place: an idle tunnel keeps no
+	// copy.
+	ports    []uint16
+	props    map[string]string
+	ownProps bool // props is a copy of our own
 
 	lastAlive atomic.Int64 // unix ns of the last read-deadline extension
 	badFrames atomic.Int64
@@ -123,16 +143,15 @@ func newAgentTunnel(ws *websocket.Conn, info tunnel.DeviceInfo, cfg tunnelConfig
 	}
 	t := &agentTunnel{
 		ws:      ws,
+		conn:    ws.UnderlyingConn(),
+		wlock:   make(chan struct{}, 1),
 		cfg:     cfg,
 		log:     log,
 		chans:   make(map[uint16]*channel),
-		ports:   slices.Clone(info.Ports),
-		props:   maps.Clone(info.Properties),
+		ports:   info.Ports,
+		props:   info.Properties,
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
-	}
-	if t.props == nil {
-		t.props = make(map[string]string)
 	}
 	ws.SetReadLimit(MaxMessage)
 	// The agent pings after its keep-alive of silence and expects a pong;
@@ -147,6 +166,9 @@ func newAgentTunnel(ws *websocket.Conn, info tunnel.DeviceInfo, cfg tunnelConfig
 		return err
 	})
 	ws.SetPongHandler(func(string) error { t.alive(); return nil })
+	// gorilla's own answer to the agent's close frame would not wait for a
+	// message being written (ours do not take gorilla's lock).
+	ws.SetCloseHandler(func(code int, _ string) error { t.sendClose(code); return nil })
 	t.alive()
 	return t
 }
@@ -157,11 +179,52 @@ func (t *agentTunnel) Done() <-chan struct{} { return t.done }
 func (t *agentTunnel) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.closing)
-		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-		_ = t.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		t.sendClose(websocket.CloseNormalClosure)
 		t.ws.Close()
 	})
 	return nil
+}
+
+// writeState is what the write side of the WebSocket may still carry.
+type writeState uint8
+
+const (
+	writeOpen      writeState = iota
+	writeCloseSent            // our close frame is out: no message follows it
+	writeBroken               // a write failed, maybe half way through a message
+)
+
+// lockWrite takes the write lock.
+func (t *agentTunnel) lockWrite() { t.wlock <- struct{}{} }
+
+// unlockWrite releases the write lock; if a write under it failed, it then
+// closes the tunnel.
+func (t *agentTunnel) unlockWrite() {
+	broken := t.wstate == writeBroken
+	<-t.wlock
+	if broken {
+		t.Close()
+	}
+}
+
+// sendClose sends a close frame with code, once, after any message being
+// written; it gives up when that takes more than a second (closing the
+// connection then ends the stuck write).
+func (t *agentTunnel) sendClose(code int) {
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	select {
+	case t.wlock <- struct{}{}:
+	case <-timer.C:
+		return
+	}
+	defer func() { <-t.wlock }()
+	if t.wstate != writeOpen {
+		return
+	}
+	t.wstate = writeCloseSent
+	msg := websocket.FormatCloseMessage(code, "")
+	_ = t.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 }
 
 // alive pushes the read deadline to Idle from now. It is called on every
@@ -176,12 +239,16 @@ func (t *agentTunnel) alive() {
 	_ = t.ws.SetReadDeadline(now.Add(t.cfg.Idle))
 }
 
-// writeMsg sends one frame as one binary message; the caller holds writeMu.
-// A failed write ends the tunnel: the frame may be half sent.
-func (t *agentTunnel) writeMsg(b []byte) error {
-	_ = t.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if err := t.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
-		t.Close()
+// writeMsg sends the frame buf[msgHeadroom:] as one binary message; the
+// caller holds the write lock. A failed write breaks the write side, and
+// unlockWrite then ends the tunnel: the message may be half sent.
+func (t *agentTunnel) writeMsg(buf []byte) error {
+	if t.wstate != writeOpen {
+		return fmt.Errorf("webtunnel write: %w: %w", tunnel.ErrDeviceOffline, websocket.ErrCloseSent)
+	}
+	_ = t.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := t.conn.Write(wsMessage(buf)); err != nil {
+		t.wstate = writeBroken
 		return fmt.Errorf("webtunnel write: %w: %w", tunnel.ErrDeviceOffline, err)
 	}
 	t.alive()
@@ -190,10 +257,10 @@ func (t *agentTunnel) writeMsg(b []byte) error {
 
 // send writes a frame without payload.
 func (t *agentTunnel) send(op Op, ch, arg uint16) error {
-	var b [HeaderLen + argLen]byte
-	t.writeMu.Lock()
-	defer t.writeMu.Unlock()
-	return t.writeMsg(AppendHeader(b[:0], op, ch, arg))
+	var b [msgHeadroom + HeaderLen + argLen]byte
+	t.lockWrite()
+	defer t.unlockWrite()
+	return t.writeMsg(AppendHeader(b[:msgHeadroom], op, ch, arg))
 }
 
 // Open allocates a channel, sends OPEN and waits for CONFIRM or FAULT.
@@ -301,7 +368,6 @@ func (t *agentTunnel) lookup(ch uint16) *channel {
 // channel. It is the tunnel's only reader.
 func (t *agentTunnel) run() error {
 	defer t.end()
-	var msg []byte
 	for {
 		kind, r, err := t.ws.NextReader()
 		if err != nil {
@@ -311,31 +377,38 @@ func (t *agentTunnel) run() error {
 		if kind != websocket.BinaryMessage {
 			continue
 		}
-		if msg, err = readMessage(r, msg[:0]); err != nil {
+		if err := t.readFrame(r); err != nil {
 			return tunnel.CloseAsEOF(err)
-		}
-		f, err := ParseFrame(msg)
-		if err != nil {
-			if t.badFrames.Add(1) == 1 { // once per tunnel: a broken agent repeats itself
-				t.log.Warn("webtunnel frame dropped", "err", err)
-			}
-		} else {
-			t.dispatch(f)
-		}
-		if cap(msg) > keepBuffer {
-			msg = nil
 		}
 	}
 }
 
+// readFrame reads one message into a pooled buffer and dispatches its
+// frame; dispatch copies what it keeps, so the buffer goes back to the pool.
+func (t *agentTunnel) readFrame(r io.Reader) error {
+	bp := msgPool.Get().(*[]byte)
+	msg, err := readMessage(r, (*bp)[:0])
+	if err == nil {
+		if f, perr := ParseFrame(msg); perr != nil {
+			if t.badFrames.Add(1) == 1 { // once per tunnel: a broken agent repeats itself
+				t.log.Warn("webtunnel frame dropped", "err", perr)
+			}
+		} else {
+			t.dispatch(f)
+		}
+	}
+	if cap(msg) <= keepBuffer {
+		*bp = msg[:0]
+		msgPool.Put(bp)
+	}
+	return err
+}
+
 // readMessage appends the rest of r to buf; the read limit bounds it.
 func readMessage(r io.Reader, buf []byte) ([]byte, error) {
-	if buf == nil {
-		buf = make([]byte, 0, 2*(HeaderLen+MaxPayload))
-	}
 	for {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, cap(buf))
+			buf = slices.Grow(buf, max(cap(buf), 512))
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -421,6 +494,13 @@ func (t *agentTunnel) dispatch(f Frame) {
 // declared: known properties are set (as in the upgrade's headers), an
 // invalid targetPorts is ignored, others are dropped.
 func (t *agentTunnel) updateProperties(props []Property) {
+	if !t.ownProps { // the first update: the map was the hub's
+		t.props = maps.Clone(t.props)
+		if t.props == nil {
+			t.props = make(map[string]string)
+		}
+		t.ownProps = true
+	}
 	for _, p := range props {
 		name, v, ok := property(p.Key, p.Value)
 		switch {
@@ -629,7 +709,7 @@ func (c *channel) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		k := min(len(p), MaxPayload)
-		*bp = AppendData((*bp)[:0], c.id, p[:k])
+		*bp = AppendData((*bp)[:msgHeadroom], c.id, p[:k])
 		if err := c.writeFrame(*bp); err != nil {
 			return n, err
 		}
@@ -640,11 +720,11 @@ func (c *channel) Write(p []byte) (int, error) {
 }
 
 // writeFrame checks, under the tunnel's write lock, that c may still send,
-// so no DATA follows our CLOSE or ERROR.
+// so no DATA follows our CLOSE or ERROR; b is a frame behind msgHeadroom.
 func (c *channel) writeFrame(b []byte) error {
 	t := c.t
-	t.writeMu.Lock()
-	defer t.writeMu.Unlock()
+	t.lockWrite()
+	defer t.unlockWrite()
 	c.mu.Lock()
 	var err error
 	switch {
@@ -668,19 +748,19 @@ func (c *channel) writeFrame(b []byte) error {
 // is freed once the agent has sent its CLOSE too.
 func (c *channel) CloseWrite() error {
 	t := c.t
-	t.writeMu.Lock()
+	t.lockWrite()
 	c.mu.Lock()
 	if c.sentClose || c.state != stateOpen {
 		c.mu.Unlock()
-		t.writeMu.Unlock()
+		t.unlockWrite()
 		return nil
 	}
 	c.sentClose = true
 	both := c.gotClose
 	c.mu.Unlock()
-	var b [HeaderLen]byte
-	err := t.writeMsg(AppendHeader(b[:0], OpClose, c.id, 0))
-	t.writeMu.Unlock()
+	var b [msgHeadroom + HeaderLen]byte
+	err := t.writeMsg(AppendHeader(b[:msgHeadroom], OpClose, c.id, 0))
+	t.unlockWrite()
 	if both {
 		t.free(c)
 	}
@@ -693,11 +773,11 @@ func (c *channel) CloseWrite() error {
 // device's connection at once. Either way the number is free again.
 func (c *channel) Close() error {
 	t := c.t
-	t.writeMu.Lock()
+	t.lockWrite()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		t.writeMu.Unlock()
+		t.unlockWrite()
 		return nil
 	}
 	c.closed = true
@@ -715,10 +795,10 @@ func (c *channel) Close() error {
 	c.mu.Unlock()
 	var err error
 	if send {
-		var b [HeaderLen + argLen]byte
-		err = t.writeMsg(AppendHeader(b[:0], op, c.id, uint16(CodeSocket)))
+		var b [msgHeadroom + HeaderLen + argLen]byte
+		err = t.writeMsg(AppendHeader(b[:msgHeadroom], op, c.id, uint16(CodeSocket)))
 	}
-	t.writeMu.Unlock()
+	t.unlockWrite()
 	signal(c.readable)
 	signal(c.space)
 	if open {
