@@ -98,7 +98,7 @@ func addGenerated(ctx context.Context, cfg Config, data string) ([]device, error
 		first error
 		next  = make(chan int)
 	)
-	for range 4 {
+	for range 8 {
 		wg.Go(func() {
 			for i := range next {
 				id := deviceID(i)

@@ -28,6 +28,12 @@ func (res *Result) WriteSummary(w io.Writer) {
 		fmt.Fprintln(tw)
 	}
 	row("connected", func(s *Storm) string { return fmt.Sprintf("%d/%d", s.Connected, res.Devices) })
+	row("  as the reflector counts", func(s *Storm) string {
+		if s.Reflector < 0 {
+			return "-"
+		}
+		return fmt.Sprint(s.Reflector)
+	})
 	row("time until all connected", func(s *Storm) string { return fmt.Sprintf("%.1f s", s.Seconds) })
 	if res.Restart != nil {
 		row("  since the SIGKILL", func(s *Storm) string {
@@ -45,7 +51,7 @@ func (res *Result) WriteSummary(w io.Writer) {
 
 	if i := res.Idle; i.Seconds > 0 {
 		fmt.Fprintf(w, "idle %.0f s: reflector CPU %.2f %% of a core, RSS %s (%s before any agent), %.1f KiB per device, %d tunnels dropped\n",
-		i.Seconds, i.CPUPercent, mib(i.RSSKiB), mib(res.BaseRSSKiB), i.PerDeviceKiB, i.Drops)
+			i.Seconds, i.CPUPercent, mib(i.RSSKiB), mib(res.BaseRSSKiB), i.PerDeviceKiB, i.Drops)
 	}
 	for _, s := range storms {
 		name := "cold start"

@@ -151,6 +151,10 @@ type Storm struct {
 	Connected int `json:"connected"`
 	// Failures counts the agents' failed attempts during the storm.
 	Failures int64 `json:"failures"`
+	// Reflector is the reflector's own count of connected devices once all
+	// agents were (reflector_devices_connected, waited for up to 5 s); -1
+	// when the binary has no metrics listener.
+	Reflector int `json:"reflector_connected"`
 	// FailureKinds are their causes, commonest first.
 	FailureKinds []FailureKind `json:"failure_kinds,omitempty"`
 	// PeakRSSKiB is the reflector process's VmHWM at the end of the storm.
@@ -418,6 +422,13 @@ func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, start time.
 	}
 	s.CPUSeconds = (cpu - cpu0).Seconds()
 	s.PeakRSSKiB, s.RSSKiB = mem.hwm, mem.rss
+	// The reflector registers a tunnel just after answering the upgrade,
+	// so its count may lag the agents' by a moment.
+	s.Reflector = p.devicesConnected(ctx)
+	for end := time.Now().Add(5 * time.Second); err == nil && s.Reflector >= 0 && s.Reflector != s.Connected && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+		s.Reflector = p.devicesConnected(ctx)
+	}
 	return err
 }
 
