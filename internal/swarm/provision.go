@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,15 +90,19 @@ func provisioned(ctx context.Context, cfg Config, scratch string) (data string, 
 var secretRe = regexp.MustCompile(`REFLECTOR_DEVICE_SECRET='?([A-Za-z0-9_-]+)`)
 
 // addGenerated adds the devices with `device add`, each printing the
-// secret the reflector generated, a few commands at a time.
+// secret the reflector generated, a few commands at a time; the first
+// failure stops the others.
 func addGenerated(ctx context.Context, cfg Config, data string) ([]device, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	devs := make([]device, cfg.Devices)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan int)
-	)
+	next := make(chan int)
+	var added atomic.Int64
+	stop := every(5*time.Second, func() {
+		progressf(cfg, "provisioning: %d of %d devices added\n", added.Load(), cfg.Devices)
+	})
+	defer stop()
+	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for i := range next {
@@ -108,38 +113,49 @@ func addGenerated(ctx context.Context, cfg Config, data string) ([]device, error
 					err = errors.New("no REFLECTOR_DEVICE_SECRET in its output")
 				}
 				if err != nil {
-					mu.Lock()
-					first = firstErr(first, fmt.Errorf("device add %s: %w: %s", id, err, bytes.TrimSpace(out)))
-					mu.Unlock()
+					cancel(fmt.Errorf("device add %s: %w: %s", id, err, bytes.TrimSpace(out)))
 					continue
 				}
 				devs[i] = device{id: id, secret: string(m[1])}
+				added.Add(1)
 			}
 		})
 	}
+feed:
 	for i := range cfg.Devices {
-		mu.Lock()
-		failed := first != nil
-		mu.Unlock()
-		if failed || ctx.Err() != nil {
-			break
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
 		}
-		next <- i
 	}
 	close(next)
 	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return devs, first
+	return devs, context.Cause(ctx)
 }
 
-// firstErr keeps the first error of several.
-func firstErr(first, err error) error {
-	if first != nil {
-		return first
+// every calls f every d until the returned stop is called.
+func every(d time.Duration, f func()) (stop func()) {
+	t := time.NewTicker(d)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
+}
+
+// progressf writes a progress line to cfg.Progress, if set.
+func progressf(cfg Config, format string, args ...any) {
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, format, args...)
 	}
-	return err
 }
 
 // importAdopted gives every device a random password, as a WebTunnelAgent
@@ -158,6 +174,7 @@ func importAdopted(ctx context.Context, cfg Config, dir, data string) ([]device,
 		if err := writeCSV(file, devs[lo:min(lo+importChunk, len(devs))], true); err != nil {
 			return nil, err
 		}
+		progressf(cfg, "provisioning: importing devices %d to %d of %d (argon2id each)\n", lo, min(lo+importChunk, len(devs))-1, len(devs))
 		out, err := exec.CommandContext(ctx, cfg.Reflector, "device", "import", file, "--data", data).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("device import of devices %d…: %w: %s", lo, err, bytes.TrimSpace(out))
