@@ -47,6 +47,7 @@ func (res *Result) WriteSummary(w io.Writer) {
 	row("peak RSS (VmHWM)", func(s *Storm) string { return mib(s.PeakRSSKiB) })
 	row("RSS when all connected", func(s *Storm) string { return mib(s.RSSKiB) })
 	row("reflector CPU", func(s *Storm) string { return fmt.Sprintf("%.1f s", s.CPUSeconds) })
+	row("the swarm's own CPU", func(s *Storm) string { return fmt.Sprintf("%.1f s", s.SwarmCPUSeconds) })
 	tw.Flush()
 
 	if i := res.Idle; i.Seconds > 0 {
