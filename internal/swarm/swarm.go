@@ -295,20 +295,47 @@ func (r *run) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() { cancelAgents(); wg.Wait() }()
 	r.phase.Store("cold")
-	start := time.Now()
-	cpu0, _ := readCPU(p.pid())
-	self0, _ := readCPU(os.Getpid())
+	cold := r.mark(p)
 	if err := r.startAgents(agents, &wg, p.fingerprint); err != nil {
 		return err
 	}
-	if err := r.storm(ctx, &r.res.Cold, p, start, cpu0, self0, 0); err != nil {
+	if err := r.storm(ctx, &r.res.Cold, p, cold); err != nil {
 		return err
 	}
-
 	r.phase.Store("idle")
-	cpuA, _ := readCPU(p.pid())
+	if err := r.idle(ctx, p, base.rss); err != nil {
+		return err
+	}
+	if !r.cfg.Restart {
+		return nil
+	}
+
+	r.phase.Store("restart")
+	restart := r.mark(p)
+	restart.killed = time.Now()
+	p.kill()
+	r.fleet.newEpoch()
+	if p, err = r.start(ctx); err != nil {
+		return err
+	}
+	restart.at, restart.cpu = p.started, 0
+	r.res.Restart = &Storm{}
+	if err := r.storm(ctx, r.res.Restart, p, restart); err != nil {
+		return err
+	}
+	r.phase.Store("done")
+	return nil
+}
+
+// idle waits cfg.Idle with all agents connected and measures the
+// reflector's CPU over that window and its memory at the end of it.
+func (r *run) idle(ctx context.Context, p *reflectorProc, baseRSS int64) error {
+	cpuA, err := readCPU(p.pid())
+	if err != nil {
+		return err
+	}
 	drops := r.fleet.drops.Load()
-	idleStart := time.Now()
+	start := time.Now()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -322,34 +349,30 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	window := time.Since(idleStart)
+	window := time.Since(start)
 	r.res.Idle = Idle{
 		Seconds:      window.Seconds(),
 		CPUPercent:   100 * (cpuB - cpuA).Seconds() / window.Seconds(),
 		RSSKiB:       mem.rss,
-		PerDeviceKiB: float64(mem.rss-base.rss) / float64(r.cfg.Devices),
+		PerDeviceKiB: float64(mem.rss-baseRSS) / float64(r.cfg.Devices),
 		Drops:        r.fleet.drops.Load() - drops,
 	}
-
-	if !r.cfg.Restart {
-		return nil
-	}
-	r.phase.Store("restart")
-	failures := r.fleet.failures.Load()
-	self0, _ = readCPU(os.Getpid())
-	killed := time.Now()
-	p.kill()
-	r.fleet.newEpoch()
-	if p, err = r.start(ctx); err != nil {
-		return err
-	}
-	r.res.Restart = &Storm{}
-	if err := r.storm(ctx, r.res.Restart, p, p.started, 0, self0, failures); err != nil {
-		return err
-	}
-	r.res.Restart.SinceKillSeconds = time.Since(killed).Seconds()
-	r.phase.Store("done")
 	return nil
+}
+
+// mark is where a storm is measured from.
+type mark struct {
+	at        time.Time     // the start: of the agents, or of the new reflector process
+	killed    time.Time     // the SIGKILL before a restart; zero for a cold start
+	cpu, self time.Duration // the CPU time of the reflector and of this process at the start
+	failures  int64         // the fleet's failed attempts so far
+}
+
+// mark returns a mark of now, with p's CPU time.
+func (r *run) mark(p *reflectorProc) mark {
+	cpu, _ := readCPU(p.pid())
+	self, _ := readCPU(os.Getpid())
+	return mark{at: time.Now(), cpu: cpu, self: self, failures: r.fleet.failures.Load()}
 }
 
 // start starts the reflector on the run's data and port.
@@ -397,10 +420,8 @@ func (r *run) startAgents(ctx context.Context, wg *sync.WaitGroup, fingerprint s
 }
 
 // storm waits until every agent is connected (in the current epoch) or
-// the timeout passes, and fills s. cpu0 and self0 are the CPU time of the
-// reflector and of this process at start, failures0 the fleet's failure
-// count then.
-func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, start time.Time, cpu0, self0 time.Duration, failures0 int64) error {
+// the timeout passes, and fills s with the figures since m.
+func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, m mark) error {
 	deadline := time.Now().Add(r.cfg.Timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -418,18 +439,21 @@ func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, start time.
 		case <-tick.C:
 		}
 	}
-	s.Seconds = time.Since(start).Seconds()
+	s.Seconds = time.Since(m.at).Seconds()
+	if !m.killed.IsZero() {
+		s.SinceKillSeconds = time.Since(m.killed).Seconds()
+	}
 	s.Connected = int(r.fleet.n.Load())
-	s.Failures = r.fleet.failures.Load() - failures0
+	s.Failures = r.fleet.failures.Load() - m.failures
 	s.FailureKinds = r.fleet.failureKinds()
 	cpu, cerr := readCPU(p.pid())
 	mem, merr := readMemory(p.pid())
 	if e := errors.Join(cerr, merr); e != nil {
 		return e
 	}
-	s.CPUSeconds = (cpu - cpu0).Seconds()
+	s.CPUSeconds = (cpu - m.cpu).Seconds()
 	if self, err := readCPU(os.Getpid()); err == nil {
-		s.SwarmCPUSeconds = (self - self0).Seconds()
+		s.SwarmCPUSeconds = (self - m.self).Seconds()
 	}
 	s.PeakRSSKiB, s.RSSKiB = mem.hwm, mem.rss
 	// The reflector registers a tunnel just after answering the upgrade,
