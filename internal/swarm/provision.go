@@ -35,10 +35,11 @@ const secretsFile = "secrets.csv"
 // about 50 bytes stay well below it.
 const importChunk = 5000
 
-// provisioned returns the data directory and devices of a fleet of n
-// devices with the given kind of secrets, from the cache directory when an
-// earlier run left one there, else provisioned now with bin (and kept in
-// the cache, if cache is not ""). took is 0 for a cached fleet.
+// provisioned returns the data directory and devices of a fleet of
+// cfg.Devices devices with cfg.Secrets: from cfg.Cache when an earlier run
+// left it there, else provisioned now with cfg.Reflector, in cfg.Cache
+// (kept for later runs) or in scratch. took is 0 for a cached fleet. The
+// directory returned is not to be written: runs work on a copy.
 func provisioned(ctx context.Context, cfg Config, scratch string) (data string, devs []device, took time.Duration, err error) {
 	dir := filepath.Join(scratch, "provision")
 	if cfg.Cache != "" {
