@@ -42,6 +42,7 @@ func run() int {
 	flag.StringVar(&cfg.Reflector, "reflector", "", "reflector binary to measure; default: build ./cmd/reflector of this tree")
 	flag.StringVar(&cfg.Cache, "cache", "", "directory where provisioned fleets are kept and reused (<secrets>-<devices>/: data directory and secrets); default: provision for this run only")
 	flag.StringVar(&cfg.WorkDir, "work", "", "directory for the run's copy of the data and the reflector's log; default: a temporary one, removed after a run that succeeded")
+	flag.BoolVar(&cfg.ProvisionOnly, "provision-only", false, "provision the fleet into -cache and stop: ready for the runs that measure")
 	flag.StringVar(&serveArgs, "serve-args", "", "more flags for reflector serve, separated by spaces")
 	flag.StringVar(&jsonOut, "json", "", "also write the figures and the timeline as JSON to this file (- for stdout)")
 	flag.Parse()

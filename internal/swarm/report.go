@@ -12,6 +12,9 @@ func (res *Result) WriteSummary(w io.Writer) {
 	if res.ProvisionSeconds > 0 {
 		fmt.Fprintf(w, "provisioned in %.1f s\n", res.ProvisionSeconds)
 	}
+	if res.Cold.Connected == 0 && res.Cold.Seconds == 0 {
+		return // provisioned only, or stopped before the agents started
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	storms := []*Storm{&res.Cold}
 	fmt.Fprint(tw, "\tcold start\t")

@@ -84,6 +84,9 @@ type Config struct {
 	Backoff Backoff
 	// Progress, if set, gets a line about every second.
 	Progress io.Writer
+	// ProvisionOnly stops after provisioning: with Cache, a fleet is made
+	// ready ahead of the runs that measure.
+	ProvisionOnly bool
 }
 
 func (c *Config) validate() error {
@@ -226,6 +229,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res.ProvisionSeconds = took.Seconds()
+	if cfg.ProvisionOnly {
+		if cfg.WorkDir == "" {
+			os.RemoveAll(work)
+		}
+		return res, nil
+	}
 	data := filepath.Join(work, "data")
 	if err := os.RemoveAll(data); err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
