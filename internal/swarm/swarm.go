@@ -208,7 +208,8 @@ type Sample struct {
 // Run provisions (or reuses) the fleet, runs the swarm and returns its
 // figures. An error after the cold start has begun comes with the figures
 // measured so far.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
+	var logged bool // work holds a log
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -217,22 +218,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	work := cfg.WorkDir
 	if work == "" {
-		dir, err := os.MkdirTemp("", "swarm-")
-		if err != nil {
-			return nil, fmt.Errorf("swarm: %w", err)
+		dir, mkErr := os.MkdirTemp("", "swarm-")
+		if mkErr != nil {
+			return nil, fmt.Errorf("swarm: %w", mkErr)
 		}
 		work = dir
+		// Kept only when it holds the log of a failure, which the error
+		// names.
+		defer func() {
+			if err == nil || !logged {
+				os.RemoveAll(work)
+			}
+		}()
 	}
 	res := &Result{Devices: cfg.Devices, Wire: cfg.Wire, Secrets: cfg.Secrets, Reflector: cfg.Reflector}
+	logged = cfg.Cache == "" // provisioning logs into work
 	src, devs, took, err := provisioned(ctx, cfg, work)
 	if err != nil {
 		return nil, err
 	}
 	res.ProvisionSeconds = took.Seconds()
 	if cfg.ProvisionOnly {
-		if cfg.WorkDir == "" {
-			os.RemoveAll(work)
-		}
 		return res, nil
 	}
 	data := filepath.Join(work, "data")
@@ -247,11 +253,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
 	defer r.logf.Close()
-	err = r.run(ctx)
-	if err != nil {
+	logged = true
+	if err = r.run(ctx); err != nil {
 		err = fmt.Errorf("%w (reflector log: %s)", err, r.logf.Name())
-	} else if cfg.WorkDir == "" {
-		os.RemoveAll(work)
 	}
 	return res, err
 }
