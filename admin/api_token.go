@@ -64,7 +64,7 @@ func (a *Admin) serveAPIToken(w http.ResponseWriter, r *http.Request) {
 	app := tokenApp(r.PostFormValue("application"))
 	client := tunnel.ClientAddr(r)
 
-	u, err := a.cfg.Guard.Password(client, name, password)
+	u, err := a.cfg.Guard.Password(r.Context(), client, name, password)
 	if err != nil {
 		a.apiLoginFailed(w, name, client, err)
 		return
@@ -77,7 +77,7 @@ func (a *Admin) serveAPIToken(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusUnauthorized, "one-time password required")
 			return
 		}
-		if err := a.cfg.Guard.TOTP(client, u.Name, code); err != nil {
+		if err := a.cfg.Guard.TOTP(r.Context(), client, u.Name, code); err != nil {
 			a.apiLoginFailed(w, u.Name, client, err)
 			return
 		}

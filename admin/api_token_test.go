@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -47,7 +48,7 @@ func TestAPITokenIsAnAPITokenOfTheUserFor24Hours(t *testing.T) {
 	if want := f.now.Add(24 * time.Hour).Unix(); rep.Expires < want-1 || rep.Expires > want {
 		t.Fatalf("expires %d, want %d", rep.Expires, want)
 	}
-	cred, err := f.st.Authenticate("alice", rep.Token)
+	cred, err := f.st.Authenticate(context.Background(), "alice", rep.Token)
 	if err != nil || cred.User.Name != "alice" || cred.TokenID == "" {
 		t.Fatalf("the token as alice's proxy password: %+v %v", cred, err)
 	}

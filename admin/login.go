@@ -108,7 +108,7 @@ func (a *Admin) serveLogin(w http.ResponseWriter, r *http.Request) {
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	next := a.loginNext(r.PostFormValue("next"))
 	client := tunnel.ClientAddr(r)
-	u, err := a.cfg.Guard.Password(client, name, password)
+	u, err := a.cfg.Guard.Password(r.Context(), client, name, password)
 	if err != nil {
 		a.loginFailed(w, "login", page{Title: "Sign in", User: name, Next: next}, client, err)
 		return
@@ -143,7 +143,7 @@ func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := tunnel.ClientAddr(r)
-	if err := a.cfg.Guard.TOTP(client, pl.user, code); err != nil {
+	if err := a.cfg.Guard.TOTP(r.Context(), client, pl.user, code); err != nil {
 		// The token was single use; the retry gets a new one that ends when
 		// the first would have. Wrong codes are counted by the guard.
 		p := page{Title: "Sign in", User: pl.user, Next: next, Pending: a.pending.issue(pl, now, pl.expires)}

@@ -69,7 +69,7 @@ func startReflector(t *testing.T, mux *http.ServeMux, authenticate func(device, 
 	}
 	mux.Handle(tunnel.Path, &tunnel.Server{
 		Hub: r.hub,
-		Authenticate: func(_ netip.Addr, device, secret string) error {
+		Authenticate: func(_ context.Context, _ netip.Addr, device, secret string) error {
 			r.mu.Lock()
 			r.attempts = append(r.attempts, time.Now())
 			r.mu.Unlock()

@@ -64,7 +64,7 @@ func newEnrollServer(t *testing.T) *enrollServer {
 		s.handler.ServeHTTP(w, req)
 	})
 	s.reflector = startReflector(t, mux, func(device, secret string) error {
-		if _, err := st.CheckDeviceSecret(device, secret); errors.Is(err, store.ErrBadCredentials) {
+		if _, err := st.CheckDeviceSecret(context.Background(), device, secret); errors.Is(err, store.ErrBadCredentials) {
 			return fmt.Errorf("%w: %w", tunnel.ErrUnauthorized, err)
 		} else if err != nil {
 			return err
@@ -136,7 +136,7 @@ func TestAgentEnrollsKeepsItsSecretAndReusesIt(t *testing.T) {
 	if st.Device != testDevice || st.Secret == "" || st.Reflector != s.srv.URL {
 		t.Errorf("state %+v, want device %s, a secret, reflector %s", st, testDevice, s.srv.URL)
 	}
-	if _, err := s.store.CheckDeviceSecret(testDevice, st.Secret); err != nil {
+	if _, err := s.store.CheckDeviceSecret(context.Background(), testDevice, st.Secret); err != nil {
 		t.Errorf("the kept secret is refused: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(cfg.StateFile))

@@ -50,7 +50,7 @@ func newWTRig(t *testing.T, configure ...func(*webtunnel.Server)) *wtRig {
 	rig := &wtRig{hub: tunnel.NewHub(testLogger(t))}
 	ws := &webtunnel.Server{
 		Hub: rig.hub,
-		Authenticate: func(_ netip.Addr, device, password string) error {
+		Authenticate: func(_ context.Context, _ netip.Addr, device, password string) error {
 			if subtle.ConstantTimeCompare([]byte(password), []byte(wtPassword)) == 1 {
 				return nil
 			}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,13 +22,13 @@ const maxCredential = 1024
 
 // authenticate checks a Proxy-Authorization (or, for the WebTunnel client
 // tools, Authorization) value: Basic user:secret (a password or an API
-// token) or Bearer token.
-func (p *Proxy) authenticate(header string, client netip.Addr) (store.Credential, error) {
+// token) or Bearer token. ctx bounds the wait of a password check.
+func (p *Proxy) authenticate(ctx context.Context, header string, client netip.Addr) (store.Credential, error) {
 	user, secret, ok := parseProxyAuth(header)
 	if !ok {
 		return store.Credential{}, errNeedAuth
 	}
-	cred, err := p.cfg.Authenticate(client, user, secret)
+	cred, err := p.cfg.Authenticate(ctx, client, user, secret)
 	_, throttled := tunnel.RetryLater(nil, err)
 	switch {
 	case err == nil:

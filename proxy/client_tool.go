@@ -86,7 +86,7 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 	}
 	port := uint16(n)
 	client := tunnel.ClientAddr(r)
-	cred, err := p.authenticate(r.Header.Get("Authorization"), client)
+	cred, err := p.authenticate(r.Context(), r.Header.Get("Authorization"), client)
 	if err != nil {
 		p.refuseClient(w, err)
 		return

@@ -58,7 +58,7 @@ func FuzzClientToolRemotePort(f *testing.F) {
 	}
 	var calls, dials atomic.Int64
 	p, err := New(Config{
-		Authenticate: func(_ netip.Addr, user, secret string) (store.Credential, error) {
+		Authenticate: func(_ context.Context, _ netip.Addr, user, secret string) (store.Credential, error) {
 			calls.Add(1)
 			if user == "alice" && secret == "alice-pw" {
 				return store.Credential{User: testUsers["alice"]}, nil

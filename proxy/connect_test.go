@@ -39,7 +39,7 @@ func newProxyFixture(t *testing.T, dial dialFunc, tweak func(*Config)) *subdomai
 	t.Helper()
 	var f *subdomainFixture
 	f = newSubdomainFixture(t, func(c *Config) {
-		c.Authenticate = func(_ netip.Addr, user, secret string) (store.Credential, error) {
+		c.Authenticate = func(_ context.Context, _ netip.Addr, user, secret string) (store.Credential, error) {
 			switch {
 			case user == "alice" && secret == "alice-pw", user == "" && secret == "tok-alice":
 				return store.Credential{User: testUsers["alice"]}, nil

@@ -32,8 +32,9 @@ type Config struct {
 	// Authenticate checks a proxy credential sent from client: a user name
 	// and a password or token (Basic), or a bearer token alone (user "").
 	// Errors wrapping store.ErrBadCredentials answer 407, a
-	// tunnel.Throttled error 429 with Retry-After. Required.
-	Authenticate func(client netip.Addr, user, secret string) (store.Credential, error)
+	// tunnel.Throttled error 429 with Retry-After. ctx bounds how long a
+	// password check may wait for the CPU. Required.
+	Authenticate func(ctx context.Context, client netip.Addr, user, secret string) (store.Credential, error)
 	// Recheck reports whether an open stream's credential may still reach
 	// the device, after an admin change (Revalidate). Nil keeps every stream.
 	Recheck func(cred store.Credential, device string) bool
@@ -182,7 +183,7 @@ type access struct {
 // status with statusFor, or is errNeedAuth.
 func (p *Proxy) authorize(ctx context.Context, r *http.Request, hostport string) (access, error) {
 	client := tunnel.ClientAddr(r)
-	cred, err := p.authenticate(r.Header.Get("Proxy-Authorization"), client)
+	cred, err := p.authenticate(ctx, r.Header.Get("Proxy-Authorization"), client)
 	if err != nil {
 		return access{}, err
 	}

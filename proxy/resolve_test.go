@@ -149,9 +149,11 @@ func TestNonASCIINamesAreNoDeviceAliases(t *testing.T) {
 		t.Errorf("resolveHost accepted a non-ASCII name as device %q", tg.device)
 	}
 	p, err := New(Config{
-		Authenticate: func(netip.Addr, string, string) (store.Credential, error) { return store.Credential{}, nil },
-		Device:       func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
-		Dial:         func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
+		Authenticate: func(context.Context, netip.Addr, string, string) (store.Credential, error) {
+			return store.Credential{}, nil
+		},
+		Device: func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
+		Dial:   func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
 		DeviceAuth: func(http.ResponseWriter, *http.Request, string) (store.Credential, bool) {
 			return store.Credential{}, false
 		},

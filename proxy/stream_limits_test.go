@@ -32,7 +32,7 @@ import (
 func newLimitsFixture(t *testing.T, dial func(ctx context.Context, device string, port uint16, client netip.Addr) (net.Conn, error)) *subdomainFixture {
 	t.Helper()
 	f := newSubdomainFixture(t, func(c *Config) {
-		c.Authenticate = func(_ netip.Addr, user, secret string) (store.Credential, error) {
+		c.Authenticate = func(_ context.Context, _ netip.Addr, user, secret string) (store.Credential, error) {
 			if u, ok := testUsers[user]; ok && secret == user+"-pw" {
 				return store.Credential{User: u}, nil
 			}

@@ -62,7 +62,7 @@ func newSubdomainFixture(t *testing.T, tweak func(*Config)) *subdomainFixture {
 	t.Helper()
 	f := &subdomainFixture{t: t, devices: map[string]store.Device{}, props: map[string]map[string]string{}}
 	cfg := Config{
-		Authenticate: func(netip.Addr, string, string) (store.Credential, error) {
+		Authenticate: func(context.Context, netip.Addr, string, string) (store.Credential, error) {
 			return store.Credential{}, store.ErrBadCredentials
 		},
 		Device: func(_ context.Context, id string) (store.Device, error) {
@@ -447,9 +447,11 @@ func TestDeviceLocation(t *testing.T) {
 
 func TestWebServerPortAndTLS(t *testing.T) {
 	p, err := New(Config{
-		Authenticate: func(netip.Addr, string, string) (store.Credential, error) { return store.Credential{}, nil },
-		Device:       func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
-		Dial:         func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
+		Authenticate: func(context.Context, netip.Addr, string, string) (store.Credential, error) {
+			return store.Credential{}, nil
+		},
+		Device: func(context.Context, string) (store.Device, error) { return store.Device{}, nil },
+		Dial:   func(context.Context, string, uint16, netip.Addr) (net.Conn, error) { return nil, nil },
 		DeviceAuth: func(http.ResponseWriter, *http.Request, string) (store.Credential, bool) {
 			return store.Credential{}, false
 		},

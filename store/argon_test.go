@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -48,7 +49,7 @@ func argonRuns(s *Store) uint64 { return s.argon.runs.Load() }
 func checkSecretOK(t testing.TB, s *Store, id, secret string) uint64 {
 	t.Helper()
 	before := argonRuns(s)
-	if _, err := s.CheckDeviceSecret(id, secret); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), id, secret); err != nil {
 		t.Fatalf("CheckDeviceSecret(%q, right secret): %v", id, err)
 	}
 	return argonRuns(s) - before
@@ -59,7 +60,7 @@ func checkSecretOK(t testing.TB, s *Store, id, secret string) uint64 {
 func checkSecretRefused(t testing.TB, s *Store, id, secret string) uint64 {
 	t.Helper()
 	before := argonRuns(s)
-	if _, err := s.CheckDeviceSecret(id, secret); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckDeviceSecret(context.Background(), id, secret); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("CheckDeviceSecret(%q, wrong secret) = %v, want ErrBadCredentials", id, err)
 	}
 	return argonRuns(s) - before
@@ -232,7 +233,7 @@ func TestAdoptedSecretCacheKeepsDisabledRefused(t *testing.T) {
 	if err := s.SetDeviceDisabled("pump-1", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-1", "weak"); !errors.Is(err, ErrDisabled) {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-1", "weak"); !errors.Is(err, ErrDisabled) {
 		t.Errorf("disabled device with cached secret: %v, want ErrDisabled", err)
 	}
 	checkSecretRefused(t, s, "pump-1", "wrong")
@@ -274,10 +275,10 @@ func TestArgonGateBoundsConcurrentChecks(t *testing.T) {
 	}{
 		{"adopted device secret",
 			func(s *Store) error { return s.AddDeviceWithSecret(Device{ID: "pump-1"}, "weak") },
-			func(s *Store) { _, _ = s.CheckDeviceSecret("pump-1", "wrong") }},
+			func(s *Store) { _, _ = s.CheckDeviceSecret(context.Background(), "pump-1", "wrong") }},
 		{"user password",
 			func(s *Store) error { return s.AddUser("alice", "alice-pw", RoleUser, nil) },
-			func(s *Store) { _, _ = s.CheckPassword("alice", "wrong") }},
+			func(s *Store) { _, _ = s.CheckPassword(context.Background(), "alice", "wrong") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t)
@@ -285,7 +286,7 @@ func TestArgonGateBoundsConcurrentChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			var peak atomic.Int32
-			s.argon.hook = inFlightHook(&peak)
+			s.SetArgonHook(inFlightHook(&peak))
 			const checks = 20
 			before := argonRuns(s)
 			var wg sync.WaitGroup
@@ -317,7 +318,7 @@ func BenchmarkCheckDeviceSecret(b *testing.B) {
 		b.Fatal(err)
 	}
 	check := func(b *testing.B, id, secret string) {
-		if _, err := s.CheckDeviceSecret(id, secret); err != nil {
+		if _, err := s.CheckDeviceSecret(context.Background(), id, secret); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -336,6 +337,153 @@ func BenchmarkCheckDeviceSecret(b *testing.B) {
 		check(b, "adopted", "the-old-password")
 		for b.Loop() {
 			check(b, "adopted", "the-old-password")
+		}
+	})
+}
+
+// holdGate fills s's argon2id gate with checks of pump-1's secret that stay
+// inside the hook until the returned release is called; it returns once
+// every slot is held, with the number of slots. Each holder counts as a
+// run once released.
+func holdGate(t *testing.T, s *Store) (release func(), slots int) {
+	t.Helper()
+	if err := s.AddDeviceWithSecret(Device{ID: "pump-1"}, "weak"); err != nil {
+		t.Fatal(err)
+	}
+	slots = cap(s.argon.slots)
+	entered, unblock := make(chan struct{}, slots), make(chan struct{})
+	s.SetArgonHook(func() {
+		entered <- struct{}{}
+		<-unblock
+	})
+	var wg sync.WaitGroup
+	for range slots {
+		wg.Go(func() { _, _ = s.CheckDeviceSecret(context.Background(), "pump-1", "wrong") })
+	}
+	for range slots {
+		<-entered
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(unblock)
+			wg.Wait()
+			s.SetArgonHook(nil)
+		})
+	}
+	t.Cleanup(release)
+	return release, slots
+}
+
+// TestCheckWhoseContextEndsLeavesTheGateUnhashed: a check queued behind a
+// full gate whose context ends (its client hung up) returns at once with
+// the context's error, and never computes, even once a slot frees.
+func TestCheckWhoseContextEndsLeavesTheGateUnhashed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		check func(ctx context.Context, s *Store) error
+	}{
+		{"device secret", func(ctx context.Context, s *Store) error {
+			_, err := s.CheckDeviceSecret(ctx, "pump-1", "weak")
+			return err
+		}},
+		{"password", func(ctx context.Context, s *Store) error {
+			_, err := s.CheckPassword(ctx, "alice", "alice-pw")
+			return err
+		}},
+		{"proxy credentials", func(ctx context.Context, s *Store) error {
+			_, err := s.Authenticate(ctx, "alice", "alice-pw")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestStore(t)
+			if err := s.AddUser("alice", "alice-pw", RoleUser, nil); err != nil {
+				t.Fatal(err)
+			}
+			release, holders := holdGate(t, s)
+			before := argonRuns(s)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- tc.check(ctx, s) }()
+			waitUntil(t, "the check waits for a slot", func() bool { return s.ArgonStats().Waiting == 1 })
+			cancel()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("check after its context ended: %v, want context.Canceled", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the check still waits for the gate after its context ended")
+			}
+			if w := s.ArgonStats().Waiting; w != 0 {
+				t.Errorf("%d checks waiting after the only one left", w)
+			}
+			release()
+			if n := argonRuns(s) - before - uint64(holders); n != 0 {
+				t.Errorf("the abandoned check ran argon2id %d times, want 0", n)
+			}
+		})
+	}
+}
+
+// TestCheckWithAnEndedContextDoesNotHash: a context that has ended by the
+// time a slot is free (the select may pick the slot) is looked at again
+// before the computation.
+func TestCheckWithAnEndedContextDoesNotHash(t *testing.T) {
+	s := newTestStore(t)
+	if err := s.AddDeviceWithSecret(Device{ID: "pump-1"}, "weak"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := argonRuns(s)
+	for range 50 { // free slots and an ended context: either select case may win
+		if _, err := s.CheckDeviceSecret(ctx, "pump-1", "weak"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("check with an ended context: %v, want context.Canceled", err)
+		}
+	}
+	if n := argonRuns(s) - before; n != 0 {
+		t.Errorf("checks with an ended context ran argon2id %d times", n)
+	}
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-1", "weak"); err != nil {
+		t.Errorf("a live check after them: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// BenchmarkColdStartChecks is the cold start of a fleet of adopted secrets
+// on this machine: each iteration costs what the first check of one
+// device's secret after a restart costs (an argon2id computation through
+// the gate; a wrong secret, which is never cached, costs the same), run
+// from more goroutines than CPUs, as in a storm. ns/op is the throughput
+// across every core, so 10,000 devices cost 10,000 × ns/op.
+func BenchmarkColdStartChecks(b *testing.B) {
+	s, err := open(b.TempDir(), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.AddDeviceWithSecret(Device{ID: "adopted"}, "the-old-password"); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(8) // more checks than CPUs, as in a storm: the gate queues them
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.CheckDeviceSecret(context.Background(), "adopted", "not-the-password"); !errors.Is(err, ErrBadCredentials) {
+				b.Error(err)
+				return
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ func TestBackupIsAWorkingDatabaseWithPendingWritesIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := r.CheckPassword("alice", "alice-pw"); err != nil {
+	if _, err := r.CheckPassword(context.Background(), "alice", "alice-pw"); err != nil {
 		t.Errorf("restored user: %v", err)
 	}
 	if d, err := r.Device("pump-1"); err != nil || !d.LastSeen.Equal(seen) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -37,8 +38,9 @@ func (c Credential) Allows(d Device) bool {
 // secret is the user's password, refused for users with TOTP (they use
 // tokens). Every failure of the credential wraps ErrBadCredentials, with a
 // reason in the message fit for the audit log, never for the client; an
-// error that does not is a fault of the store (an unreadable record).
-func (s *Store) Authenticate(name, secret string) (Credential, error) {
+// error that does not is a fault of the store (an unreadable record) or
+// ctx's, which ended while a password waited for its argon2id check.
+func (s *Store) Authenticate(ctx context.Context, name, secret string) (Credential, error) {
 	if checkUserName(name) != nil {
 		// The name is not quoted: a malformed one may be a misplaced secret.
 		return Credential{}, fmt.Errorf("authenticate: malformed user name: %w", ErrBadCredentials)
@@ -52,7 +54,7 @@ func (s *Store) Authenticate(name, secret string) (Credential, error) {
 	}
 	// The password is checked even for a user with TOTP, so the answer
 	// takes the same time whether or not the user has TOTP.
-	u, err := s.CheckPassword(name, secret)
+	u, err := s.CheckPassword(ctx, name, secret)
 	if err != nil {
 		return Credential{}, fmt.Errorf("authenticate %q with password: %w", name, err)
 	}

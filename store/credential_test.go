@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -40,7 +41,7 @@ func newCredentialTestStore(t *testing.T) credentialTestStore {
 
 func TestAuthenticateWithPassword(t *testing.T) {
 	s := newCredentialTestStore(t)
-	c, err := s.Authenticate("alice", "alice-pw")
+	c, err := s.Authenticate(context.Background(), "alice", "alice-pw")
 	if err != nil {
 		t.Fatalf("Authenticate: %v", err)
 	}
@@ -53,7 +54,7 @@ func TestAuthenticateWithPassword(t *testing.T) {
 		{"nobody", "alice-pw"},
 		{"alice", ""},
 	} {
-		if c, err := s.Authenticate(tc.name, tc.secret); !errors.Is(err, ErrBadCredentials) {
+		if c, err := s.Authenticate(context.Background(), tc.name, tc.secret); !errors.Is(err, ErrBadCredentials) {
 			t.Errorf("Authenticate(%q, %q) = %+v, %v; want ErrBadCredentials", tc.name, tc.secret, c, err)
 		}
 	}
@@ -61,7 +62,7 @@ func TestAuthenticateWithPassword(t *testing.T) {
 
 func TestAuthenticateWithToken(t *testing.T) {
 	s := newCredentialTestStore(t)
-	c, err := s.Authenticate("alice", s.aliceToken)
+	c, err := s.Authenticate(context.Background(), "alice", s.aliceToken)
 	if err != nil {
 		t.Fatalf("Authenticate with token: %v", err)
 	}
@@ -115,7 +116,7 @@ func TestAuthenticateRefusesBadTokens(t *testing.T) {
 		{"name in other case", "Alice", s.aliceToken, "another user"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			c, err := s.Authenticate(tc.name, tc.token)
+			c, err := s.Authenticate(context.Background(), tc.name, tc.token)
 			if !errors.Is(err, ErrBadCredentials) {
 				t.Fatalf("Authenticate = %+v, %v; want ErrBadCredentials", c, err)
 			}
@@ -133,12 +134,12 @@ func TestAuthenticateRefusesBadTokens(t *testing.T) {
 func TestAuthenticateRefusesExpiredToken(t *testing.T) {
 	s := newCredentialTestStore(t)
 	*s.now = s.now.Add(24*time.Hour - time.Second)
-	if _, err := s.Authenticate("alice", s.aliceToken); err != nil {
+	if _, err := s.Authenticate(context.Background(), "alice", s.aliceToken); err != nil {
 		t.Fatalf("token a second before expiry: %v", err)
 	}
 	*s.now = s.now.Add(time.Second)
 	for _, auth := range []func() (Credential, error){
-		func() (Credential, error) { return s.Authenticate("alice", s.aliceToken) },
+		func() (Credential, error) { return s.Authenticate(context.Background(), "alice", s.aliceToken) },
 		func() (Credential, error) { return s.AuthenticateToken(s.aliceToken) },
 	} {
 		_, err := auth()
@@ -154,7 +155,7 @@ func TestAuthenticateRefusesRevokedToken(t *testing.T) {
 	if _, err := s.RevokeToken(s.aliceID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authenticate("alice", s.aliceToken); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.Authenticate(context.Background(), "alice", s.aliceToken); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("Authenticate with revoked token = %v, want ErrBadCredentials", err)
 	}
 	if _, err := s.AuthenticateToken(s.aliceToken); !errors.Is(err, ErrBadCredentials) {
@@ -186,7 +187,7 @@ func TestAuthenticateRefusesGarbage(t *testing.T) {
 		{"name with colon", "alice:x", valid},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			c, err := s.Authenticate(tc.name, tc.secret)
+			c, err := s.Authenticate(context.Background(), tc.name, tc.secret)
 			if !errors.Is(err, ErrBadCredentials) {
 				t.Errorf("Authenticate = %+v, %v; want ErrBadCredentials", c, err)
 			}
@@ -207,7 +208,7 @@ func TestAuthenticateRefusesGarbage(t *testing.T) {
 
 func TestAuthenticateRefusesPasswordOfTOTPUserButAcceptsToken(t *testing.T) {
 	s := newCredentialTestStore(t)
-	if _, err := s.Authenticate("alice", "alice-pw"); err != nil {
+	if _, err := s.Authenticate(context.Background(), "alice", "alice-pw"); err != nil {
 		t.Fatal(err) // also fills the credential cache
 	}
 	url, err := s.BeginTOTP("alice", "x")
@@ -215,7 +216,7 @@ func TestAuthenticateRefusesPasswordOfTOTPUserButAcceptsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not enabled before the first code.
-	if _, err := s.Authenticate("alice", "alice-pw"); err != nil {
+	if _, err := s.Authenticate(context.Background(), "alice", "alice-pw"); err != nil {
 		t.Errorf("password with TOTP pending = %v, want accepted", err)
 	}
 	secret := totpSecretOf(t, url)
@@ -223,12 +224,12 @@ func TestAuthenticateRefusesPasswordOfTOTPUserButAcceptsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = s.Authenticate("alice", "alice-pw")
+	_, err = s.Authenticate(context.Background(), "alice", "alice-pw")
 	if !errors.Is(err, ErrBadCredentials) || !strings.Contains(err.Error(), "password not accepted for a user with TOTP") {
 		t.Errorf("password of TOTP user = %v, want ErrBadCredentials saying why", err)
 	}
 	assertNoSecretIn(t, err, "alice-pw")
-	c, err := s.Authenticate("alice", s.aliceToken)
+	c, err := s.Authenticate(context.Background(), "alice", s.aliceToken)
 	if err != nil {
 		t.Fatalf("token of TOTP user = %v, want accepted", err)
 	}
@@ -269,11 +270,11 @@ func TestCredentialAllows(t *testing.T) {
 
 func TestCredentialValid(t *testing.T) {
 	s := newCredentialTestStore(t)
-	pw, err := s.Authenticate("alice", "alice-pw")
+	pw, err := s.Authenticate(context.Background(), "alice", "alice-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := s.Authenticate("alice", s.aliceToken)
+	tok, err := s.Authenticate(context.Background(), "alice", s.aliceToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,8 +308,8 @@ func TestCredentialValid(t *testing.T) {
 
 func TestCredentialValidAfterExpiryTOTPAndRemoval(t *testing.T) {
 	s := newCredentialTestStore(t)
-	pw, _ := s.Authenticate("alice", "alice-pw")
-	tok, err := s.Authenticate("alice", s.aliceToken)
+	pw, _ := s.Authenticate(context.Background(), "alice", "alice-pw")
+	tok, err := s.Authenticate(context.Background(), "alice", s.aliceToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ func TestCredentialValidAfterExpiryTOTPAndRemoval(t *testing.T) {
 		t.Error("token credential still valid after expiry")
 	}
 
-	bob, err := s.Authenticate("bob", s.bobToken)
+	bob, err := s.Authenticate(context.Background(), "bob", s.bobToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestCredentialValidAfterExpiryTOTPAndRemoval(t *testing.T) {
 // A token moved to another user's credential is not valid for them.
 func TestCredentialValidRefusesTokenOfAnotherUser(t *testing.T) {
 	s := newCredentialTestStore(t)
-	c, err := s.Authenticate("bob", s.bobToken)
+	c, err := s.Authenticate(context.Background(), "bob", s.bobToken)
 	if err != nil {
 		t.Fatal(err)
 	}

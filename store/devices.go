@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -251,8 +252,10 @@ func (s *Store) RemoveDevice(id string) error {
 // error wrapping ErrBadCredentials if it is not or the id is unknown. A
 // disabled device's right secret fails with an error wrapping ErrDisabled
 // instead; a wrong one is ErrBadCredentials as for any device, so only the
-// holder of the secret learns that the device is disabled.
-func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
+// holder of the secret learns that the device is disabled. An adopted
+// secret's argon2id check waits for a CPU only while ctx lives: when ctx
+// ends first, the error wraps ctx's, and the secret was not checked.
+func (s *Store) CheckDeviceSecret(ctx context.Context, id, secret string) (Device, error) {
 	if !validDeviceID(id) || secret == "" {
 		return Device{}, fmt.Errorf("check device secret: %w", ErrBadCredentials)
 	}
@@ -274,7 +277,7 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 	if !found {
 		stored = dummySecretHash
 	}
-	ok, err := s.verifyDeviceSecret(id, stored, secret, found)
+	ok, err := s.verifyDeviceSecret(ctx, id, stored, secret, found)
 	if err != nil {
 		return Device{}, fmt.Errorf("check device secret for %q: %w", id, err)
 	}
@@ -293,15 +296,15 @@ func (s *Store) CheckDeviceSecret(id, secret string) (Device, error) {
 // checked through the store's gate; a pass of an existing device's secret
 // is cached. An unknown id is checked against the cheap dummy, as it always
 // was: making it cost argon2id would let anyone spend the reflector's CPU
-// and memory with made-up ids.
-func (s *Store) verifyDeviceSecret(id, stored, secret string, found bool) (bool, error) {
+// and memory with made-up ids. The gate waits only while ctx lives.
+func (s *Store) verifyDeviceSecret(ctx context.Context, id, stored, secret string, found bool) (bool, error) {
 	if !strings.HasPrefix(stored, argonPrefix) {
 		return verifySecret(stored, secret)
 	}
 	if found && s.devSecrets.hit(id, stored, secret) {
 		return true, nil
 	}
-	ok, err := s.argon.verifyPassword(stored, secret)
+	ok, err := s.argon.verifyPassword(ctx, stored, secret)
 	if err != nil || !ok {
 		return false, err
 	}

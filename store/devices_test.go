@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -23,7 +24,7 @@ func TestAddDeviceReturnsSecretThatChecks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AddDevice: %v", err)
 	}
-	d, err := s.CheckDeviceSecret("pump-17", secret)
+	d, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret)
 	if err != nil {
 		t.Fatalf("CheckDeviceSecret: %v", err)
 	}
@@ -51,7 +52,7 @@ func TestCheckDeviceSecretRejectsWrongAndUnknown(t *testing.T) {
 		{"empty id", "", secret},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			if d, err := s.CheckDeviceSecret(tc.id, tc.secret); !errors.Is(err, ErrBadCredentials) {
+			if d, err := s.CheckDeviceSecret(context.Background(), tc.id, tc.secret); !errors.Is(err, ErrBadCredentials) {
 				t.Errorf("CheckDeviceSecret(%q) = %+v, %v; want ErrBadCredentials", tc.id, d, err)
 			}
 		})
@@ -172,7 +173,7 @@ func TestRemoveDeviceRevokesSecret(t *testing.T) {
 	if _, err := s.Device("pump-17"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Device after remove = %v, want ErrNotFound", err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", secret); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("CheckDeviceSecret after remove = %v, want ErrBadCredentials", err)
 	}
 	if err := s.RemoveDevice("pump-17"); !errors.Is(err, ErrNotFound) {
@@ -192,7 +193,7 @@ func TestReAddedDeviceGetsNewSecret(t *testing.T) {
 	if _, err := s.AddDevice(Device{ID: "pump-17"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", old); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", old); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("old secret after re-adding = %v, want ErrBadCredentials", err)
 	}
 }
@@ -430,10 +431,10 @@ func TestConcurrentUseIsSafe(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() {
 			for j := range 20 {
-				if _, err := s.CheckPassword("alice", "pw"); err != nil {
+				if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 					t.Error(err)
 				}
-				if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+				if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 					t.Error(err)
 				}
 				s.TouchDevice("pump-17", time.Now())
@@ -579,7 +580,7 @@ func TestUpdateDeviceChangesOnlyGivenFields(t *testing.T) {
 	assertDeviceEqual(t, d, want)
 	got, _ := s.Device("pump-17")
 	assertDeviceEqual(t, got, want)
-	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Errorf("secret after UpdateDevice: %v", err)
 	}
 	noPorts := []uint16{}
@@ -638,10 +639,10 @@ func TestRotateDeviceSecretReplacesOldAtOnce(t *testing.T) {
 	if secret == old || len(secret) != len(old) {
 		t.Errorf("new secret %d characters, same as old: %v", len(secret), secret == old)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", old); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", old); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("old secret after rotation = %v, want ErrBadCredentials", err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Errorf("new secret after rotation: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -653,10 +654,10 @@ func TestRotateDeviceSecretReplacesOldAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.CheckDeviceSecret("pump-17", old); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", old); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("old secret after reopen = %v, want ErrBadCredentials", err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Errorf("new secret after reopen: %v", err)
 	}
 	for _, id := range []string{"pump-99", "Pump-17"} {
@@ -681,12 +682,12 @@ func TestDisabledDeviceIsRefusedUntilEnabled(t *testing.T) {
 	}
 	checkDisabled := func(when string) {
 		t.Helper()
-		_, err := s.CheckDeviceSecret("pump-17", secret)
+		_, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret)
 		if !errors.Is(err, ErrDisabled) || errors.Is(err, ErrBadCredentials) {
 			t.Errorf("%s: CheckDeviceSecret = %v, want ErrDisabled only", when, err)
 		}
 		// Without the secret, a disabled device looks like any other.
-		_, err = s.CheckDeviceSecret("pump-17", secret+"x")
+		_, err = s.CheckDeviceSecret(context.Background(), "pump-17", secret+"x")
 		if !errors.Is(err, ErrBadCredentials) || errors.Is(err, ErrDisabled) {
 			t.Errorf("%s: CheckDeviceSecret with a wrong secret = %v, want ErrBadCredentials only", when, err)
 		}
@@ -713,7 +714,7 @@ func TestDisabledDeviceIsRefusedUntilEnabled(t *testing.T) {
 	if err := s.SetDeviceDisabled("pump-17", false); err != nil {
 		t.Fatalf("SetDeviceDisabled false: %v", err)
 	}
-	if d, err := s.CheckDeviceSecret("pump-17", secret); err != nil || d.Disabled {
+	if d, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil || d.Disabled {
 		t.Errorf("CheckDeviceSecret after enabling = %+v, %v; want the enabled device", d, err)
 	}
 	for _, id := range []string{"pump-99", "Pump-17"} {
@@ -733,7 +734,7 @@ func TestDeviceErrorsNeverContainSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, try := range []string{secret, secret + "x"} {
-		if _, err := s.CheckDeviceSecret("pump-17", try); err == nil || strings.Contains(err.Error(), secret) {
+		if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", try); err == nil || strings.Contains(err.Error(), secret) {
 			t.Errorf("CheckDeviceSecret error %v contains the secret (or is nil)", err)
 		}
 	}

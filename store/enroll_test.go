@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -142,7 +143,7 @@ func TestEnrollCreatesDeviceInKeyGroup(t *testing.T) {
 	}
 	want := Device{ID: "pump-17", Groups: []string{"plant-a"}, Created: clock.now()}
 	assertDeviceEqual(t, d, want)
-	got, err := s.CheckDeviceSecret("pump-17", secret)
+	got, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret)
 	if err != nil {
 		t.Fatalf("CheckDeviceSecret of the enrolled device: %v", err)
 	}
@@ -303,7 +304,7 @@ func TestEnrollExistingDeviceIsErrExists(t *testing.T) {
 		t.Errorf("Enroll of an existing device = %v, want ErrExists", err)
 	}
 	// The existing device is untouched and the refused try is not a use.
-	d, err := s.CheckDeviceSecret("pump-17", secret)
+	d, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret)
 	if err != nil || len(d.Groups) != 0 {
 		t.Errorf("existing device after refused enrolment = %+v, %v", d, err)
 	}
@@ -431,7 +432,7 @@ func TestEnrollPersistsAcrossReopen(t *testing.T) {
 	if got := enrollKeyByID(t, s, rec.ID); got != want {
 		t.Errorf("key after reopen = %+v, want %+v", got, want)
 	}
-	if _, err := s.CheckDeviceSecret("pump-1", secret); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-1", secret); err != nil {
 		t.Errorf("enrolled device's secret after reopen: %v", err)
 	}
 	if _, _, err := s.Enroll(key, "pump-2"); err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,7 +44,7 @@ func TestImportDevicesStoresAllWithSecretsThatCheck(t *testing.T) {
 		t.Fatalf("ImportDevices: %v", err)
 	}
 	for _, d := range ds {
-		got, err := s.CheckDeviceSecret(d.Device.ID, d.Secret)
+		got, err := s.CheckDeviceSecret(context.Background(), d.Device.ID, d.Secret)
 		if err != nil {
 			t.Errorf("CheckDeviceSecret(%s): %v", d.Device.ID, err)
 			continue
@@ -51,7 +52,7 @@ func TestImportDevicesStoresAllWithSecretsThatCheck(t *testing.T) {
 		if got.Name != d.Device.Name || len(got.Groups) != len(d.Device.Groups) || got.Created.IsZero() {
 			t.Errorf("stored %+v, want %+v", got, d.Device)
 		}
-		if _, err := s.CheckDeviceSecret(d.Device.ID, d.Secret+"x"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := s.CheckDeviceSecret(context.Background(), d.Device.ID, d.Secret+"x"); !errors.Is(err, ErrBadCredentials) {
 			t.Errorf("wrong secret for %s: %v", d.Device.ID, err)
 		}
 	}
@@ -152,7 +153,7 @@ func TestAddDeviceWithSecretAdoptsTheSecret(t *testing.T) {
 	if err := s.AddDeviceWithSecret(Device{ID: "pump-17"}, "the-old-password"); err != nil {
 		t.Fatalf("AddDeviceWithSecret: %v", err)
 	}
-	if _, err := s.CheckDeviceSecret("pump-17", "the-old-password"); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", "the-old-password"); err != nil {
 		t.Errorf("CheckDeviceSecret: %v", err)
 	}
 	if err := s.AddDeviceWithSecret(Device{ID: "pump-17"}, "x"); !errors.Is(err, ErrExists) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -451,7 +452,7 @@ func TestSetPasswordEndsTheUsersSessions(t *testing.T) {
 	checkSessionRefused(t, s, alice, "", false)
 	checkSessionRefused(t, s, aliceDev, "pump-a", false)
 	checkSessionOK(t, s, bob, "")
-	if _, err := s.CheckPassword("alice", "new-pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "new-pw"); err != nil {
 		t.Errorf("new password: %v", err)
 	}
 	// A refused change ends nothing.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -185,10 +186,10 @@ func TestReopenKeepsUsersAndDevices(t *testing.T) {
 		t.Fatalf("Users() after reopen = %+v, want alice and bob", users)
 	}
 	assertUserEqual(t, users[1], wantBob)
-	if _, err := s.CheckPassword("bob", "pw-bob"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "bob", "pw-bob"); err != nil {
 		t.Errorf("CheckPassword after reopen: %v", err)
 	}
-	pump, err := s.CheckDeviceSecret("pump-17", secret)
+	pump, err := s.CheckDeviceSecret(context.Background(), "pump-17", secret)
 	if err != nil {
 		t.Fatalf("CheckDeviceSecret after reopen: %v", err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -181,7 +182,7 @@ func TestRevokeTokenDeletesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, rec := mustCreateToken(t, s, Token{User: "alice", Name: "laptop"})
-	if _, err := s.Authenticate("alice", token); err != nil {
+	if _, err := s.Authenticate(context.Background(), "alice", token); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.RevokeToken(rec.ID)
@@ -191,7 +192,7 @@ func TestRevokeTokenDeletesIt(t *testing.T) {
 	if got.ID != rec.ID || got.Name != "laptop" || got.User != "alice" {
 		t.Errorf("RevokeToken returned %+v, want %+v", got, rec)
 	}
-	if _, err := s.Authenticate("alice", token); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.Authenticate(context.Background(), "alice", token); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("Authenticate with revoked token = %v, want ErrBadCredentials", err)
 	}
 	if toks, _ := s.Tokens(""); len(toks) != 0 {
@@ -275,7 +276,7 @@ func TestTokenLastUseWrittenAtMostOnceAMinute(t *testing.T) {
 	}
 	// A failed use is not a use.
 	*now = t0.Add(3 * time.Minute)
-	if _, err := s.Authenticate("bob", token); err == nil {
+	if _, err := s.Authenticate(context.Background(), "bob", token); err == nil {
 		t.Fatal("alice's token accepted for bob")
 	}
 	if err := s.tokenUse.flush(); err != nil {
@@ -318,7 +319,7 @@ func TestTokenLastUseWrittenOnClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, rec := mustCreateToken(t, s, Token{User: "alice", Name: "laptop"})
-	if _, err := s.Authenticate("alice", token); err != nil {
+	if _, err := s.Authenticate(context.Background(), "alice", token); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -388,10 +389,10 @@ func TestRemoveUserRemovesTheirTokens(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Authenticate("alice", aliceToken); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.Authenticate(context.Background(), "alice", aliceToken); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("removed user's token for a new user of that name = %v, want ErrBadCredentials", err)
 	}
-	if _, err := s.Authenticate("bob", bobToken); err != nil {
+	if _, err := s.Authenticate(context.Background(), "bob", bobToken); err != nil {
 		t.Errorf("other user's token after RemoveUser: %v", err)
 	}
 }
@@ -437,7 +438,7 @@ func TestTokenUseConcurrentWithFlush(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() {
 			for j := range 50 {
-				if _, err := s.Authenticate("alice", token); err != nil {
+				if _, err := s.Authenticate(context.Background(), "alice", token); err != nil {
 					t.Error(err)
 				}
 				if _, err := s.Tokens(""); err != nil {

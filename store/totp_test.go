@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -388,7 +389,7 @@ func TestWrongTOTPCodeKeepsCredentialCache(t *testing.T) {
 	if err := s.AddUser("bob", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("bob", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "bob", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CheckTOTP("alice", "000000"); err == nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -207,8 +208,10 @@ func (s *Store) SetPassword(name, password string) error {
 // wrapping ErrBadCredentials if the user does not exist or the password is
 // wrong. An unknown user costs the same argon2id work as a wrong password.
 // Successful checks are cached for a minute (see credCache), so repeated
-// proxy requests with the same credentials are cheap.
-func (s *Store) CheckPassword(name, password string) (User, error) {
+// proxy requests with the same credentials are cheap. The argon2id check
+// waits for a CPU only while ctx lives; when ctx ends first, the error
+// wraps ctx's and the password was not checked.
+func (s *Store) CheckPassword(ctx context.Context, name, password string) (User, error) {
 	// The rules for names and passwords are public, so answering these at
 	// once reveals nothing about which users exist.
 	if checkUserName(name) != nil || checkPassword(password) != nil {
@@ -238,7 +241,7 @@ func (s *Store) CheckPassword(name, password string) (User, error) {
 	if !found {
 		hash = dummyPasswordHash
 	}
-	ok, err := s.argon.verifyPassword(hash, password)
+	ok, err := s.argon.verifyPassword(ctx, hash, password)
 	if err != nil {
 		return User{}, fmt.Errorf("check password for %q: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -117,7 +118,7 @@ func TestSetPasswordRejectsEmptyPassword(t *testing.T) {
 	if err := s.SetPassword("alice", ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("SetPassword empty = %v, want ErrInvalid", err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 		t.Errorf("old password after rejected change: %v", err)
 	}
 }
@@ -128,7 +129,7 @@ func TestCheckPasswordAcceptsRightPassword(t *testing.T) {
 	if err := s.AddUser("alice", "correct horse", RoleAdmin, []string{"ops"}); err != nil {
 		t.Fatal(err)
 	}
-	u, err := s.CheckPassword("alice", "correct horse")
+	u, err := s.CheckPassword(context.Background(), "alice", "correct horse")
 	if err != nil {
 		t.Fatalf("CheckPassword: %v", err)
 	}
@@ -152,7 +153,7 @@ func TestCheckPasswordRejectsWrongAndUnknown(t *testing.T) {
 		{"empty name", "", "correct horse"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			u, err := s.CheckPassword(tc.name, tc.password)
+			u, err := s.CheckPassword(context.Background(), tc.name, tc.password)
 			if !errors.Is(err, ErrBadCredentials) {
 				t.Errorf("CheckPassword(%q, %q) = %+v, %v; want ErrBadCredentials", tc.name, tc.password, u, err)
 			}
@@ -176,7 +177,7 @@ func TestCheckPasswordUnknownUserCostsAsMuchAsWrongPassword(t *testing.T) {
 		best := time.Duration(1<<63 - 1)
 		for range 3 {
 			start := time.Now()
-			if _, err := s.CheckPassword(name, "wrong horse"); !errors.Is(err, ErrBadCredentials) {
+			if _, err := s.CheckPassword(context.Background(), name, "wrong horse"); !errors.Is(err, ErrBadCredentials) {
 				t.Fatalf("CheckPassword(%q) = %v", name, err)
 			}
 			best = min(best, time.Since(start))
@@ -195,17 +196,17 @@ func TestCheckPasswordServesRepeatsFromCache(t *testing.T) {
 	if err := s.AddUser("alice", "correct horse", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "correct horse"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "correct horse"); err != nil {
 		t.Fatal(err)
 	}
 	// Break the stored hash behind the store's back (no invalidation): a
 	// repeat check succeeds only if it does not look at the record.
 	putRawUser(t, s, "alice", func(r *userRecord) { r.PasswordHash = "$argon2id$garbage" })
-	if _, err := s.CheckPassword("alice", "correct horse"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "correct horse"); err != nil {
 		t.Errorf("repeat CheckPassword = %v, want a cache hit", err)
 	}
 	// The cache is keyed by the password too.
-	if _, err := s.CheckPassword("alice", "wrong horse"); err == nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "wrong horse"); err == nil {
 		t.Error("wrong password accepted after a cached success")
 	}
 }
@@ -215,16 +216,16 @@ func TestCheckPasswordCacheDroppedOnPasswordChange(t *testing.T) {
 	if err := s.AddUser("alice", "old password", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "old password"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "old password"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetPassword("alice", "new password"); err != nil {
 		t.Fatalf("SetPassword: %v", err)
 	}
-	if _, err := s.CheckPassword("alice", "old password"); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckPassword(context.Background(), "alice", "old password"); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("old password after change = %v, want ErrBadCredentials", err)
 	}
-	if _, err := s.CheckPassword("alice", "new password"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "new password"); err != nil {
 		t.Errorf("new password after change = %v", err)
 	}
 }
@@ -250,7 +251,7 @@ func TestCheckPasswordCacheDroppedOnUserWrites(t *testing.T) {
 			if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.CheckPassword("alice", "pw"); err != nil {
+			if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 				t.Fatal(err)
 			}
 			if n := s.creds.len(); n != 1 {
@@ -271,13 +272,13 @@ func TestCheckPasswordOfRemovedUserFails(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RemoveUser("alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); !errors.Is(err, ErrBadCredentials) {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("CheckPassword of removed user = %v, want ErrBadCredentials", err)
 	}
 }
@@ -289,7 +290,7 @@ func TestCheckPasswordCacheExpiresAfter60s(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	key := newCredKey("alice", "pw")
@@ -309,12 +310,12 @@ func TestCheckPasswordResultDoesNotAliasCache(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, []string{"ops"}); err != nil {
 		t.Fatal(err)
 	}
-	u, err := s.CheckPassword("alice", "pw")
+	u, err := s.CheckPassword(context.Background(), "alice", "pw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.Groups[0] = "admins"
-	u, err = s.CheckPassword("alice", "pw")
+	u, err = s.CheckPassword(context.Background(), "alice", "pw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,14 +340,14 @@ func TestSetUserRole(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetUserRole("alice", RoleAdmin); err != nil {
 		t.Fatalf("SetUserRole: %v", err)
 	}
 	// Through the credential cache too.
-	if u, err := s.CheckPassword("alice", "pw"); err != nil || u.Role != RoleAdmin {
+	if u, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil || u.Role != RoleAdmin {
 		t.Errorf("CheckPassword after SetUserRole = %+v, %v; want admin", u, err)
 	}
 	if err := s.SetUserRole("alice", "root"); !errors.Is(err, ErrInvalid) {
@@ -375,7 +376,7 @@ func TestSetUserGroups(t *testing.T) {
 	if u, _ := s.User("alice"); !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
 		t.Errorf("Groups = %q, want [plant-a plant-b] (sorted, deduplicated)", u.Groups)
 	}
-	if u, err := s.CheckPassword("alice", "pw"); err != nil || !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
+	if u, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil || !slices.Equal(u.Groups, []string{"plant-a", "plant-b"}) {
 		t.Errorf("CheckPassword after SetUserGroups = %+v, %v", u, err)
 	}
 
@@ -413,7 +414,7 @@ func TestRefusedUserChangeKeepsCredentialCache(t *testing.T) {
 	if err := s.AddUser("alice", "pw", RoleUser, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CheckPassword("alice", "pw"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetUserGroups("alice", []string{"missing"}); err == nil {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -48,9 +49,10 @@ func ValidDeviceID(id string) bool { return deviceIDPattern.MatchString(id) }
 type Server struct {
 	Hub *Hub
 	// Authenticate checks a device's credentials sent from client (the
-	// agent's address, ClientAddr). An error wrapping ErrUnauthorized
-	// answers 401, a Throttled error 429 with Retry-After, any other 503.
-	Authenticate func(client netip.Addr, device, secret string) error
+	// agent's address, ClientAddr); ctx is the request's, which ends when
+	// the agent hangs up. An error wrapping ErrUnauthorized answers 401, a
+	// Throttled error 429 with Retry-After, any other 503.
+	Authenticate func(ctx context.Context, client netip.Addr, device, secret string) error
 	// Seen, if set, is told when a device connects and disconnects.
 	Seen func(device string, at time.Time)
 	// Logger; nil discards.
@@ -94,7 +96,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("device", device)
-	if err := s.Authenticate(client, device, secret); err != nil {
+	if err := s.Authenticate(r.Context(), client, device, secret); err != nil {
 		RefuseAgent(w, log, err)
 		return
 	}
@@ -199,6 +201,10 @@ func RefuseAgent(w http.ResponseWriter, log *slog.Logger, err error) {
 		return
 	}
 	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The agent hung up while its check waited: nobody reads the answer.
+		http.Error(w, "reflector cannot check credentials now", http.StatusServiceUnavailable)
+		log.Debug("agent left before its credentials were checked", "err", err)
 	case errors.Is(err, ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Basic realm="reflector tunnel"`)
 		http.Error(w, "wrong device credentials", http.StatusUnauthorized)

@@ -33,7 +33,7 @@ type testReflector struct {
 func newTestReflector(t *testing.T) *testReflector {
 	t.Helper()
 	hub := NewHub(nil, Subprotocol, "webtunnel")
-	ts := &Server{Hub: hub, Authenticate: func(_ netip.Addr, device, secret string) error {
+	ts := &Server{Hub: hub, Authenticate: func(_ context.Context, _ netip.Addr, device, secret string) error {
 		if device == "broken" {
 			return errors.New("store unavailable")
 		}

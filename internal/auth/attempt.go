@@ -1,6 +1,9 @@
 package auth
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // maxAttemptWait bounds how long Begin waits for the attempts in flight on
 // a key to end. They are credential checks, milliseconds each even behind
@@ -45,10 +48,12 @@ type Attempt struct {
 // client that opens several connections at once with a right password
 // (a browser through the proxy) is not refused. After maxAttemptWait it
 // gives up and returns the lockout that the attempts in flight would start.
+// When ctx ends while it waits (the client hung up), it returns ctx's error
+// and no attempt.
 //
 // The empty key is ignored. The caller ends the attempt with exactly one of
 // Fail and Release.
-func (l *Limiter) Begin(keys ...string) (*Attempt, time.Duration) {
+func (l *Limiter) Begin(ctx context.Context, keys ...string) (*Attempt, time.Duration, error) {
 	var timeout <-chan time.Time
 	for {
 		now := l.now()
@@ -56,12 +61,12 @@ func (l *Limiter) Begin(keys ...string) (*Attempt, time.Duration) {
 		locked, busy := l.admit(now, keys)
 		if locked > 0 {
 			l.mu.Unlock()
-			return nil, locked
+			return nil, locked, nil
 		}
 		if busy == 0 {
 			a := l.reserve(now, keys)
 			l.mu.Unlock()
-			return a, 0
+			return a, 0, nil
 		}
 		if l.wake == nil {
 			l.wake = make(chan struct{})
@@ -76,7 +81,9 @@ func (l *Limiter) Begin(keys ...string) (*Attempt, time.Duration) {
 		select {
 		case <-wake:
 		case <-timeout:
-			return nil, busy
+			return nil, busy, nil
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
 		}
 	}
 }
@@ -142,7 +149,8 @@ func (a *Attempt) Fail(more ...string) Failed {
 }
 
 // Release ends the attempt without a failure: the credential was right, or
-// could not be checked. A right one's caller also calls Success for the
+// could not be checked (the store failed, or the client went away while
+// the check waited for the argon2id gate: neither a failure nor a success). A right one's caller also calls Success for the
 // keys whose failures it forgets.
 func (a *Attempt) Release() {
 	l := a.l

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"testing/synctest"
@@ -12,7 +13,7 @@ func begin5(t *testing.T, l *Limiter, k string) []*Attempt {
 	t.Helper()
 	var as []*Attempt
 	for i := range DefaultFailures {
-		a, d := l.Begin(k)
+		a, d := begin(l, k)
 		if a == nil || d != 0 {
 			t.Fatalf("attempt %d refused for %v", i+1, d)
 		}
@@ -28,12 +29,12 @@ func TestAttemptsInFlightCountTowardsTheLimit(t *testing.T) {
 		l.Failure("k")
 		var as []*Attempt
 		for range 3 {
-			a, _ := l.Begin("k")
+			a, _ := begin(l, "k")
 			as = append(as, a)
 		}
 		// 2 failures + 3 in flight: the sixth waits, and is refused with
 		// the lockout the three would start if nothing ends.
-		if a, d := l.Begin("k"); a != nil || d != DefaultLockout {
+		if a, d := begin(l, "k"); a != nil || d != DefaultLockout {
 			t.Fatalf("Begin with the key full = %v, %v; want refused for %v", a, d, DefaultLockout)
 		}
 		for _, a := range as {
@@ -42,7 +43,7 @@ func TestAttemptsInFlightCountTowardsTheLimit(t *testing.T) {
 		if d := l.Blocked("k"); d != DefaultLockout {
 			t.Fatalf("after the attempts failed: blocked for %v, want %v", d, DefaultLockout)
 		}
-		if a, d := l.Begin("k"); a != nil || d != DefaultLockout {
+		if a, d := begin(l, "k"); a != nil || d != DefaultLockout {
 			t.Fatalf("Begin while locked = %v, %v", a, d)
 		}
 	})
@@ -67,7 +68,7 @@ func TestBeginWaitsForAttemptsInFlight(t *testing.T) {
 				}
 				got := make(chan result, 1)
 				go func() {
-					a, d := l.Begin("k")
+					a, d := begin(l, "k")
 					got <- result{a, d}
 				}()
 				synctest.Wait()
@@ -91,7 +92,7 @@ func TestBeginWaitsForAttemptsInFlight(t *testing.T) {
 func TestFailIsCountedOnReservedAndExtraKeys(t *testing.T) {
 	l, _ := newTestLimiter(LimiterConfig{})
 	for i := range DefaultFailures {
-		a, _ := l.Begin("device:plc-1@addr:192.0.2.66")
+		a, _ := begin(l, "device:plc-1@addr:192.0.2.66")
 		f := a.Fail("addr:192.0.2.66")
 		if last := i == DefaultFailures-1; f.Started != last || (f.Wait > 0) != last {
 			t.Fatalf("failure %d: %+v", i+1, f)
@@ -101,7 +102,7 @@ func TestFailIsCountedOnReservedAndExtraKeys(t *testing.T) {
 		t.Fatalf("extra key blocked for %v, want %v", d, DefaultLockout)
 	}
 	// A key locked out already is reported, not extended.
-	a, _ := l.Begin("device:plc-1@addr:198.51.100.7")
+	a, _ := begin(l, "device:plc-1@addr:198.51.100.7")
 	if f := a.Fail("addr:192.0.2.66"); f.Started || f.Wait != DefaultLockout || !f.alreadyLocked() {
 		t.Fatalf("failure with a locked extra key: %+v", f)
 	}
@@ -109,7 +110,7 @@ func TestFailIsCountedOnReservedAndExtraKeys(t *testing.T) {
 
 func TestEndingAnAttemptTwiceCountsOnce(t *testing.T) {
 	l, _ := newTestLimiter(LimiterConfig{})
-	a, _ := l.Begin("k")
+	a, _ := begin(l, "k")
 	a.Fail()
 	a.Fail()
 	a.Release()
@@ -120,14 +121,14 @@ func TestEndingAnAttemptTwiceCountsOnce(t *testing.T) {
 
 func TestReleasedAttemptLeavesNothingBehind(t *testing.T) {
 	l, _ := newTestLimiter(LimiterConfig{})
-	a, _ := l.Begin("user:alice", "addr:192.0.2.1", "")
+	a, _ := begin(l, "user:alice", "addr:192.0.2.1", "")
 	a.Release()
 	if len(l.keys) != 0 || l.lru.next != &l.lru {
 		t.Fatalf("%d keys remembered after a released attempt", len(l.keys))
 	}
 	// A key with failures stays.
 	l.Failure("user:alice")
-	a, _ = l.Begin("user:alice")
+	a, _ = begin(l, "user:alice")
 	a.Release()
 	if _, ok := l.keys["user:alice"]; !ok {
 		t.Fatal("a key with a failure was dropped")
@@ -139,7 +140,7 @@ func TestSuccessKeepsAttemptsInFlight(t *testing.T) {
 		l, _ := newTestLimiter(LimiterConfig{})
 		as := begin5(t, l, "k")
 		l.Success("k") // another credential of the key's was right
-		if a, _ := l.Begin("k"); a != nil {
+		if a, _ := begin(l, "k"); a != nil {
 			t.Fatal("Success forgot the attempts in flight")
 		}
 		for _, a := range as {
@@ -189,4 +190,13 @@ func TestFailureUnlessLockedCountsNothingDuringALockout(t *testing.T) {
 	if f := l.FailureUnlessLocked("addr:192.0.2.1"); f.Wait != 0 {
 		t.Fatalf("first failure after the lockout: %+v", f)
 	}
+}
+
+// begin is Limiter.Begin with a context that never ends.
+func begin(l *Limiter, keys ...string) (*Attempt, time.Duration) {
+	a, d, err := l.Begin(context.Background(), keys...)
+	if err != nil {
+		panic("Begin without a deadline: " + err.Error())
+	}
+	return a, d
 }

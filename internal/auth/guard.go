@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,20 +49,25 @@ func NewGuard(st *store.Store, limiter *Limiter, logger *slog.Logger) *Guard {
 // from client (Basic credentials of the proxy). A password is checked
 // inside an attempt on the user's and the address's keys (Limiter.Begin)
 // and refused unchecked while either is locked out. Failures wrap
-// store.ErrBadCredentials or are a *LockedOutError.
-func (g *Guard) User(client netip.Addr, name, secret string) (store.Credential, error) {
+// store.ErrBadCredentials or are a *LockedOutError; when ctx ends while
+// the check waits (for attempts in flight, for the argon2id gate), the
+// error wraps ctx's and counts neither way.
+func (g *Guard) User(ctx context.Context, client netip.Addr, name, secret string) (store.Credential, error) {
 	if store.LooksLikeToken(secret) {
 		g.checking()
-		cred, err := g.store.Authenticate(name, secret)
+		cred, err := g.store.Authenticate(ctx, name, secret)
 		return g.tokenOutcome(client, name, cred, err)
 	}
 	addrKey, userKey := AddrKey(client), UserKey(name)
-	a, wait := g.limiter.Begin(userKey, addrKey)
+	a, wait, err := g.limiter.Begin(ctx, userKey, addrKey)
+	if err != nil {
+		return store.Credential{}, fmt.Errorf("check password of %q: %w", name, err)
+	}
 	if wait > 0 {
 		return store.Credential{}, &LockedOutError{Wait: wait}
 	}
 	g.checking()
-	cred, err := g.store.Authenticate(name, secret)
+	cred, err := g.store.Authenticate(ctx, name, secret)
 	switch {
 	case err == nil:
 		a.Release()
@@ -97,7 +103,9 @@ func (g *Guard) tokenOutcome(client netip.Addr, name string, cred store.Credenti
 
 // Device checks an agent's device id and secret sent from client. Failures
 // wrap store.ErrBadCredentials or store.ErrDisabled, or are a
-// *LockedOutError.
+// *LockedOutError; when ctx ends while the check waits (for attempts in
+// flight, for the argon2id gate), the error wraps ctx's, and the attempt
+// counts neither as a failure nor as a success.
 //
 // Device ids are public (host names), so a lockout per id would let anyone
 // keep a device offline (issue 15). A generated secret (256 random bits) is
@@ -109,7 +117,7 @@ func (g *Guard) tokenOutcome(client netip.Addr, name string, cred store.Credenti
 // from its own address. An address alone never refuses a device unchecked:
 // a fleet behind one NAT address keeps connecting while one of its devices
 // is misconfigured.
-func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, error) {
+func (g *Guard) Device(ctx context.Context, client netip.Addr, id, secret string) (store.Device, error) {
 	adopted, err := g.store.DeviceSecretAdopted(id)
 	if err != nil {
 		return store.Device{}, err
@@ -118,19 +126,22 @@ func (g *Guard) Device(client netip.Addr, id, secret string) (store.Device, erro
 	ev := store.AuditEvent{Kind: store.AuditAgent, Device: id}
 	if !adopted {
 		g.checking()
-		d, err := g.store.CheckDeviceSecret(id, secret)
+		d, err := g.store.CheckDeviceSecret(ctx, id, secret)
 		if errors.Is(err, store.ErrBadCredentials) {
 			return store.Device{}, g.failedUnlessLocked(ev, client, err)
 		}
 		return g.deviceOutcome(client, id, d, err)
 	}
 	pairKey := DeviceKey(id, client)
-	a, wait := g.limiter.Begin(pairKey)
+	a, wait, err := g.limiter.Begin(ctx, pairKey)
+	if err != nil {
+		return store.Device{}, fmt.Errorf("check secret of device %q: %w", id, err)
+	}
 	if wait > 0 {
 		return store.Device{}, &LockedOutError{Wait: wait}
 	}
 	g.checking()
-	d, err := g.store.CheckDeviceSecret(id, secret)
+	d, err := g.store.CheckDeviceSecret(ctx, id, secret)
 	if errors.Is(err, store.ErrBadCredentials) {
 		return store.Device{}, g.failed(ev, client, err, a.Fail(addrKey))
 	}

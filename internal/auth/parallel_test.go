@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -68,17 +69,17 @@ func TestParallelGuessesAreCheckedAtMostTheLimit(t *testing.T) {
 		setup func(t *testing.T, f *fixture) (wrong, right func() error)
 	}{
 		{"proxy password", store.AuditLogin, func(t *testing.T, f *fixture) (func() error, func() error) {
-			return func() error { _, err := f.g.User(attacker, "alice", "guess"); return err },
-				func() error { _, err := f.g.User(office, "alice", "alice-pass"); return err }
+			return func() error { _, err := f.g.User(context.Background(), attacker, "alice", "guess"); return err },
+				func() error { _, err := f.g.User(context.Background(), office, "alice", "alice-pass"); return err }
 		}},
 		{"web password", store.AuditLogin, func(t *testing.T, f *fixture) (func() error, func() error) {
-			return func() error { _, err := f.g.Password(attacker, "alice", "guess"); return err },
-				func() error { _, err := f.g.Password(office, "alice", "alice-pass"); return err }
+			return func() error { _, err := f.g.Password(context.Background(), attacker, "alice", "guess"); return err },
+				func() error { _, err := f.g.Password(context.Background(), office, "alice", "alice-pass"); return err }
 		}},
 		{"TOTP code", store.AuditLogin, func(t *testing.T, f *fixture) (func() error, func() error) {
 			code := nextCode(t, f.enableTOTP(t, "alice"))
-			return func() error { return f.g.TOTP(attacker, "alice", "000000") },
-				func() error { return f.g.TOTP(office, "alice", code) }
+			return func() error { return f.g.TOTP(context.Background(), attacker, "alice", "000000") },
+				func() error { return f.g.TOTP(context.Background(), office, "alice", code) }
 		}},
 		{"adopted device secret", store.AuditAgent, func(t *testing.T, f *fixture) (func() error, func() error) {
 			if err := f.st.AddDeviceWithSecret(store.Device{ID: "plc-1", Groups: []string{"g"}}, "plc-pass"); err != nil {
@@ -86,8 +87,8 @@ func TestParallelGuessesAreCheckedAtMostTheLimit(t *testing.T) {
 			}
 			// Adopted secrets are locked per id and address: the right
 			// one from the attacker's address waits for the lockout.
-			return func() error { _, err := f.g.Device(attacker, "plc-1", "guess"); return err },
-				func() error { _, err := f.g.Device(attacker, "plc-1", "plc-pass"); return err }
+			return func() error { _, err := f.g.Device(context.Background(), attacker, "plc-1", "guess"); return err },
+				func() error { _, err := f.g.Device(context.Background(), attacker, "plc-1", "plc-pass"); return err }
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +139,7 @@ func TestParallelGuessesAreCheckedAtMostTheLimit(t *testing.T) {
 func TestParallelRightPasswordsAllGetIn(t *testing.T) {
 	f := newFixture(t)
 	checks := f.countChecks()
-	for i, err := range atOnce(20, func() error { _, err := f.g.User(office, "alice", "alice-pass"); return err }) {
+	for i, err := range atOnce(20, func() error { _, err := f.g.User(context.Background(), office, "alice", "alice-pass"); return err }) {
 		if err != nil {
 			t.Errorf("connection %d: %v", i+1, err)
 		}

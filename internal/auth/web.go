@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,14 +20,18 @@ import (
 // inside an attempt on the user's and the address's keys (Limiter.Begin).
 // Failures wrap store.ErrBadCredentials or are a *LockedOutError, returned
 // without checking the password while the user or address is locked out.
-func (g *Guard) Password(client netip.Addr, name, password string) (store.User, error) {
+// When ctx ends while the check waits, the error wraps ctx's.
+func (g *Guard) Password(ctx context.Context, client netip.Addr, name, password string) (store.User, error) {
 	addrKey, userKey := AddrKey(client), UserKey(name)
-	a, wait := g.limiter.Begin(userKey, addrKey)
+	a, wait, err := g.limiter.Begin(ctx, userKey, addrKey)
+	if err != nil {
+		return store.User{}, fmt.Errorf("check password of %q: %w", name, err)
+	}
 	if wait > 0 {
 		return store.User{}, &LockedOutError{Wait: wait}
 	}
 	g.checking()
-	u, err := g.store.CheckPassword(name, password)
+	u, err := g.store.CheckPassword(ctx, name, password)
 	switch {
 	case err == nil:
 		a.Release()
@@ -55,15 +60,19 @@ func (g *Guard) Password(client netip.Addr, name, password string) (store.User, 
 // like a password, and wrong codes count as failed logins of both; while
 // either is locked out the code is refused without checking, and a
 // *LockedOutError is returned. Other failures wrap
-// store.ErrBadCredentials.
-func (g *Guard) TOTP(client netip.Addr, name, code string) error {
+// store.ErrBadCredentials. When ctx ends while it waits for attempts in
+// flight, the error wraps ctx's.
+func (g *Guard) TOTP(ctx context.Context, client netip.Addr, name, code string) error {
 	addrKey, userKey := AddrKey(client), UserKey(name)
-	a, wait := g.limiter.Begin(userKey, addrKey)
+	a, wait, err := g.limiter.Begin(ctx, userKey, addrKey)
+	if err != nil {
+		return fmt.Errorf("check TOTP code of %q: %w", name, err)
+	}
 	if wait > 0 {
 		return &LockedOutError{Wait: wait}
 	}
 	g.checking()
-	err := g.store.CheckTOTP(name, code)
+	err = g.store.CheckTOTP(name, code)
 	switch {
 	case err == nil:
 		a.Release()

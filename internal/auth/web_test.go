@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"strings"
@@ -49,15 +50,15 @@ func nextCode(t *testing.T, secret string) string {
 func TestWebPasswordAcceptsATOTPUserForTheSecondStep(t *testing.T) {
 	f := newFixture(t)
 	secret := f.enableTOTP(t, "alice")
-	u, err := f.g.Password(office, "alice", "alice-pass")
+	u, err := f.g.Password(context.Background(), office, "alice", "alice-pass")
 	if err != nil || u.Name != "alice" || !u.TOTP {
 		t.Fatalf("Password = %+v, %v; want alice with TOTP", u, err)
 	}
 	// The proxy still refuses the password of a TOTP user.
-	if _, err := f.g.User(office, "alice", "alice-pass"); !errors.Is(err, store.ErrBadCredentials) {
+	if _, err := f.g.User(context.Background(), office, "alice", "alice-pass"); !errors.Is(err, store.ErrBadCredentials) {
 		t.Fatalf("proxy password of a TOTP user: %v", err)
 	}
-	if err := f.g.TOTP(office, "alice", nextCode(t, secret)); err != nil {
+	if err := f.g.TOTP(context.Background(), office, "alice", nextCode(t, secret)); err != nil {
 		t.Fatalf("right code: %v", err)
 	}
 	var ok []store.AuditEvent
@@ -73,7 +74,7 @@ func TestWebPasswordAcceptsATOTPUserForTheSecondStep(t *testing.T) {
 
 func TestWebPasswordOfAUserWithoutTOTPIsAWholeLogin(t *testing.T) {
 	f := newFixture(t)
-	u, err := f.g.Password(office, "alice", "alice-pass")
+	u, err := f.g.Password(context.Background(), office, "alice", "alice-pass")
 	if err != nil || u.TOTP {
 		t.Fatalf("Password = %+v, %v", u, err)
 	}
@@ -82,7 +83,7 @@ func TestWebPasswordOfAUserWithoutTOTPIsAWholeLogin(t *testing.T) {
 		t.Fatalf("audit: %+v", evs)
 	}
 	// A token is not a password here.
-	if _, err := f.g.Password(office, "alice", f.token); !errors.Is(err, store.ErrBadCredentials) {
+	if _, err := f.g.Password(context.Background(), office, "alice", f.token); !errors.Is(err, store.ErrBadCredentials) {
 		t.Fatalf("token as web password: %v", err)
 	}
 }
@@ -90,15 +91,15 @@ func TestWebPasswordOfAUserWithoutTOTPIsAWholeLogin(t *testing.T) {
 func TestWebPasswordLockoutRefusesTheRightPasswordUnchecked(t *testing.T) {
 	f := newFixture(t)
 	for i := range 5 {
-		if _, err := f.g.Password(attacker, "alice", "guess-"+string(rune('a'+i))); !errors.Is(err, store.ErrBadCredentials) {
+		if _, err := f.g.Password(context.Background(), attacker, "alice", "guess-"+string(rune('a'+i))); !errors.Is(err, store.ErrBadCredentials) {
 			t.Fatalf("failure %d: %v", i+1, err)
 		}
 	}
-	if _, err := f.g.Password(office, "alice", "alice-pass"); !isLocked(err) {
+	if _, err := f.g.Password(context.Background(), office, "alice", "alice-pass"); !isLocked(err) {
 		t.Fatalf("right password while the user is locked out: %v", err)
 	}
 	// Proxy passwords share the budget.
-	if _, err := f.g.User(office, "alice", "alice-pass"); !isLocked(err) {
+	if _, err := f.g.User(context.Background(), office, "alice", "alice-pass"); !isLocked(err) {
 		t.Fatalf("proxy password while the user is locked out: %v", err)
 	}
 	var failed int
@@ -124,22 +125,22 @@ func TestWrongTOTPCodesLockTheUserOutAndTheRightCodeIsNotChecked(t *testing.T) {
 	f := newFixture(t)
 	secret := f.enableTOTP(t, "alice")
 	for i := range 4 {
-		if err := f.g.TOTP(attacker, "alice", "000000"); !errors.Is(err, store.ErrBadCredentials) {
+		if err := f.g.TOTP(context.Background(), attacker, "alice", "000000"); !errors.Is(err, store.ErrBadCredentials) {
 			t.Fatalf("wrong code %d: %v", i+1, err)
 		}
 	}
 	// Entering the right password again does not forget the wrong codes.
-	if _, err := f.g.Password(attacker, "alice", "alice-pass"); err != nil {
+	if _, err := f.g.Password(context.Background(), attacker, "alice", "alice-pass"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.g.TOTP(attacker, "alice", "000001"); !errors.Is(err, store.ErrBadCredentials) {
+	if err := f.g.TOTP(context.Background(), attacker, "alice", "000001"); !errors.Is(err, store.ErrBadCredentials) {
 		t.Fatalf("fifth wrong code: %v", err)
 	}
 	code := nextCode(t, secret)
-	if err := f.g.TOTP(office, "alice", code); !isLocked(err) {
+	if err := f.g.TOTP(context.Background(), office, "alice", code); !isLocked(err) {
 		t.Fatalf("right code while the user is locked out: %v", err)
 	}
-	if _, err := f.g.Password(office, "alice", "alice-pass"); !isLocked(err) {
+	if _, err := f.g.Password(context.Background(), office, "alice", "alice-pass"); !isLocked(err) {
 		t.Fatalf("password while the user is locked out: %v", err)
 	}
 	// The refused code was not checked, so not spent: the store still
@@ -165,10 +166,10 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 	f := newFixture(t)
 	secret := f.enableTOTP(t, "alice")
 	code := nextCode(t, secret)
-	if err := f.g.TOTP(office, "alice", code); err != nil {
+	if err := f.g.TOTP(context.Background(), office, "alice", code); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.g.TOTP(office, "alice", code); !errors.Is(err, store.ErrBadCredentials) {
+	if err := f.g.TOTP(context.Background(), office, "alice", code); !errors.Is(err, store.ErrBadCredentials) {
 		t.Fatalf("replayed code: %v", err)
 	}
 }
@@ -176,7 +177,7 @@ func TestTOTPCodeIsAcceptedOnce(t *testing.T) {
 func TestTOTPOfAUserWithoutTOTPOrUnknownIsRefused(t *testing.T) {
 	f := newFixture(t)
 	for _, name := range []string{"alice", "nobody"} {
-		if err := f.g.TOTP(office, name, "123456"); !errors.Is(err, store.ErrBadCredentials) {
+		if err := f.g.TOTP(context.Background(), office, name, "123456"); !errors.Is(err, store.ErrBadCredentials) {
 			t.Errorf("TOTP for %s: %v", name, err)
 		}
 	}

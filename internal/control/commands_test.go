@@ -244,7 +244,7 @@ func TestUserAddGeneratedPasswordIsShownOnceAndWorks(t *testing.T) {
 	if len(m[1]) != 22 { // 16 bytes of base64url without padding
 		t.Errorf("password %q: %d characters, want 22", m[1], len(m[1]))
 	}
-	u, err := env.Store.CheckPassword("alice", m[1])
+	u, err := env.Store.CheckPassword(context.Background(), "alice", m[1])
 	if err != nil {
 		t.Fatalf("CheckPassword: %v", err)
 	}
@@ -261,7 +261,7 @@ func TestUserAddPasswordStdinTakesFirstLineWithoutLineEnding(t *testing.T) {
 	if code, _, stderr := run(t, env, "correct horse\r\nsecond line\n", "user", "add", "--password-stdin", "bob", "--admin"); code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
-	u, err := env.Store.CheckPassword("bob", "correct horse")
+	u, err := env.Store.CheckPassword(context.Background(), "bob", "correct horse")
 	if err != nil {
 		t.Fatalf("CheckPassword: %v", err)
 	}
@@ -303,7 +303,7 @@ func TestDeviceAddSecretChecksAndRecordIsStored(t *testing.T) {
 	if strings.Contains(stdout, "--fingerprint") {
 		t.Errorf("--fingerprint shown although unknown:\n%s", stdout)
 	}
-	d, err := env.Store.CheckDeviceSecret("pump-17", m[1])
+	d, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", m[1])
 	if err != nil {
 		t.Fatalf("CheckDeviceSecret: %v", err)
 	}

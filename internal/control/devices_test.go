@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"regexp"
 	"slices"
@@ -133,10 +134,10 @@ func TestDeviceRotateSecretRefusesOldAndDropsAgent(t *testing.T) {
 	if !ft.closed.Load() {
 		t.Error("agent not dropped")
 	}
-	if _, err := env.Store.CheckDeviceSecret("pump-17", old); !errors.Is(err, store.ErrBadCredentials) {
+	if _, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", old); !errors.Is(err, store.ErrBadCredentials) {
 		t.Errorf("old secret: %v", err)
 	}
-	if _, err := env.Store.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Errorf("new secret: %v", err)
 	}
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditRotate, Device: "pump-17"})
@@ -164,7 +165,7 @@ func TestDeviceDisableRefusesAgentUntilEnabled(t *testing.T) {
 	if !ft.closed.Load() {
 		t.Error("tunnel still open")
 	}
-	if _, err := env.Store.CheckDeviceSecret("pump-17", secret); !errors.Is(err, store.ErrDisabled) {
+	if _, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", secret); !errors.Is(err, store.ErrDisabled) {
 		t.Errorf("disabled device's secret: %v", err)
 	}
 	if changed.Load() != 1 {
@@ -181,7 +182,7 @@ func TestDeviceDisableRefusesAgentUntilEnabled(t *testing.T) {
 	if out := mustRun(t, env, "", "device", "enable", "pump-17"); out != "device pump-17 enabled\n" {
 		t.Errorf("enable: %q", out)
 	}
-	if _, err := env.Store.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Errorf("enabled device's secret: %v", err)
 	}
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditEnable, Device: "pump-17"})

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestDeviceImportAddsAllWithTheirPasswords(t *testing.T) {
 		t.Fatalf("code %d stdout %q stderr %q", code, stdout, stderr)
 	}
 	for id, pw := range map[string]string{"pump-1": "s3cret-one", "pump-2": "with, comma", "pump-3": "plain-three"} {
-		if _, err := env.Store.CheckDeviceSecret(id, pw); err != nil {
+		if _, err := env.Store.CheckDeviceSecret(context.Background(), id, pw); err != nil {
 			t.Errorf("%s: %v", id, err)
 		}
 	}
@@ -131,7 +132,7 @@ func TestDeviceAddSecretStdinAdoptsAndNeverShowsIt(t *testing.T) {
 		t.Errorf("stdout lacks the agent line with the placeholder:\n%s", stdout)
 	}
 	noPasswords(t, stdout+stderr)
-	if _, err := env.Store.CheckDeviceSecret("pump-17", "hunter2"); err != nil {
+	if _, err := env.Store.CheckDeviceSecret(context.Background(), "pump-17", "hunter2"); err != nil {
 		t.Errorf("adopted secret: %v", err)
 	}
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditDeviceAdd, Device: "pump-17", Reason: "own secret"})
@@ -162,7 +163,7 @@ func TestMainImportsAndAdoptsOverTheSocket(t *testing.T) {
 		t.Fatalf("device add: code %d stderr %q", code, stderr)
 	}
 	noPasswords(t, stdout+stderr)
-	if _, err := s.CheckDeviceSecret("pump-17", "hunter2"); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-17", "hunter2"); err != nil {
 		t.Errorf("server's store: %v", err)
 	}
 
@@ -177,7 +178,7 @@ func TestMainImportsAndAdoptsOverTheSocket(t *testing.T) {
 	if code != 0 || stdout != "imported 3 devices\n" {
 		t.Fatalf("import: code %d stdout %q stderr %q", code, stdout, stderr)
 	}
-	if _, err := s.CheckDeviceSecret("pump-2", "with, comma"); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-2", "with, comma"); err != nil {
 		t.Errorf("server's store: %v", err)
 	}
 	// From stdin, with a bad line.
@@ -210,7 +211,7 @@ func TestMainImportsWithoutServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.CheckDeviceSecret("pump-1", "hunter2"); err != nil {
+	if _, err := s.CheckDeviceSecret(context.Background(), "pump-1", "hunter2"); err != nil {
 		t.Error(err)
 	}
 }

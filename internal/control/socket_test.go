@@ -76,7 +76,7 @@ func TestMainRunsCommandInsideRunningServer(t *testing.T) {
 	if !strings.Contains(stdout, "user alice added (admin)") {
 		t.Errorf("stdout %q", stdout)
 	}
-	if _, err := s.CheckPassword("alice", "hunter2"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "hunter2"); err != nil {
 		t.Errorf("server's store: %v", err)
 	}
 
@@ -446,7 +446,7 @@ func TestMainCommandsOverSocketChangeServerStoreAndAudit(t *testing.T) {
 			t.Fatalf("%q: code %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
 		}
 	}
-	if _, err := s.CheckPassword("alice", "new-password"); err != nil {
+	if _, err := s.CheckPassword(context.Background(), "alice", "new-password"); err != nil {
 		t.Errorf("password sent over the socket: %v", err)
 	}
 	env := Env{Store: s}

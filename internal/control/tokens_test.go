@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"regexp"
 	"strings"
@@ -35,7 +36,7 @@ func TestTokenCreatePrintsTokenOnceAndItAuthenticates(t *testing.T) {
 	if d := time.Until(rec.Expires) - 90*24*time.Hour; d > time.Minute || d < -time.Minute {
 		t.Errorf("expires %v, want in 90 days", rec.Expires)
 	}
-	cred, err := env.Store.Authenticate("alice", token)
+	cred, err := env.Store.Authenticate(context.Background(), "alice", token)
 	if err != nil {
 		t.Fatalf("Authenticate with the printed token: %v", err)
 	}
@@ -166,7 +167,7 @@ func TestTokenRevokeStopsTheTokenAndTellsTheServer(t *testing.T) {
 	if want := "token " + rec.ID + " (laptop of alice) revoked\n"; stdout != want {
 		t.Errorf("stdout %q, want %q", stdout, want)
 	}
-	if _, err := env.Store.Authenticate("alice", token); !errors.Is(err, store.ErrBadCredentials) {
+	if _, err := env.Store.Authenticate(context.Background(), "alice", token); !errors.Is(err, store.ErrBadCredentials) {
 		t.Errorf("revoked token: %v", err)
 	}
 	if changed.Load() != 1 {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"regexp"
 	"slices"
 	"strings"
@@ -106,10 +107,10 @@ func TestUserPasswd(t *testing.T) {
 	if m == nil {
 		t.Fatalf("stdout %q", out)
 	}
-	if _, err := env.Store.CheckPassword("alice", m[1]); err != nil {
+	if _, err := env.Store.CheckPassword(context.Background(), "alice", m[1]); err != nil {
 		t.Errorf("generated password: %v", err)
 	}
-	if _, err := env.Store.CheckPassword("alice", "old-password"); err == nil {
+	if _, err := env.Store.CheckPassword(context.Background(), "alice", "old-password"); err == nil {
 		t.Error("old password still works")
 	}
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditUserSet, User: "alice", Reason: "password changed"})
@@ -120,7 +121,7 @@ func TestUserPasswd(t *testing.T) {
 	if out := mustRun(t, env, "chosen one\r\n", "user", "passwd", "--password-stdin", "alice"); out != "password for alice changed\n" {
 		t.Errorf("--password-stdin: stdout %q", out)
 	}
-	if _, err := env.Store.CheckPassword("alice", "chosen one"); err != nil {
+	if _, err := env.Store.CheckPassword(context.Background(), "alice", "chosen one"); err != nil {
 		t.Errorf("password from stdin: %v", err)
 	}
 

@@ -20,7 +20,7 @@ func newTestRouter(t *testing.T, proxyOnly bool) *router {
 	t.Helper()
 	p, err := proxy.New(proxy.Config{
 		Domain: "devices.example.com",
-		Authenticate: func(netip.Addr, string, string) (store.Credential, error) {
+		Authenticate: func(context.Context, netip.Addr, string, string) (store.Credential, error) {
 			return store.Credential{}, store.ErrBadCredentials
 		},
 		Device: func(context.Context, string) (store.Device, error) { return store.Device{}, store.ErrNotFound },

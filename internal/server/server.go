@@ -232,11 +232,11 @@ func New(cfg Config) (s *Server, err error) {
 func (s *Server) proxyConfig() proxy.Config {
 	return proxy.Config{
 		Domain: s.cfg.Domain,
-		Authenticate: func(client netip.Addr, user, secret string) (store.Credential, error) {
+		Authenticate: func(ctx context.Context, client netip.Addr, user, secret string) (store.Credential, error) {
 			if user == "" {
 				return s.guard.Token(client, secret)
 			}
-			return s.guard.User(client, user, secret)
+			return s.guard.User(ctx, client, user, secret)
 		},
 		Recheck:    s.recheck,
 		DeviceAuth: s.admin.DeviceAuth,
@@ -282,9 +282,10 @@ func (s *Server) router() *router {
 	}
 }
 
-// authenticateDevice checks an agent's credentials for the tunnel endpoint.
-func (s *Server) authenticateDevice(client netip.Addr, device, secret string) error {
-	_, err := s.guard.Device(client, device, secret)
+// authenticateDevice checks an agent's credentials for the tunnel endpoint
+// while ctx, the agent's request's, lives.
+func (s *Server) authenticateDevice(ctx context.Context, client netip.Addr, device, secret string) error {
+	_, err := s.guard.Device(ctx, client, device, secret)
 	if errors.Is(err, store.ErrBadCredentials) || errors.Is(err, store.ErrDisabled) {
 		return fmt.Errorf("device %s: %w: %w", device, tunnel.ErrUnauthorized, err)
 	}

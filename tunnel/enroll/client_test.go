@@ -19,7 +19,7 @@ func TestRequestEnrollsAgainstTheHandler(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Request: %v", err)
 	}
-	if _, err := r.store.CheckDeviceSecret("pump-17", secret); err != nil {
+	if _, err := r.store.CheckDeviceSecret(context.Background(), "pump-17", secret); err != nil {
 		t.Fatalf("the secret Request returned is refused: %v", err)
 	}
 

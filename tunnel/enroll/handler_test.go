@@ -114,7 +114,7 @@ func TestEnrollWithAValidKeyReturnsASecretTheStoreAccepts(t *testing.T) {
 	if m["device"] != "pump-17" || m["secret"] == "" {
 		t.Fatalf("answer %v, want device pump-17 and a secret", m)
 	}
-	d, err := r.store.CheckDeviceSecret("pump-17", m["secret"])
+	d, err := r.store.CheckDeviceSecret(context.Background(), "pump-17", m["secret"])
 	if err != nil {
 		t.Fatalf("the enrolled secret is refused: %v", err)
 	}

@@ -3,6 +3,7 @@ package webtunnel
 import (
 	"github.com/reflector-dev/reflector/tunnel"
 
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -50,8 +51,9 @@ type Server struct {
 	// agent's address, tunnel.ClientAddr); device is the user part of the
 	// agent's "deviceId@domain" Basic user. An error wrapping
 	// tunnel.ErrUnauthorized answers 401, a tunnel.Throttled error 429 with
-	// Retry-After, any other 503.
-	Authenticate func(client netip.Addr, device, password string) error
+	// Retry-After, any other 503. ctx is the request's, which ends when the
+	// agent hangs up.
+	Authenticate func(ctx context.Context, client netip.Addr, device, password string) error
 	// Domain, if set, is the only "@domain" accepted (compared without
 	// regard to case); empty accepts any, or none.
 	Domain string
@@ -125,7 +127,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, password, _ := r.BasicAuth()
 	log = log.With("device", device)
-	if err := s.Authenticate(client, device, password); err != nil {
+	if err := s.Authenticate(r.Context(), client, device, password); err != nil {
 		tunnel.RefuseAgent(w, log, err)
 		return
 	}

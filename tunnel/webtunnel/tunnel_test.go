@@ -54,7 +54,7 @@ func testServer(t *testing.T) (*Server, *httptest.Server) {
 	t.Helper()
 	s := &Server{
 		Hub: tunnel.NewHub(nil),
-		Authenticate: func(_ netip.Addr, device, password string) error {
+		Authenticate: func(_ context.Context, _ netip.Addr, device, password string) error {
 			if device == "dev1" && password == "s3cret" {
 				return nil
 			}
@@ -592,13 +592,13 @@ func TestWebTunnelCredentialsAreCheckedBeforeUpgrade(t *testing.T) {
 func TestWebTunnelLockoutIs429AndStoreFailure503(t *testing.T) {
 	s, ts := testServer(t)
 	h := agentHeader("dev1@d", "s3cret")
-	s.Authenticate = func(netip.Addr, string, string) error {
+	s.Authenticate = func(context.Context, netip.Addr, string, string) error {
 		return fmt.Errorf("check: %w", lockedOut(40*time.Second))
 	}
 	if resp := rawUpgrade(t, ts, h); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "40" {
 		t.Errorf("locked out: status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	s.Authenticate = func(netip.Addr, string, string) error { return errors.New("store down") }
+	s.Authenticate = func(context.Context, netip.Addr, string, string) error { return errors.New("store down") }
 	if resp := rawUpgrade(t, ts, h); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("store failure: status %d", resp.StatusCode)
 	}
