@@ -6,9 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 // argonGate bounds how many argon2id computations a store runs at once.
@@ -92,6 +96,20 @@ func (g *argonGate) verifyPassword(ctx context.Context, encoded, password string
 		return false, gateErr
 	}
 	return ok, err
+}
+
+// MeasureDeviceCheck returns what one argon2id check of an adopted device
+// secret costs this machine now, in time of one CPU: the least of two
+// computations, run outside any gate. The reflector sizes its admission of
+// agent handshakes with it at start.
+func MeasureDeviceCheck() time.Duration {
+	best := time.Duration(math.MaxInt64)
+	for range 2 {
+		start := time.Now()
+		argon2.IDKey([]byte("calibration"), make([]byte, argonSaltLen), deviceArgonTime, deviceArgonMemory, argonThreads, argonKeyLen)
+		best = min(best, time.Since(start))
+	}
+	return best
 }
 
 // ArgonStats is what the store's argon2id gate has done: the computations

@@ -227,6 +227,20 @@ func (s *Store) Devices() ([]Device, error) {
 	return devices, nil
 }
 
+// DeviceCount returns how many devices there are, without reading their
+// records.
+func (s *Store) DeviceCount() (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketDevices).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count devices: %w", err)
+	}
+	return n, nil
+}
+
 // RemoveDevice deletes the device with the given id. Its secret stops
 // working at once; closing a tunnel it already has is the caller's job.
 func (s *Store) RemoveDevice(id string) error {

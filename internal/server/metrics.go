@@ -3,7 +3,9 @@ package server
 // The metrics listener serves the reflector's counters in the Prometheus text
 // exposition format (version 0.0.4): connected devices, open streams, stream
 // opens by result and bytes carried, each by agent kind (our own agent,
-// "reflector.v1", and WebTunnelAgent, "webtunnel"), and a few process facts.
+// "reflector.v1", and WebTunnelAgent, "webtunnel"); the agent handshakes in
+// progress and refused, the argon2id gate, and a few process facts, the
+// descriptor limit among them.
 // It has no authentication: serve it on a loopback or private address
 // (`reflector serve --metrics-listen 127.0.0.1:9464`).
 
@@ -20,9 +22,42 @@ import (
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
-// MetricsSource is what the handler reads: the hub.
+// MetricsSource is what the handler reads: the hub. A source that is also a
+// limitsSource (the server's) adds its limits.
 type MetricsSource interface {
 	Metrics() (kinds []tunnel.KindMetrics, offline int64)
+}
+
+// limitsSource is the server's side of the metrics, beside the hub's.
+type limitsSource interface {
+	limits() limitMetrics
+}
+
+// limitMetrics are the counts of the limits an operator watches in a storm.
+type limitMetrics struct {
+	handshakesPending, handshakesMax int64 // max 0: no bound
+	handshakesRefused                uint64
+	argonRuns                        uint64
+	argonWaiting                     int64
+	fdLimit                          uint64 // 0: unknown
+}
+
+// serverMetrics is the metrics source of a Server: the hub's counts and
+// the server's limits.
+type serverMetrics struct {
+	*tunnel.Hub
+	s *Server
+}
+
+func (s *Server) metricsSource() serverMetrics { return serverMetrics{Hub: s.hub, s: s} }
+
+func (m serverMetrics) limits() limitMetrics {
+	argon := m.s.store.ArgonStats()
+	l := limitMetrics{argonRuns: argon.Runs, argonWaiting: argon.Waiting, fdLimit: m.s.fdLimit}
+	if a := m.s.admission; a != nil {
+		l.handshakesPending, l.handshakesMax, l.handshakesRefused = a.pending.Load(), int64(a.max), a.refused.Load()
+	}
+	return l
 }
 
 // Handler answers GET /metrics with a snapshot of src.
@@ -76,6 +111,10 @@ func writeMetrics(w *bufio.Writer, src MetricsSource, start time.Time) {
 		fmt.Fprintf(w, "reflector_stream_bytes_total{kind=%s,direction=\"to_device\"} %d\n", metricLabel(k.Kind), k.BytesOut)
 	}
 
+	if ls, ok := src.(limitsSource); ok {
+		writeLimits(w, ls.limits())
+	}
+
 	metricFamily(w, "go_goroutines", "gauge", "Goroutines now.")
 	fmt.Fprintf(w, "go_goroutines %d\n", runtime.NumGoroutine())
 	metricFamily(w, "process_start_time_seconds", "gauge", "When the process started, in seconds since 1970.")
@@ -83,6 +122,32 @@ func writeMetrics(w *bufio.Writer, src MetricsSource, start time.Time) {
 	if rss, ok := residentBytes(); ok {
 		metricFamily(w, "process_resident_memory_bytes", "gauge", "Resident memory of the process.")
 		fmt.Fprintf(w, "process_resident_memory_bytes %d\n", rss)
+	}
+}
+
+// writeLimits writes the limits an operator watches in a storm.
+func writeLimits(w *bufio.Writer, l limitMetrics) {
+	metricFamily(w, "reflector_agent_handshakes_pending", "gauge",
+		"Agent handshakes in progress on both wires: admitted, not yet upgraded or refused.")
+	fmt.Fprintf(w, "reflector_agent_handshakes_pending %d\n", l.handshakesPending)
+	metricFamily(w, "reflector_agent_handshakes_pending_max", "gauge",
+		"The bound of agent handshakes in progress (--max-pending-handshakes); 0 for none.")
+	fmt.Fprintf(w, "reflector_agent_handshakes_pending_max %d\n", l.handshakesMax)
+	metricFamily(w, "reflector_agent_handshakes_refused_total", "counter",
+		"Agent handshakes refused with 503 and Retry-After because the bound was reached.")
+	fmt.Fprintf(w, "reflector_agent_handshakes_refused_total %d\n", l.handshakesRefused)
+	metricFamily(w, "reflector_argon2id_computations_total", "counter",
+		"argon2id computations run (adopted device secrets, user passwords).")
+	fmt.Fprintf(w, "reflector_argon2id_computations_total %d\n", l.argonRuns)
+	metricFamily(w, "reflector_argon2id_waiting", "gauge", "Credential checks waiting for a CPU for their argon2id computation.")
+	fmt.Fprintf(w, "reflector_argon2id_waiting %d\n", l.argonWaiting)
+	if l.fdLimit > 0 {
+		metricFamily(w, "process_max_fds", "gauge", "The limit of open file descriptors (RLIMIT_NOFILE), read at start.")
+		fmt.Fprintf(w, "process_max_fds %d\n", l.fdLimit)
+	}
+	if n, ok := openDescriptors(); ok {
+		metricFamily(w, "process_open_fds", "gauge", "Open file descriptors.")
+		fmt.Fprintf(w, "process_open_fds %d\n", n)
 	}
 }
 

@@ -42,6 +42,9 @@ type router struct {
 
 	tunnel    http.Handler // *tunnel.Server
 	webTunnel http.Handler // *webtunnel.Server
+	// admit bounds the handshakes in progress on both agent endpoints;
+	// nil admits all.
+	admit *admission
 	enroll    http.Handler // *enroll.Handler
 	admin     http.Handler // *admin.Admin
 }
@@ -87,13 +90,13 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeAbsolute:
 		rt.proxy.ServeAbsolute(w, r)
 	case routeAgent:
-		rt.webTunnel.ServeHTTP(w, r)
+		rt.admit.serve(w, r, rt.webTunnel)
 	case routeClientTool:
 		rt.proxy.ServeClientTool(w, r, device)
 	case routeDevice:
 		rt.proxy.ServeDevice(w, r, device)
 	case routeTunnel:
-		rt.tunnel.ServeHTTP(w, r)
+		rt.admit.serve(w, r, rt.tunnel)
 	case routeEnroll:
 		rt.enroll.ServeHTTP(w, r)
 	case routeAdmin:

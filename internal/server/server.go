@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -72,6 +73,12 @@ type Config struct {
 	// TrustedProxies are not capped. Default 256 (connLimiter says why);
 	// negative: no cap.
 	ConnsPerAddr int
+	// PendingHandshakes bounds the agent handshakes in progress on both
+	// agent endpoints; beyond it an agent is answered 503 with
+	// Retry-After at once (admission.go). Default: what the CPUs finish
+	// in 2.5 s by a calibration of argon2id at start (at least 64);
+	// negative: no bound.
+	PendingHandshakes int
 }
 
 // Validate checks the configuration and fills defaults.
@@ -122,6 +129,8 @@ type Server struct {
 	listeners   []net.Listener // TLS first, then the optional ones
 	servers     []*http.Server // one per listener
 	connLimit   *connLimiter   // shared by the TLS and proxy listeners; nil: no cap
+	admission   *admission     // of agent handshakes; nil: no bound
+	fdLimit     uint64         // RLIMIT_NOFILE at start; 0 if unknown
 	proxyLn     net.Listener   // the plain proxy listener, or nil
 	metricsLn   net.Listener   // the metrics listener, or nil
 	control     net.Listener
@@ -159,6 +168,13 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.store.SetAuditRetention(cfg.AuditRetention)
+	s.admission = newHandshakeAdmission(cfg.PendingHandshakes, cfg.Logger)
+	devices, err := s.store.DeviceCount()
+	if err != nil {
+		return nil, err
+	}
+	s.fdLimit, _ = descriptorLimit()
+	checkDescriptors(cfg.Logger, s.fdLimit, devices, s.admission.bound())
 	s.guard = auth.NewGuard(s.store, auth.NewLimiter(cfg.Throttle), cfg.Logger)
 	if cfg.TLSCert != "" {
 		s.cert, err = LoadCertificate(cfg.TLSCert, cfg.TLSKey)
@@ -215,7 +231,7 @@ func New(cfg Config) (s *Server, err error) {
 		}
 		s.listeners = append(s.listeners, mln)
 		// Loopback or a private network, and one scraper: not capped.
-		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.hub), cfg.Logger, nil))
+		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.metricsSource()), cfg.Logger, nil))
 		s.metricsLn = mln
 	}
 	s.url = "https://" + cfg.Domain
@@ -279,7 +295,26 @@ func (s *Server) router() *router {
 			},
 		},
 		admin: s.admin,
+		admit: s.admission,
 	}
+}
+
+// newHandshakeAdmission returns the admission of agent handshakes of
+// bound max: 0 derives it from the CPUs and a calibration of argon2id,
+// negative means none (nil).
+func newHandshakeAdmission(max int, logger *slog.Logger) *admission {
+	if max < 0 {
+		logger.Info("agent handshakes: no bound")
+		return nil
+	}
+	check, cpus := store.MeasureDeviceCheck(), runtime.GOMAXPROCS(0)
+	rate, bound := handshakeCapacity(check, cpus)
+	if max == 0 {
+		max = bound
+	}
+	logger.Info("agent handshakes: bounded", "max_pending", max, "argon2id_check", check.Round(10*time.Microsecond),
+		"cpus", cpus, "per_second", int(rate))
+	return newAdmission(max, rate, logger)
 }
 
 // authenticateDevice checks an agent's credentials for the tunnel endpoint
