@@ -309,6 +309,8 @@ func (a *Agent) logFailure(f *failureLog, op string, err error, delay time.Durat
 		a.log.Warn("device credentials refused (401); waiting", "retry_in", retry)
 	case first && errors.Is(err, errThrottled):
 		a.log.Warn("reflector is throttling this device's logins (429); waiting", "retry_in", retry)
+	case first && errors.Is(err, errBusy):
+		a.log.Warn("reflector is busy (503); waiting", "retry_in", retry)
 	case first && op == opEnroll:
 		a.log.Warn("cannot enrol", "err", err, "retry_in", retry)
 	case first:

@@ -18,7 +18,7 @@ const (
 	// the device's credentials (401): retrying sooner cannot help, since
 	// someone has to change the secret on one side.
 	DefaultUnauthorizedDelay = 60 * time.Second
-	// MaxRetryAfter caps the wait a reflector's Retry-After (429) can
+	// MaxRetryAfter caps the wait a reflector's Retry-After (429, 503) can
 	// impose: the reflector's lockouts double up to an hour, and a header
 	// asking for more is not obeyed past that.
 	MaxRetryAfter = time.Hour
@@ -74,9 +74,9 @@ func (b *backoff) next(unauthorized bool) time.Duration {
 	return d
 }
 
-// retryAfter returns the delay after the reflector answered 429 with
-// Retry-After d: at least d (capped at MaxRetryAfter) plus a jitter of up
-// to a quarter of it, so that devices locked out together do not return
+// retryAfter returns the delay after the reflector answered 429 or 503
+// with Retry-After d: at least d (capped at MaxRetryAfter) plus a jitter of
+// up to a quarter of it, so that devices refused together do not return
 // together, and never less than next(false), whose bound it doubles too.
 // The total stays within MaxRetryAfter.
 func (b *backoff) retryAfter(d time.Duration) time.Duration {

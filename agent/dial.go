@@ -33,21 +33,27 @@ var (
 	errUnauthorized = errors.New("device credentials refused (401)")
 	// errThrottled: the reflector answered 429; see throttledError.
 	errThrottled = errors.New("reflector is throttling this device's logins (429)")
+	// errBusy: the reflector answered 503, busy with other agents'
+	// handshakes (a reconnect storm); see throttledError.
+	errBusy = errors.New("reflector is busy (503)")
 	// errFingerprint: the reflector's leaf certificate does not match the
 	// configured pin.
 	errFingerprint = errors.New("reflector certificate does not match the configured fingerprint")
 )
 
-// throttledError is a 429 answer: the reflector locked out the device's id
-// or address after failed logins (issue 3, item 5) and says, in
-// Retry-After, when to come back. It unwraps to errThrottled; its text does
-// not vary with the wait, so a repeated lockout is logged once.
+// throttledError is a refusal that says, in Retry-After, when to come
+// back: a 429 (the reflector locked out the device's id or address after
+// failed logins, issue 3, item 5), which unwraps to errThrottled, or a 503
+// (the reflector holds as many handshakes as it can finish in time, issue
+// 16), which unwraps to errBusy. Its text does not vary with the wait, so
+// a repeated refusal is logged once.
 type throttledError struct {
 	after time.Duration // 0 when the reflector sent no Retry-After
+	cause error         // errThrottled or errBusy
 }
 
-func (e *throttledError) Error() string { return errThrottled.Error() }
-func (e *throttledError) Unwrap() error { return errThrottled }
+func (e *throttledError) Error() string { return e.cause.Error() }
+func (e *throttledError) Unwrap() error { return e.cause }
 
 const (
 	// wsWriteBuffer holds one whole smux frame plus its 8-byte header and
@@ -268,7 +274,8 @@ func parseFingerprint(s string) ([]byte, error) {
 }
 
 // dial opens the tunnel's WebSocket. A 401 answer becomes errUnauthorized,
-// a 429 a *throttledError with its Retry-After; any other refusal carries the reflector's status and first line of reason.
+// a 429 or a 503 a *throttledError with its Retry-After; any other refusal
+// carries the reflector's status and first line of reason.
 func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
 	ws, resp, err := a.dialer.DialContext(ctx, a.url, a.header)
 	if err != nil {
@@ -278,7 +285,14 @@ func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
 				return nil, errUnauthorized
 			case http.StatusTooManyRequests:
 				after, _ := enroll.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-				return nil, &throttledError{after: after}
+				return nil, &throttledError{after: after, cause: errThrottled}
+			case http.StatusServiceUnavailable:
+				// Without Retry-After (a reflector that cannot check
+				// credentials now) after is 0: the normal backoff. The
+				// reason, which names the wait, is left out so that the
+				// refusal is logged once.
+				after, _ := enroll.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+				return nil, &throttledError{after: after, cause: errBusy}
 			}
 			return nil, fmt.Errorf("reflector refused the tunnel: %s%s", resp.Status, reason(resp))
 		}
