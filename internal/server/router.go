@@ -42,11 +42,12 @@ type router struct {
 
 	tunnel    http.Handler // *tunnel.Server
 	webTunnel http.Handler // *webtunnel.Server
+	enroll    http.Handler // *enroll.Handler
+	admin     http.Handler // *admin.Admin
+
 	// admit bounds the handshakes in progress on both agent endpoints;
 	// nil admits all.
 	admit *admission
-	enroll    http.Handler // *enroll.Handler
-	admin     http.Handler // *admin.Admin
 }
 
 // route decides, top to bottom; device is the device a device-host route is
