@@ -480,33 +480,48 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// TestAgentWaitsRetryAfterWhenTheReflectorThrottles: a 429 (a lockout) and
+// a 503 (the reflector at its bound of pending handshakes, issue 16) with
+// Retry-After are waited out, not retried after the agent's own backoff of
+// milliseconds, and logged once.
 func TestAgentWaitsRetryAfterWhenTheReflectorThrottles(t *testing.T) {
-	var mu sync.Mutex
-	var attempts []time.Time
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		attempts = append(attempts, time.Now())
-		mu.Unlock()
-		w.Header().Set("Retry-After", "2")
-		http.Error(w, "too many failed attempts; retry in 2s", http.StatusTooManyRequests)
-	}))
-	defer srv.Close()
-	cfg := Config{ReflectorURL: srv.URL, DeviceID: testDevice, Secret: testSecret, Ports: []uint16{80},
-		Fingerprint: tunnel.Fingerprint(srv.Certificate().Raw)}
-	var logs lockedBuffer
-	runAgent(t, cfg, fastRetry, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	for _, tc := range []struct {
+		status int
+		logged string
+	}{
+		{http.StatusTooManyRequests, "throttling this device's logins (429); waiting"},
+		{http.StatusServiceUnavailable, "reflector is busy (503); waiting"},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var attempts []time.Time
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				attempts = append(attempts, time.Now())
+				mu.Unlock()
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "come back in 1s", tc.status)
+			}))
+			defer srv.Close()
+			cfg := Config{ReflectorURL: srv.URL, DeviceID: testDevice, Secret: testSecret, Ports: []uint16{80},
+				Fingerprint: tunnel.Fingerprint(srv.Certificate().Raw)}
+			var logs lockedBuffer
+			runAgent(t, cfg, fastRetry, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
-	waitFor(t, "a second attempt, logged", func() bool {
-		return strings.Contains(logs.String(), `msg="connect failed"`)
-	})
-	mu.Lock()
-	at := slices.Clone(attempts)
-	mu.Unlock()
-	if gap := at[1].Sub(at[0]); gap < 2*time.Second {
-		t.Errorf("attempt after 429 with Retry-After: 2 came %v later, want ≥ 2s", gap)
-	}
-	if n := strings.Count(logs.String(), "throttling this device's logins (429); waiting"); n != 1 {
-		t.Errorf("429 logged at Warn %d times over %d attempts, want once:\n%s", n, len(at), logs.String())
+			waitFor(t, "a second attempt, logged", func() bool {
+				return strings.Contains(logs.String(), `msg="connect failed"`)
+			})
+			mu.Lock()
+			at := slices.Clone(attempts)
+			mu.Unlock()
+			if gap := at[1].Sub(at[0]); gap < time.Second {
+				t.Errorf("attempt after %d with Retry-After: 1 came %v later, want ≥ 1s", tc.status, gap)
+			}
+			if n := strings.Count(logs.String(), tc.logged); n != 1 {
+				t.Errorf("%d logged at Warn %d times over %d attempts, want once:\n%s", tc.status, n, len(at), logs.String())
+			}
+		})
 	}
 }
 
