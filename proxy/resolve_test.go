@@ -71,7 +71,7 @@ func FuzzResolveHost(f *testing.F) {
 	const domain = "localhost"
 	p, err := New(Config{
 		Domain: domain,
-		Authenticate: func(netip.Addr, string, string) (store.Credential, error) {
+		Authenticate: func(context.Context, netip.Addr, string, string) (store.Credential, error) {
 			return store.Credential{User: store.User{Name: "root", Role: store.RoleAdmin}}, nil
 		},
 		Device: func(_ context.Context, id string) (store.Device, error) {
