@@ -4,6 +4,7 @@ package webtunnel
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -190,7 +191,7 @@ func connectIdle(tb testing.TB, n int, ping time.Duration) (*idleServer, idleCos
 	tb.Helper()
 	s := &Server{
 		Hub:          tunnel.NewHub(nil),
-		Authenticate: func(netip.Addr, string, string) error { return nil },
+		Authenticate: func(context.Context, netip.Addr, string, string) error { return nil },
 	}
 	ts := httptest.NewUnstartedServer(s)
 	ts.StartTLS()
