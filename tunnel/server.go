@@ -5,8 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/xtaci/smux"
+	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
 
 // Wire constants of the agent's upgrade request (PROTOCOL.md, "Connect").
@@ -57,6 +57,10 @@ type Server struct {
 	Seen func(device string, at time.Time)
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// keeper, if set, replaces the process's keep-alive Keeper (tests
+	// shorten the intervals).
+	keeper *smuxserver.Keeper
 }
 
 var upgrader = websocket.Upgrader{
@@ -116,38 +120,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(MaxMessage)
-	conn := NewWSConn(ws)
-	sess, err := smux.Server(conn, MuxConfig())
-	if err != nil { // only on a bad config, which MuxConfig is not
-		ws.Close()
-		log.Error("start smux session", "err", err)
-		return
+	k := s.keeper
+	if k == nil {
+		k = keeper
 	}
-	s.serve(device, sess, conn, info, log)
+	s.serve(device, smuxserver.New(NewWSConn(ws), serverMuxConfig(k)), info, log)
 }
 
-func (s *Server) serve(device string, sess *smux.Session, conn net.Conn, info DeviceInfo, log *slog.Logger) {
-	reg := s.Hub.Register(device, NewMuxTunnel(sess, conn), info)
+// serve registers the session and reads it on this goroutine, the
+// request's, until it ends: an idle tunnel costs no goroutine of its own.
+func (s *Server) serve(device string, sess *smuxserver.Session, info DeviceInfo, log *slog.Logger) {
+	reg := s.Hub.Register(device, NewMuxTunnel(sess), info)
 	start := time.Now()
 	if s.Seen != nil {
 		s.Seen(device, start)
 	}
 	log.Info("device connected", "ports", info.Ports, "agent", info.AgentVersion)
-	// smux closes a session only on keep-alive timeout; a read error merely
-	// wakes AcceptStream. Waiting there finds a dropped agent at once. Agents
-	// open no streams in v1, so any stream they open is closed unread.
-	for {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			break
-		}
-		st.Close()
-	}
+	err := sess.Run()
 	if s.Seen != nil {
 		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
 	}
 	reg.Unregister()
-	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second))
+	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second), "reason", disconnectReason(err))
+}
+
+// disconnectReason is why a session ended, for the log.
+func disconnectReason(err error) string {
+	switch {
+	case err == io.EOF:
+		return "agent closed the connection"
+	case errors.Is(err, smuxserver.ErrSessionClosed):
+		return "closed by the reflector"
+	}
+	return err.Error()
 }
 
 // parseInfo reads the agent's declared ports and properties.

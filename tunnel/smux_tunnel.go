@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/xtaci/smux"
+	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
 
 // DefaultOpenTimeout bounds a stream open when the caller's context has no
@@ -17,23 +17,16 @@ const DefaultOpenTimeout = 15 * time.Second
 // muxTunnel is a device tunnel of our own wire: smux over a WebSocket, the
 // reflector being the smux server that opens streams.
 type muxTunnel struct {
-	sess *smux.Session
-	// sent is closed when the session's connection will read no more of
-	// the buffers written to it (wsConn.Done); nil if it cannot tell.
-	sent <-chan struct{}
+	sess *smuxserver.Session
 }
 
-// NewMuxTunnel wraps a server-side smux session over conn as a Tunnel.
-func NewMuxTunnel(sess *smux.Session, conn net.Conn) Tunnel {
-	t := &muxTunnel{sess: sess}
-	if d, ok := conn.(interface{ Done() <-chan struct{} }); ok {
-		t.sent = d.Done()
-	}
-	return t
+// NewMuxTunnel wraps the reflector's end of an smux session as a Tunnel.
+func NewMuxTunnel(sess *smuxserver.Session) Tunnel {
+	return &muxTunnel{sess: sess}
 }
 
 func (t *muxTunnel) Close() error          { return t.sess.Close() }
-func (t *muxTunnel) Done() <-chan struct{} { return t.sess.CloseChan() }
+func (t *muxTunnel) Done() <-chan struct{} { return t.sess.Done() }
 
 // Open writes the open header on a new stream and waits for the reply.
 func (t *muxTunnel) Open(ctx context.Context, port uint16, client string) (net.Conn, error) {
@@ -42,12 +35,9 @@ func (t *muxTunnel) Open(ctx context.Context, port uint16, client string) (net.C
 		ctx, cancel = context.WithTimeout(ctx, DefaultOpenTimeout)
 		defer cancel()
 	}
-	st, err := t.sess.OpenStream()
+	st, err := t.sess.OpenStream(ctx)
 	if err != nil {
-		if t.sess.IsClosed() {
-			return nil, fmt.Errorf("open stream: %w", ErrDeviceOffline)
-		}
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, t.openErr(ctx, err)
 	}
 	deadline, _ := ctx.Deadline()
 	st.SetDeadline(deadline)
@@ -64,45 +54,28 @@ func (t *muxTunnel) Open(ctx context.Context, port uint16, client string) (net.C
 	stop()
 	if err != nil {
 		st.Close()
-		switch {
-		case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
-			return nil, fmt.Errorf("open stream: %w", ctx.Err())
-		case isTimeout(err) || ctx.Err() != nil:
-			return nil, fmt.Errorf("open stream: %w", ErrTimeout)
-		case t.sess.IsClosed():
-			return nil, fmt.Errorf("open stream: %w", ErrDeviceOffline)
-		}
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, t.openErr(ctx, err)
 	}
 	if status != StatusOK {
 		st.Close()
 		return nil, &OpenError{Status: status, Message: msg}
 	}
 	st.SetDeadline(time.Time{})
-	return &muxStream{Stream: st, t: t}, nil
+	return st, nil
 }
 
-// muxStream is an open stream whose Write does not return while smux may
-// still read the caller's buffer. When its session closes, smux answers a
-// pending write at once (io.ErrClosedPipe) while its sender may still be
-// copying that frame into the connection; a caller reusing the buffer then
-// races with it (crypto/tls pools its record buffers: found by the race
-// detector at shutdown). On an error of a closed session, Write waits until
-// the connection has finished its last write, a second at most.
-type muxStream struct {
-	*smux.Stream
-	t *muxTunnel
-}
-
-func (s *muxStream) Write(p []byte) (int, error) {
-	n, err := s.Stream.Write(p)
-	if err != nil && s.t.sent != nil && s.t.sess.IsClosed() {
-		select {
-		case <-s.t.sent:
-		case <-time.After(time.Second):
-		}
+// openErr is Open's error for err: the caller's cancellation, a timeout,
+// the device gone offline, or err itself.
+func (t *muxTunnel) openErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
+		return fmt.Errorf("open stream: %w", ctx.Err())
+	case isTimeout(err) || ctx.Err() != nil:
+		return fmt.Errorf("open stream: %w", ErrTimeout)
+	case t.sess.IsClosed() || errors.Is(err, smuxserver.ErrSessionClosed):
+		return fmt.Errorf("open stream: %w", ErrDeviceOffline)
 	}
-	return n, err
+	return fmt.Errorf("open stream: %w", err)
 }
 
 // isTimeout reports a deadline error, smux's or the net package's.
