@@ -12,15 +12,16 @@ import (
 // session that received nothing for its own timeout), and each session
 // that received nothing for the timeout is closed with ErrKeepAliveTimeout.
 // Its goroutine runs while it has sessions. Times are counted in ticks of
-// a quarter interval, so a NOP leaves between 1 and 1¼ intervals after the
-// last frame, and a silent peer is closed between 1 and 1 + ¼·interval/timeout
-// timeouts after its last frame.
+// a quarter interval: a NOP leaves between 1 and 1¼ intervals after the
+// last frame sent, and a silent peer is closed between one timeout and one
+// timeout plus half an interval after its last frame.
 type Keeper struct {
 	tick         time.Duration
 	pingTicks    uint32 // interval in ticks
 	timeoutTicks uint32 // timeout in ticks
 
-	epoch atomic.Uint32 // ticks so far
+	start time.Time
+	epoch atomic.Uint32 // ticks from start to the last sweep
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -36,6 +37,7 @@ func NewKeeper(interval, timeout time.Duration) *Keeper {
 		pingTicks:    uint32(max(interval/tick, 1)),
 		timeoutTicks: uint32(max(timeout/tick, 1)),
 		sessions:     make(map[*Session]struct{}),
+		start:        time.Now(),
 	}
 }
 
@@ -43,11 +45,11 @@ func NewKeeper(interval, timeout time.Duration) *Keeper {
 func (k *Keeper) now() uint32 { return k.epoch.Load() }
 
 func (k *Keeper) add(s *Session) {
-	now := k.now()
-	s.readTick.Store(now)
-	s.writeTick.Store(now)
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	now := k.advance()
+	s.readTick.Store(now)
+	s.writeTick.Store(now)
 	k.sessions[s] = struct{}{}
 	if !k.running {
 		k.running = true
@@ -61,6 +63,16 @@ func (k *Keeper) remove(s *Session) {
 	delete(k.sessions, s)
 }
 
+// advance sets the clock to now and returns it; the caller holds mu, so
+// the clock never goes back. It is counted from the time, not from the
+// ticks received: a ticker drops ticks while its goroutine is late, and a
+// keep-alive must not be late by as much.
+func (k *Keeper) advance() uint32 {
+	now := uint32(time.Since(k.start) / k.tick)
+	k.epoch.Store(now)
+	return now
+}
+
 // run ticks until no session is left.
 func (k *Keeper) run() {
 	t := time.NewTicker(k.tick)
@@ -72,13 +84,17 @@ func (k *Keeper) run() {
 	}
 }
 
-// sweep advances the clock one tick and visits every session; it reports
+// sweep advances the clock and visits every session; it reports
 // whether any are left (if not, the goroutine ends, under the lock that
 // add starts a new one under).
 func (k *Keeper) sweep() bool {
-	now := k.epoch.Add(1)
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	// Frames arriving since the last sweep carry its clock (last), not
+	// now: silence is counted up to last, so a sweep that comes late
+	// (a loaded machine) does not take a live peer for a silent one.
+	last := k.epoch.Load()
+	now := k.advance()
 	if len(k.sessions) == 0 {
 		k.running = false
 		return false
@@ -87,14 +103,15 @@ func (k *Keeper) sweep() bool {
 		if s.starved.Load() {
 			// The session stopped reading: the peer's frames wait in the
 			// connection, and its silence means nothing (as in smux).
-			s.readTick.Store(now)
+			s.readTick.Store(last)
 		}
-		if now-s.readTick.Load() >= k.timeoutTicks {
+		// Signed: a frame read during this sweep may carry now.
+		if int32(last-s.readTick.Load()) >= int32(k.timeoutTicks) {
 			delete(k.sessions, s)
 			go s.closeWith(ErrKeepAliveTimeout)
 			continue
 		}
-		if now-s.writeTick.Load() >= k.pingTicks && s.pinging.CompareAndSwap(false, true) {
+		if int32(now-s.writeTick.Load()) >= int32(k.pingTicks) && s.pinging.CompareAndSwap(false, true) {
 			// On a goroutine of its own: a NOP to a peer that stopped
 			// reading may wait for the write timeout, and must not hold
 			// up the others.
