@@ -115,7 +115,7 @@ func (k *Keeper) sweep() bool {
 			// On a goroutine of its own: a NOP to a peer that stopped
 			// reading may wait for the write timeout, and must not hold
 			// up the others.
-			go s.ping()
+			go s.pingFunc()
 		}
 	}
 	return true

@@ -92,6 +92,7 @@ type Session struct {
 	readTick  atomic.Uint32 // when a frame last arrived
 	writeTick atomic.Uint32 // when a frame last left
 	pinging   atomic.Bool   // a NOP is on its way
+	pingFunc  func()        // s.ping, made once: a go statement on a method value allocates
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the session has ended
@@ -108,6 +109,7 @@ func New(conn net.Conn, cfg Config) *Session {
 		done:      make(chan struct{}),
 	}
 	s.bw, _ = conn.(buffersWriter)
+	s.pingFunc = s.ping
 	s.tokens.Store(int64(s.cfg.SessionBuffer))
 	if s.cfg.Keeper != nil {
 		s.cfg.Keeper.add(s)

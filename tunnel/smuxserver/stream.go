@@ -58,10 +58,11 @@ func wake(c chan struct{}) {
 	}
 }
 
-// push queues a payload from the peer; false if nobody will read it.
+// push queues a payload from the peer; false if nobody will read it (data
+// after the peer's own FIN is dropped too).
 func (st *Stream) push(b *[]byte) bool {
 	st.mu.Lock()
-	if st.closed || st.gone {
+	if st.closed || st.gone || st.finIn {
 		st.mu.Unlock()
 		return false
 	}
