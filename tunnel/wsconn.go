@@ -14,9 +14,11 @@ import (
 // message, and Read streams the payload of consecutive messages, so message
 // boundaries do not matter to the reader.
 //
-// gorilla allows one concurrent reader and one concurrent writer. smux has
-// exactly one of each (recvLoop, sendLoop); the mutexes make the adapter safe
-// for any other caller too, at no cost when uncontended.
+// gorilla allows one concurrent reader and one concurrent writer. Both ends
+// have exactly one of each (smux's recvLoop and sendLoop in the agent;
+// smuxserver's Run and the holder of its write lock in the reflector); the
+// mutexes make the adapter safe for any other caller too, at no cost when
+// uncontended.
 type wsConn struct {
 	ws *websocket.Conn
 	// batch, when ws runs over TLS on a tlsbatch.Conn, sends each message
