@@ -61,11 +61,15 @@ type Server struct {
 	// keeper, if set, replaces the process's keep-alive Keeper (tests
 	// shorten the intervals).
 	keeper *smuxserver.Keeper
+	// served, if set, is called when a tunnel's goroutine is done (tests).
+	served func()
 }
 
 var upgrader = websocket.Upgrader{
 	HandshakeTimeout: 10 * time.Second,
-	ReadBufferSize:   0, // reuse the hijacked connection's reader
+	// A small reader of its own: the hijacked 4 KiB one would be kept by
+	// every idle tunnel, and frames longer than this bypass it anyway.
+	ReadBufferSize: 512,
 	// One smux frame fits the write buffer, so each message is one TLS write
 	// rather than a 4 KiB record plus the rest; the pool means a buffer is
 	// held only while writing, not per idle device.
@@ -83,8 +87,9 @@ func (s *Server) logger() *slog.Logger {
 }
 
 // ServeHTTP authenticates the agent before upgrading, so a wrong secret costs
-// the reflector no WebSocket and no smux session, then serves the tunnel until
-// it ends. It blocks for the tunnel's lifetime.
+// the reflector no WebSocket and no smux session, then registers the tunnel
+// with the hub and returns; the tunnel is served on a goroutine of its own
+// until it ends, and Hub.Close waits for it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := ClientAddr(r)
 	log := s.logger().With("remote", client)
@@ -124,24 +129,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if k == nil {
 		k = keeper
 	}
-	s.serve(device, smuxserver.New(NewWSConn(ws), serverMuxConfig(k)), info, log)
-}
-
-// serve registers the session and reads it on this goroutine, the
-// request's, until it ends: an idle tunnel costs no goroutine of its own.
-func (s *Server) serve(device string, sess *smuxserver.Session, info DeviceInfo, log *slog.Logger) {
+	sess := smuxserver.New(NewWSConn(ws), serverMuxConfig(k))
 	reg := s.Hub.Register(device, NewMuxTunnel(sess), info)
 	start := time.Now()
 	if s.Seen != nil {
 		s.Seen(device, start)
 	}
 	log.Info("device connected", "ports", info.Ports, "agent", info.AgentVersion)
+	// The session is read on a goroutine of its own and this one returns:
+	// net/http's connection state (two 4 KiB buffers), the request and
+	// this goroutine's stack, grown in the TLS handshake, would otherwise
+	// stay for the tunnel's lifetime (issue 16: 27 KiB per idle tunnel).
+	go s.serve(device, sess, reg, start, log)
+}
+
+// serve reads the session until it ends, then unregisters it.
+func (s *Server) serve(device string, sess *smuxserver.Session, reg *Registration, start time.Time, log *slog.Logger) {
 	err := sess.Run()
 	if s.Seen != nil {
 		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
 	}
-	reg.Unregister()
 	log.Info("device disconnected", "connected_for", time.Since(start).Round(time.Second), "reason", disconnectReason(err))
+	reg.Unregister()
+	if s.served != nil {
+		s.served()
+	}
 }
 
 // disconnectReason is why a session ended, for the log.

@@ -25,8 +25,8 @@ import (
 type testReflector struct {
 	hub *Hub
 	srv *httptest.Server
-	// ended counts the tunnel endpoint's requests that have returned: for a
-	// tunnel, once it has ended and its cleanup has left the hub.
+	// ended counts the tunnels whose goroutine is done: once a tunnel has
+	// ended and its cleanup has left the hub.
 	ended atomic.Int64
 }
 
@@ -44,10 +44,8 @@ func newTestReflector(t *testing.T) *testReflector {
 	}}
 	r := &testReflector{hub: hub}
 	mux := http.NewServeMux()
-	mux.Handle(Path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ts.ServeHTTP(w, req)
-		r.ended.Add(1)
-	}))
+	ts.served = func() { r.ended.Add(1) }
+	mux.Handle(Path, ts)
 	r.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(func() { hub.Close(); r.srv.Close() })
 	return r
