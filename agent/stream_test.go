@@ -16,6 +16,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
 
 // newTestAgent returns an agent that is never run, for its stream handler.
@@ -114,17 +115,15 @@ func TestStreamOverSmux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := smux.Server(c2, tunnel.MuxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	server := smuxserver.New(c2, smuxserver.Config{})
+	go server.Run()
 	defer server.Close()
 	done := make(chan error, 1)
 	go func() {
 		done <- a.serveSession(context.Background(), client, c1)
 	}()
 
-	tun := tunnel.NewMuxTunnel(server, c2)
+	tun := tunnel.NewMuxTunnel(server)
 	conn, err := tun.Open(context.Background(), echo, "test")
 	if err != nil {
 		t.Fatalf("Open: %v", err)
