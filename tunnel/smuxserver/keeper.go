@@ -11,7 +11,7 @@ import (
 // for the interval gets a NOP (smux's keep-alive frame; the agent closes a
 // session that received nothing for its own timeout), and each session
 // that received nothing for the timeout is closed with ErrKeepAliveTimeout.
-// Its goroutine runs while it has sessions. Times are counted in ticks of
+// Its goroutine runs while it has sessions and ends with the last one. Times are counted in ticks of
 // a quarter interval: a NOP leaves between 1 and 1¼ intervals after the
 // last frame sent, and a silent peer is closed between one timeout and one
 // timeout plus half an interval after its last frame.
@@ -25,7 +25,7 @@ type Keeper struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
-	running  bool
+	stop     chan struct{} // closed to end the goroutine; nil while none runs
 }
 
 // NewKeeper returns a Keeper that sends a NOP every interval of silence and
@@ -51,16 +51,27 @@ func (k *Keeper) add(s *Session) {
 	s.readTick.Store(now)
 	s.writeTick.Store(now)
 	k.sessions[s] = struct{}{}
-	if !k.running {
-		k.running = true
-		go k.run()
+	if k.stop == nil {
+		k.stop = make(chan struct{})
+		go k.run(k.stop)
 	}
 }
 
+// remove forgets s. The goroutine ends with the last session, at once, so
+// that a server that has closed its tunnels leaves nothing running.
 func (k *Keeper) remove(s *Session) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.sessions, s)
+	k.stopIfIdle()
+}
+
+// stopIfIdle ends the goroutine when no session is left; the caller holds mu.
+func (k *Keeper) stopIfIdle() {
+	if len(k.sessions) == 0 && k.stop != nil {
+		close(k.stop)
+		k.stop = nil
+	}
 }
 
 // advance sets the clock to now and returns it; the caller holds mu, so
@@ -73,21 +84,22 @@ func (k *Keeper) advance() uint32 {
 	return now
 }
 
-// run ticks until no session is left.
-func (k *Keeper) run() {
+// run sweeps every tick until stop is closed.
+func (k *Keeper) run(stop chan struct{}) {
 	t := time.NewTicker(k.tick)
 	defer t.Stop()
-	for range t.C {
-		if !k.sweep() {
+	for {
+		select {
+		case <-t.C:
+			k.sweep()
+		case <-stop:
 			return
 		}
 	}
 }
 
-// sweep advances the clock and visits every session; it reports
-// whether any are left (if not, the goroutine ends, under the lock that
-// add starts a new one under).
-func (k *Keeper) sweep() bool {
+// sweep advances the clock and visits every session.
+func (k *Keeper) sweep() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	// Frames arriving since the last sweep carry its clock (last), not
@@ -95,10 +107,6 @@ func (k *Keeper) sweep() bool {
 	// (a loaded machine) does not take a live peer for a silent one.
 	last := k.epoch.Load()
 	now := k.advance()
-	if len(k.sessions) == 0 {
-		k.running = false
-		return false
-	}
 	for s := range k.sessions {
 		if s.starved.Load() {
 			// The session stopped reading: the peer's frames wait in the
@@ -118,5 +126,5 @@ func (k *Keeper) sweep() bool {
 			go s.pingFunc()
 		}
 	}
-	return true
+	k.stopIfIdle()
 }

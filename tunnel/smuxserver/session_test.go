@@ -171,9 +171,8 @@ func TestIdleSessionHoldsOneGoroutine(t *testing.T) {
 	for _, s := range ss {
 		s.Close()
 	}
-	// The keeper's goroutine ends at its next tick, an hour's quarter
-	// here: only the sessions' go.
-	waitFor(t, func() bool { return ownGoroutines() == 1 })
+	// The keeper's goroutine ends with the last session.
+	waitFor(t, func() bool { return ownGoroutines() == 0 })
 }
 
 // ownGoroutines counts the goroutines whose stack runs a method of this
