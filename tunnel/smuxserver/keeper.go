@@ -12,9 +12,10 @@ import (
 // session that received nothing for its own timeout), and each session
 // that received nothing for the timeout is closed with ErrKeepAliveTimeout.
 // Its goroutine runs while it has sessions and ends with the last one.
-// Times are counted in ticks of a quarter interval: a NOP leaves between 1 and 1¼ intervals after the
-// last frame sent, and a silent peer is closed between one timeout and one
-// timeout plus half an interval after its last frame.
+// Times are counted in ticks of a quarter interval: a NOP leaves between
+// 1 and 1¼ intervals after the last frame sent, and a silent peer is
+// closed between one timeout and one timeout plus half an interval after
+// its last frame.
 type Keeper struct {
 	tick         time.Duration
 	pingTicks    uint32 // interval in ticks
