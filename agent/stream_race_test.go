@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/xtaci/smux"
 
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
 
 // firehose listens on 127.0.0.1 and sends to every connection until it
@@ -61,13 +61,10 @@ func TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer(t *testing.T) {
 		if err != nil {
 			return
 		}
-		conn := tunnel.NewWSConn(ws)
-		sess, err := smux.Server(conn, tunnel.MuxConfig())
-		if err != nil {
-			return
-		}
+		sess := smuxserver.New(tunnel.NewWSConn(ws), smuxserver.Config{})
+		go sess.Run()
 		defer sess.Close()
-		tun := tunnel.NewMuxTunnel(sess, conn)
+		tun := tunnel.NewMuxTunnel(sess)
 		var wg sync.WaitGroup
 		for range 8 {
 			st, err := tun.Open(r.Context(), port, "test")
