@@ -315,7 +315,7 @@ func (r *run) run(ctx context.Context) error {
 	if err := r.storm(ctx, &r.res.Cold, p, cold); err != nil {
 		return err
 	}
-	r.phase.Store("idle")
+	r.phase.Store(phaseIdle)
 	if err := r.idle(ctx, p, base.rss); err != nil {
 		return err
 	}
@@ -479,6 +479,10 @@ func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, m mark) err
 	return err
 }
 
+// phaseIdle is the phase of the idle window, in which the progress lines
+// leave out the reflector's own count.
+const phaseIdle = "idle"
+
 // progress samples the counts and the reflector's figures about every
 // second, writes a line for each to cfg.Progress and keeps it in the
 // timeline.
@@ -501,13 +505,22 @@ func (r *run) progress(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
+		phase := r.phase.Load().(string)
 		s := Sample{
 			Seconds:   now.Sub(r.t0).Seconds(),
-			Phase:     r.phase.Load().(string),
+			Phase:     phase,
 			Connected: r.fleet.n.Load(),
-			Reflector: p.devicesConnected(ctx),
+			Reflector: -1,
 			Failures:  r.fleet.failures.Load(),
 			RSSKiB:    mem.rss,
+		}
+		if phase != phaseIdle {
+			// Not while idle: a scrape of /metrics lists the process's
+			// descriptors (process_open_fds), 10,000 of them at fleet
+			// size, and once a second that is a sixth of the idle CPU
+			// measured (perf, 2026-12-07); Prometheus scrapes every
+			// 15 s or more.
+			s.Reflector = p.devicesConnected(ctx)
 		}
 		if p == lastProc {
 			s.CPUPercent = 100 * (cpu - lastCPU).Seconds() / now.Sub(lastAt).Seconds()
