@@ -48,15 +48,6 @@ const (
 	// rateWindow is how far back completed handshakes are counted to
 	// measure the rate at which the reflector finishes them.
 	rateWindow = 5 // seconds
-	// overbook is how much faster than the rate turns are given out. An
-	// agent that comes back too early costs a TLS handshake and a 503
-	// (about half a millisecond of CPU), one that comes back too late
-	// leaves the CPUs idle; and the rate is measured from the handshakes
-	// that came, so turns given at the rate alone could never show that
-	// the CPUs do more. Measured: at 1× a calibration four times too slow
-	// (a process's first argon2id computations fault in their 8 MiB)
-	// held a 10,000-agent cold start to 45% of the CPUs.
-	overbook = 2
 )
 
 // handshakeCapacity is the rate at which the reflector finishes agent
@@ -146,15 +137,17 @@ func (a *admission) refuse(w http.ResponseWriter, r *http.Request) {
 // retryAfter returns when a refused agent should come back, and whether
 // to log the refusal. The refused agents form a queue behind the pending
 // handshakes: each is given the next free place in it, 1/rate after the
-// one before, at overbook times the rate the reflector finishes
-// handshakes. Agents that come back when told arrive about as fast as they
-// can be served, rather than all at once after the same delay.
+// one before, at the rate the reflector finishes handshakes. Agents that
+// come back when told arrive at the rate they can be served, rather than
+// all at once after the same delay. (Turns given at twice the rate were
+// tried on a 10,000-device cold start: as many connected per second, four
+// times the refusals, each a TLS handshake for nothing.)
 func (a *admission) retryAfter() (time.Duration, bool) {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rate := max(a.done.rate(now), a.assumedRate)
-	step := time.Duration(float64(time.Second) / (overbook * rate))
+	step := time.Duration(float64(time.Second) / rate)
 	// The pending handshakes are ahead of every refused agent.
 	start := now.Add(time.Duration(a.pending.Load()) * step)
 	if a.nextRetry.Before(start) {

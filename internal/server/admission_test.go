@@ -320,19 +320,18 @@ func TestRefusedAgentsAreToldTheirTurn(t *testing.T) {
 	a := newAdmission(100, 50, nil) // 50 handshakes a second assumed: 20 ms each
 	a.now = func() time.Time { return now }
 	a.pending.Store(100)
-	// Turns are given at overbook (2) times the rate: 100 pending take
-	// 1 s, the first refused comes back then, the next 10 ms later, and
-	// so on.
-	for i, want := range []time.Duration{time.Second, 1010 * time.Millisecond, 1020 * time.Millisecond} {
+	// 100 pending take 2 s: the first refused comes back then, the next
+	// 20 ms later, and so on.
+	for i, want := range []time.Duration{2 * time.Second, 2020 * time.Millisecond, 2040 * time.Millisecond} {
 		if got, _ := a.retryAfter(); got != want {
 			t.Errorf("refusal %d: retry after %v, want %v", i+1, got, want)
 		}
 	}
-	for range 6000 {
+	for range 3000 {
 		a.retryAfter()
 	}
 	if got, _ := a.retryAfter(); got != maxRetryAfter {
-		t.Errorf("after 6,000 refusals: retry after %v, want the cap %v", got, maxRetryAfter)
+		t.Errorf("after 3,000 refusals: retry after %v, want the cap %v", got, maxRetryAfter)
 	}
 	// Time passes and the queue drains: the turns come nearer again.
 	now = now.Add(time.Hour)
