@@ -47,7 +47,10 @@ func TestSwarmConnectsAndSurvivesSIGKILL(t *testing.T) {
 					t.Errorf("%s: RSS %d KiB, peak %d KiB: not read from /proc", name, s.RSSKiB, s.PeakRSSKiB)
 				}
 			}
-			if res.BaseRSSKiB <= 0 || res.Idle.RSSKiB <= res.BaseRSSKiB {
+			// Both read, not compared: 50 devices are a few hundred KiB,
+			// less than what the process returns to the system after the
+			// argon2id calibration at its start.
+			if res.BaseRSSKiB <= 0 || res.Idle.RSSKiB <= 0 {
 				t.Errorf("RSS %d KiB before the agents and %d KiB with them: not read from /proc", res.BaseRSSKiB, res.Idle.RSSKiB)
 			}
 			if res.Idle.Drops != 0 {
