@@ -161,6 +161,15 @@ func runAgent(t *testing.T, cfg Config, opts Options, logger *slog.Logger) (stop
 
 // echoListener serves echo on 127.0.0.1 and returns its port.
 func echoListener(t *testing.T) uint16 {
+	return serveLocal(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
+// serveLocal listens on 127.0.0.1 until the test ends, runs handle on each
+// connection, closes it after, and returns the port.
+func serveLocal(t *testing.T, handle func(net.Conn)) uint16 {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -174,9 +183,8 @@ func echoListener(t *testing.T) uint16 {
 				return
 			}
 			go func() {
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-				c.Close()
+				defer c.Close()
+				handle(c)
 			}()
 		}
 	}()

@@ -79,8 +79,8 @@ func (a *Agent) serveStream(ctx context.Context, st net.Conn) {
 // session closes, smux answers a pending Write at once (io.ErrClosedPipe)
 // while its sender may still be copying that frame into the connection;
 // Join then gave its buffer back to the pool, and the next Join filled it
-// under the sender (a data race; tunnel's muxStream guards the reflector's
-// streams the same way). conn is the session's connection: when it has a
+// under the sender (a data race; the reflector's end, tunnel/smuxserver,
+// writes from the caller's goroutine and cannot). conn is the session's connection: when it has a
 // Done (tunnel.NewWSConn), closed once no write reads a buffer any more, a
 // Write failing on a closed session waits for it, a second at most.
 func guardStream(st *smux.Stream, sess *smux.Session, conn net.Conn) net.Conn {

@@ -20,30 +20,14 @@ import (
 // firehose listens on 127.0.0.1 and sends to every connection until it
 // closes.
 func firehose(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveLocal(t, func(c net.Conn) {
+		b := make([]byte, 64<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Write(b); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 64<<10)
-				for {
-					if _, err := c.Write(b); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	})
 }
 
 // TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer: when the agent's
@@ -51,7 +35,8 @@ func firehose(t *testing.T) uint16 {
 // sender may still copy the frame into the connection; Join then gave the
 // buffer back to its pool, and the next Join wrote into it under the
 // sender (run with -race). A stream's Write now waits for the connection's
-// last write, as the reflector's muxStream does.
+// last write. (The reflector's end, tunnel/smuxserver, returns from a
+// write only once the connection is done with its buffer.)
 func TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer(t *testing.T) {
 	port := firehose(t)
 	a := newTestAgent(t, port)
