@@ -192,9 +192,10 @@ func TestAgentsBeyondThePendingBoundAre503AtOnce(t *testing.T) {
 		}
 	}
 	waitUntil(t, "no handshake pending", func() bool { return s.admission.pending.Load() == 0 })
-	if got := metric(t, scrape(t, s), "reflector_devices_connected{kind=\"reflector.v1\"}"); got != 1 {
-		t.Errorf("devices connected on our wire: %d, want 1", got)
-	}
+	// The tunnel registers just after its 101 is written: wait for it.
+	waitUntil(t, "the admitted agent of our wire connected", func() bool {
+		return metric(t, scrape(t, s), "reflector_devices_connected{kind=\"reflector.v1\"}") == 1
+	})
 }
 
 // TestAnAgentThatHangsUpLeavesTheArgonQueueUnhashed is the end of the
