@@ -113,7 +113,7 @@ func (s *Store) importRecords(ds []DeviceImport) ([]importRecord, []*ImportError
 	recs := make([]importRecord, 0, len(ds))
 	var problems []*ImportError
 	for i, d := range ds {
-		err := checkDeviceSecret(d.Secret)
+		err := fieldErr("secret", checkDeviceSecret(d.Secret))
 		var rec deviceRecord
 		if err == nil {
 			rec, err = s.validDeviceRecord(d.Device)
@@ -188,7 +188,7 @@ func checkImport(tx *bolt.Tx, recs []importRecord) []*ImportError {
 			refuse(r, fmt.Errorf("device %q %w", r.rec.ID, ErrExists))
 			continue
 		}
-		if err := checkGroupsExist(tx, r.rec.Groups); err != nil {
+		if err := checkGroupsExist(tx, "groups", r.rec.Groups); err != nil {
 			refuse(r, err)
 			continue
 		}
@@ -220,8 +220,8 @@ func checkImport(tx *bolt.Tx, recs []importRecord) []*ImportError {
 		var over error
 		for _, g := range r.rec.Groups {
 			if quota[g] > 0 && counts[g]+1 > quota[g] && over == nil {
-				over = fmt.Errorf("group %q: %w: it would hold %d devices with this one, at most %d allowed",
-					g, ErrQuota, counts[g]+1, quota[g])
+				over = fieldErr("groups", fmt.Errorf("group %q: %w: it would hold %d devices with this one, at most %d allowed",
+					g, ErrQuota, counts[g]+1, quota[g]))
 			}
 		}
 		if over != nil {

@@ -101,18 +101,18 @@ func (s *Store) newDeviceRecord(d Device) (deviceRecord, string, error) {
 // with hashSecret and an adopted one with hashAdoptedSecret.
 func (s *Store) validDeviceRecord(d Device) (deviceRecord, error) {
 	if err := checkDeviceID(d.ID); err != nil {
-		return deviceRecord{}, err
+		return deviceRecord{}, fieldErr("id", err)
 	}
 	if err := checkDeviceName(d.Name); err != nil {
-		return deviceRecord{}, err
+		return deviceRecord{}, fieldErr("name", err)
 	}
 	groups, err := normalizeGroups(d.Groups)
 	if err != nil {
-		return deviceRecord{}, err
+		return deviceRecord{}, fieldErr("groups", err)
 	}
 	ports, err := normalizePorts(d.Ports)
 	if err != nil {
-		return deviceRecord{}, err
+		return deviceRecord{}, fieldErr("ports", err)
 	}
 	return deviceRecord{
 		ID:       d.ID,
@@ -147,7 +147,7 @@ func insertDevice(tx *bolt.Tx, rec *deviceRecord) error {
 	if b.Get([]byte(rec.ID)) != nil {
 		return ErrExists
 	}
-	if err := checkGroupsExist(tx, rec.Groups); err != nil {
+	if err := checkGroupsExist(tx, "groups", rec.Groups); err != nil {
 		return err
 	}
 	if err := checkGroupQuota(tx, rec.Groups, ""); err != nil {
@@ -167,7 +167,7 @@ func insertDevice(tx *bolt.Tx, rec *deviceRecord) error {
 // argon2id hash (hashAdoptedSecret), not as a generated one's SHA-256.
 func (s *Store) AddDeviceWithSecret(d Device, secret string) error {
 	if err := checkDeviceSecret(secret); err != nil {
-		return fmt.Errorf("add device %q: %w", truncate(d.ID), err)
+		return fmt.Errorf("add device %q: %w", truncate(d.ID), fieldErr("secret", err))
 	}
 	rec, err := s.validDeviceRecord(d)
 	if err != nil {
@@ -407,21 +407,21 @@ type DeviceUpdate struct {
 func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) {
 	if u.Name != nil {
 		if err := checkDeviceName(*u.Name); err != nil {
-			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), fieldErr("name", err))
 		}
 	}
 	var groups []string
 	if u.Groups != nil {
 		var err error
 		if groups, err = normalizeGroups(*u.Groups); err != nil {
-			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), fieldErr("groups", err))
 		}
 	}
 	var ports []uint16
 	if u.Ports != nil {
 		var err error
 		if ports, err = normalizePorts(*u.Ports); err != nil {
-			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), err)
+			return Device{}, fmt.Errorf("update device %q: %w", truncate(id), fieldErr("ports", err))
 		}
 	}
 	rec, err := s.updateDevice(id, func(tx *bolt.Tx, rec *deviceRecord) error {
@@ -429,7 +429,7 @@ func (s *Store) UpdateDevice(id string, u DeviceUpdate) (Device, error) {
 			rec.Name = *u.Name
 		}
 		if u.Groups != nil {
-			if err := checkGroupsExist(tx, groups); err != nil {
+			if err := checkGroupsExist(tx, "groups", groups); err != nil {
 				return err
 			}
 			if err := checkGroupQuota(tx, addedGroups(rec.Groups, groups), rec.ID); err != nil {

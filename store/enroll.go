@@ -58,14 +58,16 @@ func (r *enrollRecord) key() EnrollKey {
 // negative Max, or an Expires that is not in the future, is ErrInvalid.
 func (s *Store) CreateEnrollKey(k EnrollKey) (key string, rec EnrollKey, err error) {
 	if err := checkGroupName(k.Group); err != nil {
-		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", truncate(k.Group), err)
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", truncate(k.Group), fieldErr("group", err))
 	}
 	if k.Max < 0 {
-		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: maximum uses %d %w: want 0 (no limit) or more", k.Group, k.Max, ErrInvalid)
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group,
+			fieldErr("max", fmt.Errorf("maximum uses %d %w: want 0 (no limit) or more", k.Max, ErrInvalid)))
 	}
 	now := s.now().UTC()
 	if !k.Expires.IsZero() && !k.Expires.After(now) {
-		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: expiry %v %w: not in the future", k.Group, k.Expires, ErrInvalid)
+		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group,
+			fieldErr("expires", fmt.Errorf("expiry %v %w: not in the future", k.Expires, ErrInvalid)))
 	}
 	key, id, secret, err := newRandomKey(EnrollKeyPrefix)
 	if err != nil {
@@ -86,7 +88,7 @@ func (s *Store) CreateEnrollKey(k EnrollKey) (key string, rec EnrollKey, err err
 		return "", EnrollKey{}, fmt.Errorf("create enrolment key for group %q: %w", k.Group, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := checkGroupsExist(tx, []string{k.Group}); err != nil {
+		if err := checkGroupsExist(tx, "group", []string{k.Group}); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketEnroll)

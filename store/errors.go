@@ -29,3 +29,29 @@ var (
 	// ErrNotEmpty: a group still has users, devices or enrolment keys.
 	ErrNotEmpty = errors.New("still in use")
 )
+
+// FieldError is a failed check of one input of a store call: Field names
+// the input as the REST API spells it ("name", "groups", "maxDevices"), so
+// a 400 answer can point at it. Err wraps one sentinel: ErrInvalid for a
+// malformed value, ErrNotFound for a group named that does not exist,
+// ErrQuota for a group that is full, ErrBadCredentials for a wrong TOTP
+// code. Store methods wrap it with their step as for any error, so
+// errors.Is finds the sentinel and errors.As the *FieldError.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+// Error is Err's text alone: the field is for programs, and messages stay
+// what they were before fields were named (the CLI's tests compare them).
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// fieldErr returns err as a *FieldError for field, or nil for a nil err.
+func fieldErr(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &FieldError{Field: field, Err: err}
+}

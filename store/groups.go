@@ -49,10 +49,10 @@ type memberRecord struct {
 // would silently not reach the devices of the other.
 func (s *Store) AddGroup(g Group) error {
 	if err := checkGroupName(g.Name); err != nil {
-		return fmt.Errorf("add group %q: %w", truncate(g.Name), err)
+		return fmt.Errorf("add group %q: %w", truncate(g.Name), fieldErr("name", err))
 	}
 	if err := checkMaxDevices(g.MaxDevices); err != nil {
-		return fmt.Errorf("add group %q: %w", g.Name, err)
+		return fmt.Errorf("add group %q: %w", g.Name, fieldErr("maxDevices", err))
 	}
 	rec := groupRecord{Name: g.Name, MaxDevices: g.MaxDevices, Created: s.now().UTC()}
 	data, err := json.Marshal(&rec)
@@ -137,7 +137,7 @@ func (s *Store) SetGroupMaxDevices(name string, n int) error {
 		return fmt.Errorf("set device quota of group %q: %w", truncate(name), ErrNotFound)
 	}
 	if err := checkMaxDevices(n); err != nil {
-		return fmt.Errorf("set device quota of group %q: %w", name, err)
+		return fmt.Errorf("set device quota of group %q: %w", name, fieldErr("maxDevices", err))
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rec, err := getGroup(tx, name)
@@ -186,20 +186,20 @@ func (s *Store) RemoveGroup(name string) error {
 	return nil
 }
 
-// checkGroupsExist fails with ErrNotFound naming the first of groups that
-// does not exist. Callers adding users or devices to groups run it inside
-// their write transaction.
-func checkGroupsExist(tx *bolt.Tx, groups []string) error {
+// checkGroupsExist fails with a *FieldError for field wrapping ErrNotFound,
+// naming the first of groups that does not exist. Callers adding users or
+// devices to groups run it inside their write transaction.
+func checkGroupsExist(tx *bolt.Tx, field string, groups []string) error {
 	b := tx.Bucket(bucketGroups)
 	for _, g := range groups {
 		if b.Get([]byte(g)) == nil {
-			return fmt.Errorf("group %q: %w", truncate(g), ErrNotFound)
+			return fieldErr(field, fmt.Errorf("group %q: %w", truncate(g), ErrNotFound))
 		}
 	}
 	return nil
 }
 
-// checkGroupQuota fails with ErrQuota if adding one device to each of
+// checkGroupQuota fails with ErrQuota (in a *FieldError for "groups") if adding one device to each of
 // groups would exceed a group's MaxDevices. except is a device id not to
 // count (the device being moved), or "".
 //
@@ -241,8 +241,8 @@ func checkGroupQuota(tx *bolt.Tx, groups []string, except string) error {
 	}
 	for _, rec := range limited {
 		if counts[rec.Name]+1 > rec.MaxDevices {
-			return fmt.Errorf("group %q: %w: it has %d of at most %d devices",
-				rec.Name, ErrQuota, counts[rec.Name], rec.MaxDevices)
+			return fieldErr("groups", fmt.Errorf("group %q: %w: it has %d of at most %d devices",
+				rec.Name, ErrQuota, counts[rec.Name], rec.MaxDevices))
 		}
 	}
 	return nil

@@ -103,7 +103,7 @@ func (s *Store) CreateSession(user, device string) (token string, sess Session, 
 	}
 	if device != "" {
 		if err := checkDeviceID(device); err != nil {
-			return "", Session{}, fmt.Errorf("create session for %q: %w", user, err)
+			return "", Session{}, fmt.Errorf("create session for %q: %w", user, fieldErr("device", err))
 		}
 	}
 	token, id, secret, err := newRandomKey(SessionPrefix)

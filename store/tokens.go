@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -101,17 +102,17 @@ func LooksLikeToken(secret string) bool {
 // and Expires zero or in the future (ErrInvalid).
 func (s *Store) CreateToken(t Token) (token string, rec Token, err error) {
 	if checkUserName(t.User) != nil {
-		return "", Token{}, fmt.Errorf("create token for %q: user %w", truncate(t.User), ErrNotFound)
+		return "", Token{}, fmt.Errorf("create token for %q: %w", truncate(t.User), fieldErr("user", fmt.Errorf("user %w", ErrNotFound)))
 	}
 	if err := checkTokenName(t.Name); err != nil {
-		return "", Token{}, fmt.Errorf("create token for %q: %w", t.User, err)
+		return "", Token{}, fmt.Errorf("create token for %q: %w", t.User, fieldErr("name", err))
 	}
 	if err := checkDevicePattern(t.Devices); err != nil {
-		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, err)
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, fieldErr("devices", err))
 	}
 	now := s.now().UTC()
 	if !t.Expires.IsZero() && !t.Expires.After(now) {
-		return "", Token{}, fmt.Errorf("create token %q for %q: expiry %w: in the past", t.Name, t.User, ErrInvalid)
+		return "", Token{}, fmt.Errorf("create token %q for %q: %w", t.Name, t.User, fieldErr("expires", fmt.Errorf("expiry %w: in the past", ErrInvalid)))
 	}
 	token, id, secret, err := newRandomKey(TokenPrefix)
 	if err != nil {
@@ -134,6 +135,9 @@ func (s *Store) CreateToken(t Token) (token string, rec Token, err error) {
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := getUser(tx, t.User); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fieldErr("user", fmt.Errorf("user %w", err))
+			}
 			return fmt.Errorf("user %w", err)
 		}
 		b := tx.Bucket(bucketTokens)

@@ -156,7 +156,7 @@ func checkTOTP(rec *userRecord, code string, now time.Time) error {
 // replay. All candidate codes are computed and compared in constant time.
 func matchTOTP(secret, code string, now time.Time, last int64) (int64, error) {
 	if !isDigits(code, totpDigits) {
-		return 0, fmt.Errorf("malformed TOTP code: %w", ErrBadCredentials)
+		return 0, fieldErr("code", fmt.Errorf("malformed TOTP code: %w", ErrBadCredentials))
 	}
 	current := now.Unix() / totpPeriod
 	var matched, fresh int64 = -1, -1
@@ -177,9 +177,9 @@ func matchTOTP(secret, code string, now time.Time, last int64) (int64, error) {
 	case fresh >= 0:
 		return fresh, nil
 	case matched >= 0:
-		return 0, fmt.Errorf("TOTP code already used: %w", ErrBadCredentials)
+		return 0, fieldErr("code", fmt.Errorf("TOTP code already used: %w", ErrBadCredentials))
 	default:
-		return 0, fmt.Errorf("wrong TOTP code: %w", ErrBadCredentials)
+		return 0, fieldErr("code", fmt.Errorf("wrong TOTP code: %w", ErrBadCredentials))
 	}
 }
 

@@ -57,17 +57,17 @@ func (r *userRecord) user() User {
 // be different users that look the same in logs and the admin UI.
 func (s *Store) AddUser(name, password string, role Role, groups []string) error {
 	if err := checkUserName(name); err != nil {
-		return fmt.Errorf("add user %q: %w", truncate(name), err)
+		return fmt.Errorf("add user %q: %w", truncate(name), fieldErr("name", err))
 	}
 	if err := checkRole(role); err != nil {
-		return fmt.Errorf("add user %q: %w", name, err)
+		return fmt.Errorf("add user %q: %w", name, fieldErr("role", err))
 	}
 	if err := checkPassword(password); err != nil {
-		return fmt.Errorf("add user %q: %w", name, err)
+		return fmt.Errorf("add user %q: %w", name, fieldErr("password", err))
 	}
 	groups, err := normalizeGroups(groups)
 	if err != nil {
-		return fmt.Errorf("add user %q: %w", name, err)
+		return fmt.Errorf("add user %q: %w", name, fieldErr("groups", err))
 	}
 	// Hash before the write transaction: bbolt has one writer at a time and
 	// argon2id takes tens of milliseconds.
@@ -99,7 +99,7 @@ func (s *Store) AddUser(name, password string, role Role, groups []string) error
 				return fmt.Errorf("%w as %q", ErrExists, k)
 			}
 		}
-		if err := checkGroupsExist(tx, groups); err != nil {
+		if err := checkGroupsExist(tx, "groups", groups); err != nil {
 			return err
 		}
 		return b.Put([]byte(name), data)
@@ -184,7 +184,7 @@ func (s *Store) RemoveUser(name string) error {
 // have logged in with it.
 func (s *Store) SetPassword(name, password string) error {
 	if err := checkPassword(password); err != nil {
-		return fmt.Errorf("set password for %q: %w", truncate(name), err)
+		return fmt.Errorf("set password for %q: %w", truncate(name), fieldErr("password", err))
 	}
 	hash, err := s.argon.hashPassword(password)
 	if err != nil {
@@ -296,7 +296,7 @@ func getUser(tx *bolt.Tx, name string) (userRecord, error) {
 // SetUserRole changes the named user's role.
 func (s *Store) SetUserRole(name string, role Role) error {
 	if err := checkRole(role); err != nil {
-		return fmt.Errorf("set role of %q: %w", truncate(name), err)
+		return fmt.Errorf("set role of %q: %w", truncate(name), fieldErr("role", err))
 	}
 	err := s.updateUser(name, func(rec *userRecord) error {
 		rec.Role = role
@@ -313,10 +313,10 @@ func (s *Store) SetUserRole(name string, role Role) error {
 func (s *Store) SetUserGroups(name string, groups []string) error {
 	groups, err := normalizeGroups(groups)
 	if err != nil {
-		return fmt.Errorf("set groups of %q: %w", truncate(name), err)
+		return fmt.Errorf("set groups of %q: %w", truncate(name), fieldErr("groups", err))
 	}
 	err = s.updateUserTx(name, func(tx *bolt.Tx, rec *userRecord) error {
-		if err := checkGroupsExist(tx, groups); err != nil {
+		if err := checkGroupsExist(tx, "groups", groups); err != nil {
 			return err
 		}
 		rec.Groups = groups
