@@ -23,7 +23,8 @@ import (
 // Since sequence numbers grow with each write and events are queued as they
 // happen, the keys are (nearly) in time order: pruning deletes from the
 // front and stops at the first entry inside the retention, and a query with
-// Since reads from the back and stops at the first older entry.
+// Since reads from the back and stops at the first older entry. A query
+// with Before (a page of an older part of the log) seeks to its key first.
 
 // Audit event kinds.
 const (
@@ -138,8 +139,16 @@ func (s *Store) Audit(e AuditEvent) {
 }
 
 // AuditFilter selects audit events; zero fields select all.
+//
+// To page newest first, ask for Limit events, then pass the smallest Seq of
+// the page as Before for the next one, until a page comes back short. Seq
+// rather than Time is the cursor: it is unique and is the key, so the next
+// page starts with a Seek and events written meanwhile (newer Seqs) do not
+// shift it.
 type AuditFilter struct {
-	Since  time.Time
+	Since  time.Time // only events at or after it
+	Until  time.Time // only events before it
+	Before uint64    // only events with Seq < Before; 0: no bound
 	User   string
 	Device string
 	Kind   string // exact, or a prefix ending in "." ("device.")
@@ -147,7 +156,7 @@ type AuditFilter struct {
 }
 
 // match reports whether e passes the filter's user, device and kind tests.
-// Since and Limit are applied by the scan.
+// Since, Until, Before and Limit are applied by the scan.
 func (f *AuditFilter) match(e *AuditEvent) bool {
 	// User names are case-insensitive in the store; device ids are lower
 	// case, so folding only forgives the query.
@@ -175,8 +184,21 @@ func (s *Store) AuditEvents(f AuditFilter) ([]AuditEvent, error) {
 	var out []AuditEvent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()
-		// Newest first, so Since and Limit end the scan early.
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		// Newest first, so Since and Limit end the scan early, from the
+		// newest event before Before: events at or after it are not read.
+		// Until cannot start the scan (times are only nearly in key
+		// order), so newer events are read and passed over.
+		k, v := c.Last()
+		if f.Before > 0 {
+			var from [8]byte
+			binary.BigEndian.PutUint64(from[:], f.Before)
+			if k, v = c.Seek(from[:]); k == nil {
+				k, v = c.Last() // every key is below Before
+			} else {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil; k, v = c.Prev() {
 			var e AuditEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode audit event %x: %w", k, err)
@@ -186,6 +208,12 @@ func (s *Store) AuditEvents(f AuditFilter) ([]AuditEvent, error) {
 			}
 			if !f.Since.IsZero() && e.Time.Before(f.Since) {
 				break
+			}
+			if f.Before > 0 && e.Seq >= f.Before {
+				continue // a key not written by writeAudit
+			}
+			if !f.Until.IsZero() && !e.Time.Before(f.Until) {
+				continue
 			}
 			if !f.match(&e) {
 				continue
