@@ -64,7 +64,7 @@ func (p *Proxy) serveAbsoluteUpgrade(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, err)
 		return
 	}
-	p.reverse(w, r, a, p.webServer(a.device))
+	p.reverse(w, r, a, p.webServer(a.device), ViaAbsolute)
 }
 
 // upgradeRequested reports whether r asks to switch protocols, as a
@@ -108,7 +108,7 @@ func (p *Proxy) filterAbsolute(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Re
 		r.URL.Host = net.JoinHostPort(a.device.ID+"."+p.cfg.Domain, strconv.Itoa(int(a.port)))
 	}
 	x := r.Context().Value(exchangeKey{}).(*exchange) // ServeAbsolute put it there
-	fwd, err := p.begin(r.Context(), x, a)
+	fwd, err := p.begin(r.Context(), x, a, ViaAbsolute)
 	if err != nil {
 		return r, p.response(r, err)
 	}

@@ -103,7 +103,7 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 	}
 	a := access{cred: cred, client: client, device: d, port: port}
 	log := p.cfg.Logger.With("req", p.reqID.Add(1), "user", cred.User.Name, "device", d.ID, "port", port, "client", client)
-	g, gctx, err := p.hold(a)
+	g, gctx, err := p.hold(a, ViaClientTool)
 	if err != nil {
 		log.Info("webtunnel client refused", "err", err)
 		p.refuseClient(w, err)
@@ -125,8 +125,8 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 		log.Warn("webtunnel client upgrade failed", "err", err) // gorilla has answered already
 		return
 	}
-	p.splice(gctx, g, a, log, "webtunnel", func(ctx context.Context) (int64, int64, error) {
-		return spliceClientTool(ctx, ws, stream)
+	p.splice(gctx, g, a, log, "webtunnel", func(ctx context.Context) error {
+		return spliceClientTool(ctx, ws, stream, g.n)
 	})
 }
 
@@ -163,9 +163,9 @@ func sameOriginOrNone(r *http.Request) bool {
 // frame from the client half-closes the stream (its answer waits until the
 // device has finished too); the stream's EOF sends our close frame. Each
 // message toward the client is at most clientToolMessage bytes, never
-// fragmented. It returns the bytes copied to the device and from it, and the
-// first error that was not a clean end.
-func spliceClientTool(ctx context.Context, ws *websocket.Conn, stream net.Conn) (up, down int64, err error) {
+// fragmented. It adds the bytes it copies to n as they pass, and returns
+// the first error that was not a clean end.
+func spliceClientTool(ctx context.Context, ws *websocket.Conn, stream net.Conn, n *traffic) error {
 	stop := context.AfterFunc(ctx, func() {
 		ws.NetConn().Close()
 		stream.Close()
@@ -177,13 +177,12 @@ func spliceClientTool(ctx context.Context, ws *websocket.Conn, stream net.Conn) 
 	ws.SetCloseHandler(func(int, string) error { return nil })
 	var closeSent atomic.Bool
 	back := make(chan error, 1)
-	var upN atomic.Int64
-	go func() { back <- wsToStream(ws, stream, &upN, &closeSent) }()
-	down, errDown := streamToWS(ws, stream, &closeSent)
+	go func() { back <- wsToStream(ws, stream, &n.up, &closeSent) }()
+	errDown := streamToWS(ws, stream, &n.down, &closeSent)
 	errUp := <-back
 	ws.NetConn().Close()
 	stream.Close()
-	return upN.Load(), down, errors.Join(errUp, errDown)
+	return errors.Join(errUp, errDown)
 }
 
 // wsToStream writes the client's messages to the stream until the client's
@@ -243,12 +242,12 @@ func wsToStream(ws *websocket.Conn, stream net.Conn, n *atomic.Int64, closeSent 
 }
 
 // streamToWS sends what the stream yields to the client in binary messages
-// of at most clientToolMessage bytes, and a close frame at its EOF.
-func streamToWS(ws *websocket.Conn, stream net.Conn, closeSent *atomic.Bool) (int64, error) {
+// of at most clientToolMessage bytes, and a close frame at its EOF, adding
+// the bytes it has sent to n.
+func streamToWS(ws *websocket.Conn, stream net.Conn, n *atomic.Int64, closeSent *atomic.Bool) error {
 	bp := clientToolBuffers.Get().(*[]byte)
 	defer clientToolBuffers.Put(bp)
 	buf := *bp
-	var total int64
 	for {
 		m, rerr := stream.Read(buf)
 		if m > 0 {
@@ -256,11 +255,11 @@ func streamToWS(ws *websocket.Conn, stream net.Conn, closeSent *atomic.Bool) (in
 				stream.Close()
 				ws.NetConn().Close()
 				if isClosedErr(err) {
-					return total, nil
+					return nil
 				}
-				return total, err
+				return err
 			}
-			total += int64(m)
+			n.Add(int64(m))
 		}
 		if rerr == io.EOF {
 			closeSent.Store(true)
@@ -269,7 +268,7 @@ func streamToWS(ws *websocket.Conn, stream net.Conn, closeSent *atomic.Bool) (in
 			if err := ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(10*time.Second)); err != nil {
 				ws.NetConn().Close()
 			}
-			return total, nil
+			return nil
 		}
 		if rerr != nil {
 			msg := websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "device stream failed")
@@ -277,9 +276,9 @@ func streamToWS(ws *websocket.Conn, stream net.Conn, closeSent *atomic.Bool) (in
 			stream.Close()
 			ws.NetConn().Close()
 			if isClosedErr(rerr) {
-				return total, nil
+				return nil
 			}
-			return total, rerr
+			return rerr
 		}
 	}
 }

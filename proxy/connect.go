@@ -27,7 +27,7 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := p.cfg.Logger.With("req", id, "user", a.cred.User.Name, "device", a.device.ID, "port", a.port, "client", a.client)
-	g, gctx, err := p.hold(a)
+	g, gctx, err := p.hold(a, ViaConnect)
 	if err != nil {
 		log.Info("connect refused", "err", err)
 		p.refuse(w, err)
@@ -54,19 +54,18 @@ func (p *Proxy) ServeConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	// Bytes the client sent right behind its request (early data) are in the
 	// server's reader already: they go first, then the raw connection.
-	early := brw.Reader.Buffered()
-	if early > 0 {
+	if early := brw.Reader.Buffered(); early > 0 {
 		b, _ := brw.Reader.Peek(early)
 		if _, err := stream.Write(b); err != nil {
 			conn.Close()
 			stream.Close()
 			return
 		}
+		g.n.up.Add(int64(early))
 	}
 	// The splice runs on this handler's goroutine; Close waits for it.
-	p.splice(gctx, g, a, log, "", func(ctx context.Context) (int64, int64, error) {
-		up, down, err := tunnel.Join(ctx, conn, stream)
-		return int64(early) + up, down, err
+	p.splice(gctx, g, a, log, "", func(ctx context.Context) error {
+		return tunnel.JoinCounting(ctx, conn, stream, &g.n.up, &g.n.down)
 	})
 }
 

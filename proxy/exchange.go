@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,13 +17,14 @@ import (
 // exchange is one forwarded HTTP request, absolute-form or on a device
 // subdomain, from its arrival to its audit event: it counts the bytes each
 // way and, once the request is authorised, holds the grant by which
-// Revalidate can end it. Only the request's handler goroutine touches it,
-// except for the atomic counters.
+// Streams lists it and Revalidate and CutStream can end it. Only the
+// request's handler goroutine touches it, except for the atomic counters.
 type exchange struct {
 	w        *countingWriter
 	body     *countingBody // nil without a request body
 	upgraded *countingRWC  // the device side after a protocol switch (WebSocket), nil otherwise
 	start    time.Time
+	n        traffic // bytes of w, body and upgraded, which add to it
 
 	access access
 	grant  *grant // nil until begin: refused before any stream
@@ -34,9 +34,10 @@ type exchange struct {
 // newExchange starts counting w and r's body; the returned request is r
 // with the counting body.
 func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Request) {
-	x := &exchange{w: &countingWriter{ResponseWriter: w, batch: tlsbatch.FromContext(r.Context())}, start: time.Now()}
+	x := &exchange{start: time.Now()}
+	x.w = &countingWriter{ResponseWriter: w, batch: tlsbatch.FromContext(r.Context()), n: &x.n.down}
 	if r.Body != nil && r.Body != http.NoBody {
-		x.body = &countingBody{ReadCloser: r.Body}
+		x.body = &countingBody{ReadCloser: r.Body, n: &x.n.up}
 		r2 := *r // shallow copy, as WithContext makes
 		r2.Body = x.body
 		r = &r2
@@ -44,21 +45,17 @@ func newExchange(w http.ResponseWriter, r *http.Request) (*exchange, *http.Reque
 	return x, r
 }
 
-// begin records the authorised access a and registers a grant for it,
+// begin records the authorised access a by path via and registers a grant
+// for it,
 // unless its user has MaxUserStreams streams and requests at the device
 // already (an error wrapping ErrTooManyStreams, 429): a request whose
 // answer the client does not read holds a device stream as a CONNECT does.
-// The returned context, derived from ctx, ends when Revalidate cuts the
-// grant or the proxy closes; forward the request with it. It carries the
+// The returned context, derived from ctx, ends when Revalidate or
+// CutStream ends the grant or the proxy closes; forward the request with it. It carries the
 // client's address to the Transport's dialer (dialForHTTP).
-func (p *Proxy) begin(ctx context.Context, x *exchange, a access) (context.Context, error) {
+func (p *Proxy) begin(ctx context.Context, x *exchange, a access, via string) (context.Context, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	var once sync.Once
-	g := &grant{cred: a.cred, device: a.device.ID, done: done, cancel: func() {
-		once.Do(func() { close(done) })
-		cancel()
-	}}
+	g := newGrant(a, via, &x.n, cancel)
 	if !p.grants.addWithin(g, MaxUserStreams) {
 		cancel()
 		return nil, fmt.Errorf("user %s, device %s: %w", a.cred.User.Name, a.device.ID, ErrTooManyStreams)
@@ -76,27 +73,14 @@ func (p *Proxy) end(x *exchange, r *http.Request) {
 		return
 	}
 	p.grants.remove(x.grant)
-	revoked := false
-	select {
-	case <-x.grant.done:
-		revoked = true
-	default:
-	}
 	x.grant.cancel()
 	x.stop()
 	ev := x.access.event(store.AuditRequest)
 	ev.OK = x.w.status != 0 && x.w.status < 500
-	ev.BytesDown, ev.Duration = x.w.n, time.Since(x.start)
-	if x.body != nil {
-		ev.BytesUp = x.body.n.Load()
-	}
-	if x.upgraded != nil {
-		ev.BytesUp += x.upgraded.up.Load()
-		ev.BytesDown += x.upgraded.down.Load()
-	}
+	ev.BytesUp, ev.BytesDown, ev.Duration = x.n.up.Load(), x.n.down.Load(), time.Since(x.start)
 	ev.Reason = fmt.Sprintf("%s %s %d", r.Method, truncatePath(r.URL.Path), x.w.status)
-	if revoked {
-		ev.Reason += " (closed: access revoked)"
+	if why := x.grant.closedReason(); why != "" {
+		ev.Reason += " (" + why + ")"
 	}
 	p.cfg.Audit(ev)
 }
@@ -115,8 +99,8 @@ func truncatePath(path string) string {
 // WebSocket.
 type countingWriter struct {
 	http.ResponseWriter
-	status int // the final status; informational (1xx) ones are not kept
-	n      int64
+	status int           // the final status; informational (1xx) ones are not kept
+	n      *atomic.Int64 // body bytes written; Streams reads it as they pass
 	// batch, when the client's connection is TLS over a tlsbatch.Conn,
 	// sends the records of each Write and Flush in one socket write; nil
 	// otherwise (Hold and Send then do nothing).
@@ -136,7 +120,7 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	}
 	w.batch.Hold()
 	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
+	w.n.Add(int64(n))
 	if serr := w.batch.Send(); err == nil {
 		err = serr
 	}
@@ -174,11 +158,11 @@ func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// countingBody counts the bytes read from a request body. The Transport
-// reads it on its own goroutine, hence the atomic.
+// countingBody counts the bytes read from a request body into n. The
+// Transport reads it on its own goroutine, hence the atomic.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n *atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
@@ -188,16 +172,16 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 // countingRWC counts the bytes each way through the device side of a
-// switched protocol (a WebSocket after its 101). Two copiers use it at once,
-// hence the atomics.
+// switched protocol (a WebSocket after its 101) into its exchange's
+// traffic. Two copiers use it at once, hence the atomics.
 type countingRWC struct {
 	io.ReadWriteCloser
-	up, down atomic.Int64 // to the device, from the device
+	n *traffic
 }
 
 func (c *countingRWC) Read(p []byte) (int, error) {
 	n, err := c.ReadWriteCloser.Read(p)
-	c.down.Add(int64(n))
+	c.n.down.Add(int64(n))
 	return n, err
 }
 
@@ -205,10 +189,10 @@ func (c *countingRWC) Read(p []byte) (int, error) {
 // end and be audited, before the Write returns to this goroutine. A short
 // write takes back what did not go.
 func (c *countingRWC) Write(p []byte) (int, error) {
-	c.up.Add(int64(len(p)))
+	c.n.up.Add(int64(len(p)))
 	n, err := c.ReadWriteCloser.Write(p)
 	if n < len(p) {
-		c.up.Add(int64(n - len(p)))
+		c.n.up.Add(int64(n - len(p)))
 	}
 	return n, err
 }

@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reflector-dev/reflector/store"
@@ -14,12 +19,61 @@ import (
 // grant is an open CONNECT stream, client-tool stream or forwarded HTTP
 // request: access a credential was given to a device, kept so that
 // Revalidate can end it when the credential no longer reaches the device —
-// a token revoked, a user removed, a device moved to another group.
+// a token revoked, a user removed, a device moved to another group — and
+// so that Streams can list it and CutStream end it.
 type grant struct {
 	cred   store.Credential
 	device string
+	port   uint16
+	client netip.Addr
+	via    string             // ViaConnect, ViaAbsolute, ViaSubdomain or ViaClientTool
+	n      *traffic           // bytes so far, added by the copiers
 	cancel context.CancelFunc // ends the stream; safe to call more than once
-	done   chan struct{}      // closed by cancel, when the owner must tell (forwarded requests)
+	// ended says why the grant was ended early (endRevoked, endCut), set
+	// once by end before cancel; 0 while it was not.
+	ended atomic.Uint32
+
+	// Set by addWithin, under the set's lock, and not changed after.
+	seq   uint64 // order of registration
+	id    uint64 // streamID(seq)
+	since time.Time
+}
+
+// Why a grant was ended before its stream closed by itself.
+const (
+	endRevoked = 1 + iota // Revalidate: the credential no longer reaches the device
+	endCut                // CutStream: an administrator cut it
+)
+
+// end ends g for the reason why, unless it was ended for another reason
+// first: the first reason is the one audited.
+func (g *grant) end(why uint32) {
+	g.ended.CompareAndSwap(0, why)
+	g.cancel()
+}
+
+// closedReason is what the audit event says of a grant ended early, "" for
+// one that was not.
+func (g *grant) closedReason() string {
+	switch g.ended.Load() {
+	case endRevoked:
+		return "closed: access revoked"
+	case endCut:
+		return "closed: cut by an administrator"
+	}
+	return ""
+}
+
+// traffic counts a stream's bytes each way while it runs: its copiers add
+// to it, one atomic add per chunk, and Streams reads it.
+type traffic struct {
+	up, down atomic.Int64 // to the device, from the device
+}
+
+// newGrant is the grant of access a by path via, counted in n and ended by
+// cancel.
+func newGrant(a access, via string, n *traffic, cancel context.CancelFunc) *grant {
+	return &grant{cred: a.cred, device: a.device.ID, port: a.port, client: a.client, via: via, n: n, cancel: cancel}
 }
 
 // MaxUserStreams caps the CONNECT and client-tool streams and forwarded
@@ -34,13 +88,15 @@ type grant struct {
 // such an agent's tunnel by sending into a device port that reads nothing.
 const MaxUserStreams = tunnel.LegacySessionBuffer/tunnel.StreamWindow - 1
 
-// grants is the set of open grants, with their count per user and device.
-// It is touched once when a stream opens and once when it closes, never
-// per byte.
+// grants is the set of open grants by ID, with their count per user and
+// device. It is touched once when a stream opens and once when it closes,
+// never per byte.
 type grants struct {
 	mu   sync.Mutex
-	set  map[*grant]struct{}
+	set  map[uint64]*grant // by id
 	open map[userDevice]int
+	next uint64 // the next grant's seq
+	key  uint64 // streamID's key, drawn with the set
 }
 
 type userDevice struct{ user, device string }
@@ -48,45 +104,67 @@ type userDevice struct{ user, device string }
 func (g *grant) key() userDevice { return userDevice{g.cred.User.Name, g.device} }
 
 // addWithin registers g unless its user has limit grants at its device
-// already (no limit when negative); it reports whether it did.
+// already (no limit when negative); it reports whether it did. It gives g
+// its ID and its start.
 func (s *grants) addWithin(g *grant, limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.set == nil {
-		s.set = make(map[*grant]struct{})
+		s.set = make(map[uint64]*grant)
 		s.open = make(map[userDevice]int)
+		s.key = rand.Uint64()
 	}
 	k := g.key()
 	if limit >= 0 && s.open[k] >= limit {
 		return false
 	}
-	s.set[g] = struct{}{}
+	g.seq = s.next
+	s.next++
+	g.id = streamID(g.seq, s.key)
+	g.since = time.Now()
+	s.set[g.id] = g
 	s.open[k]++
 	return true
 }
 
-// remove unregisters g; removing it again does nothing.
+// remove unregisters g; removing it again, or a grant never added, does
+// nothing.
 func (s *grants) remove(g *grant) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.set[g]; !ok {
+	if s.set[g.id] != g {
 		return
 	}
-	delete(s.set, g)
+	delete(s.set, g.id)
 	k := g.key()
 	if s.open[k]--; s.open[k] == 0 {
 		delete(s.open, k)
 	}
 }
 
-func (s *grants) snapshot() []*grant {
+// snapshot returns the open grants of device ("" for all), oldest first.
+func (s *grants) snapshot(device string) []*grant {
+	s.mu.Lock()
+	out := make([]*grant, 0, len(s.set))
+	for _, g := range s.set {
+		if device == "" || g.device == device {
+			out = append(out, g)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b *grant) int { return cmp.Compare(a.seq, b.seq) })
+	return out
+}
+
+// lookup returns the open grant of device with ID id.
+func (s *grants) lookup(device string, id uint64) (*grant, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*grant, 0, len(s.set))
-	for g := range s.set {
-		out = append(out, g)
+	g, ok := s.set[id]
+	if !ok || g.device != device {
+		return nil, false
 	}
-	return out
+	return g, true
 }
 
 // Open returns the number of open CONNECT streams, client-tool streams and
@@ -107,9 +185,9 @@ func (p *Proxy) Revalidate() int {
 		return 0
 	}
 	ended := 0
-	for _, g := range p.grants.snapshot() {
+	for _, g := range p.grants.snapshot("") {
 		if !p.cfg.Recheck(g.cred, g.device) {
-			g.cancel()
+			g.end(endRevoked)
 			ended++
 		}
 	}
@@ -119,14 +197,15 @@ func (p *Proxy) Revalidate() int {
 	return ended
 }
 
-// hold is the grant of access a for a stream about to be opened, taken
-// before the open so that the stream counts toward MaxUserStreams from the
-// start; an error wraps ErrTooManyStreams. Its context ends when
-// Revalidate ends the grant or the proxy closes. The caller defers
-// p.grants.remove(g) for when the stream is never spliced.
-func (p *Proxy) hold(a access) (*grant, context.Context, error) {
+// hold is the grant of access a by path via for a stream about to be
+// opened, taken before the open so that the stream counts toward
+// MaxUserStreams from the start; an error wraps ErrTooManyStreams. Its
+// context ends when Revalidate or CutStream ends the grant or the proxy
+// closes. The caller defers p.grants.remove(g) for when the stream is
+// never spliced.
+func (p *Proxy) hold(a access, via string) (*grant, context.Context, error) {
 	ctx, end := context.WithCancel(p.ctx)
-	g := &grant{cred: a.cred, device: a.device.ID, cancel: end}
+	g := newGrant(a, via, new(traffic), end)
 	if !p.grants.addWithin(g, MaxUserStreams) {
 		end()
 		return nil, nil, fmt.Errorf("user %s, device %s: %w", a.cred.User.Name, a.device.ID, ErrTooManyStreams)
@@ -135,38 +214,37 @@ func (p *Proxy) hold(a access) (*grant, context.Context, error) {
 }
 
 // splice runs join, which copies between a user's connection and a device
-// stream until ctx ends or both directions are done, under grant g of
-// access a and its context ctx (hold): Revalidate can end it, Close ends it
-// and waits for it. When it ends, the grant is removed and the stream is
-// logged and audited with its bytes each way; via names the path in the
-// audit reason ("" for CONNECT, "webtunnel" for a client tool).
-func (p *Proxy) splice(ctx context.Context, g *grant, a access, log *slog.Logger, via string, join func(ctx context.Context) (up, down int64, err error)) {
+// stream, counting into g.n, until ctx ends or both directions are done,
+// under grant g of access a and its context ctx (hold): Revalidate and
+// CutStream can end it, Close ends it and waits for it. When it ends, the
+// grant is removed and the stream is logged and audited with its bytes
+// each way; label names the path in the audit reason ("" for CONNECT,
+// "webtunnel" for a client tool).
+func (p *Proxy) splice(ctx context.Context, g *grant, a access, log *slog.Logger, label string, join func(ctx context.Context) error) {
 	if p.enter() {
 		defer p.wg.Done()
 	}
 	start := time.Now()
-	up, down, err := join(ctx)
+	err := join(ctx)
 	p.grants.remove(g)
-	revoked := ctx.Err() != nil && p.ctx.Err() == nil
 	g.cancel()
+	up, down := g.n.up.Load(), g.n.down.Load()
 	d := time.Since(start)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed",
 		slog.Int64("bytes_up", up), slog.Int64("bytes_down", down),
 		slog.Duration("duration", d), slog.Any("err", err))
 	ev := a.event(store.AuditStream)
 	ev.OK, ev.BytesUp, ev.BytesDown, ev.Duration = true, up, down, d
-	switch {
-	case revoked:
-		ev.Reason = "closed: access revoked"
-	case err != nil:
+	ev.Reason = g.closedReason()
+	if ev.Reason == "" && err != nil {
 		ev.Reason = err.Error()
 	}
 	switch {
-	case via == "":
+	case label == "":
 	case ev.Reason == "":
-		ev.Reason = via
+		ev.Reason = label
 	default:
-		ev.Reason = via + ": " + ev.Reason
+		ev.Reason = label + ": " + ev.Reason
 	}
 	p.cfg.Audit(ev)
 }

@@ -89,15 +89,15 @@ func (p *Proxy) ServeDevice(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 
-	p.reverse(w, r, access{cred: cred, client: client, device: d, port: web.port}, web)
+	p.reverse(w, r, access{cred: cred, client: client, device: d, port: web.port}, web, ViaSubdomain)
 }
 
 // reverse forwards an authorised request to port a.port of a's device with
 // the reverse proxy — a device host's requests, and absolute-form protocol
 // upgrades — tracked as a grant for Revalidate and audited when it ends.
 // web is the device's web server: the port speaks TLS if it is web's and
-// web says so.
-func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web webServer) {
+// web says so; via names the path for Streams.
+func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web webServer, via string) {
 	// A WebSocket may last long after the server's Shutdown, which does
 	// not wait for hijacked connections; Close does.
 	if p.enter() {
@@ -105,7 +105,7 @@ func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request, a access, web we
 	}
 	x, r := newExchange(w, r)
 	defer p.end(x, r) // deferred: ReverseProxy aborts a broken body with panic(http.ErrAbortHandler)
-	ctx, err := p.begin(r.Context(), x, a)
+	ctx, err := p.begin(r.Context(), x, a, via)
 	if err != nil {
 		status, msg := statusFor(err)
 		httpError(w, err, status, msg)
@@ -173,7 +173,7 @@ func (p *Proxy) modifySubdomainResponse(resp *http.Response) error {
 		// through the ResponseWriter.
 		sr.x.w.status = http.StatusSwitchingProtocols
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-			sr.x.upgraded = &countingRWC{ReadWriteCloser: rwc}
+			sr.x.upgraded = &countingRWC{ReadWriteCloser: rwc, n: &sr.x.n}
 			resp.Body = sr.x.upgraded
 		}
 	}

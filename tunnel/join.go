@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/reflector-dev/reflector/internal/tlsbatch"
 )
@@ -34,50 +35,50 @@ type closeWriter interface {
 // both at once. It returns the bytes copied each way and the first error that
 // was not a clean end.
 func Join(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
+	var ab, ba atomic.Int64
+	err = JoinCounting(ctx, a, b, &ab, &ba)
+	return ab.Load(), ba.Load(), err
+}
+
+// JoinCounting is Join that adds the bytes it copies to aToB and bToA as it
+// goes, one atomic add per chunk, so that others can read how much a
+// stream has carried while it is open (the proxy's list of streams).
+func JoinCounting(ctx context.Context, a, b net.Conn, aToB, bToA *atomic.Int64) error {
 	stop := context.AfterFunc(ctx, func() {
 		tlsbatch.Close(a)
 		tlsbatch.Close(b)
 	})
 	defer stop()
 
-	type result struct {
-		n   int64
-		err error
-	}
 	// Capacity 1: the copier below never blocks on sending its result, so it
 	// cannot leak if we return early.
-	back := make(chan result, 1)
-	go func() {
-		n, err := pipe(a, b)
-		back <- result{n, err}
-	}()
-	aToB, errAB := pipe(b, a)
-	r := <-back
-	bToA = r.n
+	back := make(chan error, 1)
+	go func() { back <- pipe(a, b, bToA) }()
+	errAB := pipe(b, a, aToB)
+	errBA := <-back
 	a.Close()
 	b.Close()
-	return aToB, bToA, errors.Join(errAB, r.err)
+	return errors.Join(errAB, errBA)
 }
 
-// pipe copies src to dst through a pooled buffer. On a clean EOF it
-// half-closes dst; on an error it closes both, which also ends the copy in
-// the other direction.
-func pipe(dst, src net.Conn) (int64, error) {
+// pipe copies src to dst through a pooled buffer, adding what it has
+// written to n. On a clean EOF it half-closes dst; on an error it closes
+// both, which also ends the copy in the other direction.
+func pipe(dst, src net.Conn, n *atomic.Int64) error {
 	bp := copyPool.Get().(*[]byte)
 	defer copyPool.Put(bp)
 	buf := *bp
 	out := tlsbatch.Writer(dst) // a TLS dst gets each chunk in one socket write
 	in := tlsbatch.Reader(src)  // a TLS src fills the buffer with what it holds
-	var total int64
 	for {
-		n, rerr := in.Read(buf)
-		if n > 0 {
-			w, werr := out.Write(buf[:n])
-			total += int64(w)
+		r, rerr := in.Read(buf)
+		if r > 0 {
+			w, werr := out.Write(buf[:r])
+			n.Add(int64(w))
 			if werr != nil {
 				tlsbatch.Close(dst)
 				tlsbatch.Close(src)
-				return total, werr
+				return werr
 			}
 		}
 		if rerr == io.EOF {
@@ -88,15 +89,15 @@ func pipe(dst, src net.Conn) (int64, error) {
 			} else {
 				tlsbatch.Close(dst)
 			}
-			return total, nil
+			return nil
 		}
 		if rerr != nil {
 			tlsbatch.Close(dst)
 			tlsbatch.Close(src)
 			if isClosed(rerr) {
-				return total, nil // the other direction closed us; its error counts
+				return nil // the other direction closed us; its error counts
 			}
-			return total, rerr
+			return rerr
 		}
 	}
 }

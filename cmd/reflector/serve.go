@@ -34,6 +34,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.WebTunnelDomain, "webtunnel-domain", "", "the only @domain accepted from macchina.io WebTunnelAgent devices (deviceId@domain); default: any")
 	fs.StringVar(&cfg.DeviceCA, "device-ca", "", "PEM file of CAs to verify device web servers that speak HTTPS; default: not verified (self-signed)")
 	fs.IntVar(&cfg.ConnsPerAddr, "conns-per-address", 0, "most connections one client address (an IPv6 /64) may hold before authenticating, --trusted-proxy addresses aside; 0: 256, -1: no limit")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before closing the listeners, so load balancers take the reflector out of rotation first, e.g. 10s")
 	fs.IntVar(&cfg.PendingHandshakes, "max-pending-handshakes", 0, "most agent handshakes in progress at once (both wires); beyond it agents get 503 with Retry-After at once; 0: what the CPUs finish in 2.5 s by an argon2id calibration at start (at least 64), -1: no limit")
 	retention := daysFlag(90 * 24 * time.Hour)
 	fs.Var(&retention, "audit-retention", "how long audit log entries are kept, e.g. 90d or 720h")

@@ -60,8 +60,13 @@ func (m serverMetrics) limits() limitMetrics {
 	return l
 }
 
-// Handler answers GET /metrics with a snapshot of src.
-func MetricsHandler(src MetricsSource) http.Handler {
+// MetricsHandler answers GET /metrics with a snapshot of src.
+func MetricsHandler(src MetricsSource) http.Handler { return metricsMux(src, nil) }
+
+// metricsMux is the metrics listener's mux: /metrics and, if health is not
+// nil, the health checks (health.go) beside it, for probes that reach the
+// reflector on its private address.
+func metricsMux(src MetricsSource, health http.Handler) http.Handler {
 	start := time.Now()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +75,11 @@ func MetricsHandler(src MetricsSource) http.Handler {
 		writeMetrics(bw, src, start)
 		bw.Flush()
 	})
+	if health != nil {
+		for _, path := range []string{healthzPath, readyzPath, healthJSONPath} {
+			mux.Handle(path, health) // every method: health answers 405 itself
+		}
+	}
 	return mux
 }
 

@@ -21,11 +21,12 @@ const (
 	routeDevice                  // anything else on a device host: the device's web UI (proxy)
 	routeTunnel                  // our agent's upgrade at /tunnel/v1 (tunnel)
 	routeEnroll                  // an agent's enrolment at /enroll/v1 (enroll)
+	routeHealth                  // /healthz, /readyz, /my-devices/health.json on the admin host (health.go)
 	routeAdmin                   // everything else: the admin host (admin)
 	routeNotFound                // nothing serves it: 404
 )
 
-var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "device", "tunnel", "enroll", "admin", "not-found"}
+var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "device", "tunnel", "enroll", "health", "admin", "not-found"}
 
 func (r route) String() string { return routeNames[r] }
 
@@ -44,6 +45,7 @@ type router struct {
 	webTunnel http.Handler // *webtunnel.Server
 	enroll    http.Handler // *enroll.Handler
 	admin     http.Handler // *admin.Admin
+	health    http.Handler // *health
 
 	// admit bounds the handshakes in progress on both agent endpoints;
 	// nil admits all.
@@ -54,7 +56,7 @@ type router struct {
 // for. The order matters: a proxy request may name any host; a
 // WebTunnelAgent upgrades on any path of any host; a client tool dials its
 // device's host, whose other requests are the device's web UI; the fixed
-// paths of our agent are on the admin host.
+// paths of our agent and the health checks are on the admin host.
 func (rt *router) route(r *http.Request) (_ route, device string) {
 	switch {
 	case r.Method == http.MethodConnect:
@@ -78,6 +80,8 @@ func (rt *router) route(r *http.Request) (_ route, device string) {
 		return routeTunnel, ""
 	case r.URL.Path == enroll.Path:
 		return routeEnroll, ""
+	case isHealthPath(r.URL.Path):
+		return routeHealth, ""
 	}
 	return routeAdmin, ""
 }
@@ -100,6 +104,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.admit.serve(w, r, rt.tunnel)
 	case routeEnroll:
 		rt.enroll.ServeHTTP(w, r)
+	case routeHealth:
+		rt.health.ServeHTTP(w, r)
 	case routeAdmin:
 		rt.admin.ServeHTTP(w, r)
 	default:

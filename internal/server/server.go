@@ -73,6 +73,11 @@ type Config struct {
 	// TrustedProxies are not capped. Default 256 (connLimiter says why);
 	// negative: no cap.
 	ConnsPerAddr int
+	// DrainDelay is how long shutdown keeps serving with /readyz answering
+	// 503 before the listeners close, so load balancers probing it take
+	// the reflector out of rotation first (health.go). Default 0: close at
+	// once.
+	DrainDelay time.Duration
 	// PendingHandshakes bounds the agent handshakes in progress on both
 	// agent endpoints; beyond it an agent is answered 503 with
 	// Retry-After at once (admission.go). Default: what the CPUs finish
@@ -109,6 +114,9 @@ func (c *Config) Validate() error {
 	if c.AuditRetention < 0 {
 		return errors.New("audit retention must be positive")
 	}
+	if c.DrainDelay < 0 {
+		return errors.New("drain delay must not be negative")
+	}
 	if c.ConnsPerAddr == 0 {
 		c.ConnsPerAddr = defaultConnsPerAddr
 	}
@@ -130,6 +138,7 @@ type Server struct {
 	servers     []*http.Server // one per listener
 	connLimit   *connLimiter   // shared by the TLS and proxy listeners; nil: no cap
 	admission   *admission     // of agent handshakes; nil: no bound
+	health      *health        // the health checks; Run reports listeners serving and shutdown
 	fdLimit     uint64         // RLIMIT_NOFILE at start; 0 if unknown
 	proxyLn     net.Listener   // the plain proxy listener, or nil
 	metricsLn   net.Listener   // the metrics listener, or nil
@@ -168,6 +177,7 @@ func New(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.store.SetAuditRetention(cfg.AuditRetention)
+	s.health = newHealth(s.store.Ping, cfg.Logger)
 	s.admission = newHandshakeAdmission(cfg.PendingHandshakes, cfg.Logger)
 	devices, err := s.store.DeviceCount()
 	if err != nil {
@@ -231,7 +241,7 @@ func New(cfg Config) (s *Server, err error) {
 		}
 		s.listeners = append(s.listeners, mln)
 		// Loopback or a private network, and one scraper: not capped.
-		s.servers = append(s.servers, newHTTPServer(MetricsHandler(s.metricsSource()), cfg.Logger, nil))
+		s.servers = append(s.servers, newHTTPServer(metricsMux(s.metricsSource(), s.health), cfg.Logger, nil))
 		s.metricsLn = mln
 	}
 	s.url = "https://" + cfg.Domain
@@ -294,8 +304,9 @@ func (s *Server) router() *router {
 				return secret, err
 			},
 		},
-		admin: s.admin,
-		admit: s.admission,
+		admin:  s.admin,
+		health: s.health,
+		admit:  s.admission,
 	}
 }
 
@@ -349,8 +360,9 @@ func (s *Server) recheck(cred store.Credential, device string) bool {
 // accessChanged re-checks open streams after an admin change.
 func (s *Server) accessChanged() { s.proxy.Revalidate() }
 
-// Run serves until ctx ends or a listener fails, then shuts down: the HTTP
-// servers stop taking requests, the goroutines Run started are joined, and
+// Run serves until ctx ends or a listener fails, then shuts down: /readyz
+// turns 503 (and, when ctx ended, the listeners serve on for DrainDelay so
+// load balancers notice), the HTTP servers stop taking requests, the goroutines Run started are joined, and
 // close ends spliced connections, then tunnels (waiting for each endpoint to
 // write its device's last-seen time), the control socket and last the store.
 func (s *Server) Run(ctx context.Context) error {
@@ -367,7 +379,9 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	loops.Go(func() { s.revalidateLoop(ctx) })
 	errc := make(chan error, len(s.servers))
+	s.health.expect(len(s.servers))
 	for i, srv := range s.servers {
+		srv.BaseContext = s.health.listenerServing // counts it serving for /readyz
 		go func() { errc <- srv.Serve(s.listeners[i]) }()
 	}
 	serving := len(s.servers)
@@ -376,6 +390,15 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 		serving--
+	}
+	s.health.drain()
+	if err == nil && s.cfg.DrainDelay > 0 {
+		s.cfg.Logger.Info("draining: /readyz answers 503", "for", s.cfg.DrainDelay)
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case err = <-errc:
+			serving--
+		}
 	}
 	s.cfg.Logger.Info("shutting down")
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
