@@ -32,6 +32,7 @@ const (
 	AuditLockout     = "auth.locked" // failures locked a user or address out
 	AuditAgent       = "agent.login" // a device's agent authenticated (or failed to)
 	AuditStream      = "stream"      // a CONNECT stream closed
+	AuditStreamCut   = "stream.cut"  // an admin cut an open stream
 	AuditRequest     = "http"        // an absolute-form request finished
 	AuditTokenCreate = "token.create"
 	AuditTokenRevoke = "token.revoke"

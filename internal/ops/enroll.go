@@ -1,0 +1,71 @@
+package ops
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/reflector-dev/reflector/store"
+)
+
+// EnrollKeys lists the enrolment keys (admins).
+func (s *Service) EnrollKeys(ctx context.Context, c Caller) ([]store.EnrollKey, error) {
+	if err := c.requireAdmin("list enrolment keys"); err != nil {
+		return nil, err
+	}
+	return s.cfg.Store.EnrollKeys()
+}
+
+// CreateEnrollKey makes a key agents enrol themselves with into k.Group, at
+// most k.Max times (0: no limit) until k.Expires (zero: never) (admins).
+// The key is returned once.
+func (s *Service) CreateEnrollKey(ctx context.Context, c Caller, k store.EnrollKey) (key string, rec store.EnrollKey, err error) {
+	if err := c.requireAdmin("create an enrolment key for group " + k.Group); err != nil {
+		return "", store.EnrollKey{}, err
+	}
+	key, rec, err = s.cfg.Store.CreateEnrollKey(store.EnrollKey{Group: k.Group, Max: k.Max, Expires: k.Expires})
+	if err != nil {
+		return "", store.EnrollKey{}, err
+	}
+	s.audit(c, store.AuditEvent{Kind: store.AuditEnrollKey, Group: rec.Group, Reason: "key " + rec.ID + ", " + DescribeEnrollKey(rec)})
+	return key, rec, nil
+}
+
+// DescribeEnrollKey describes a key's limits: "up to 10 devices, expires
+// ...".
+func DescribeEnrollKey(k store.EnrollKey) string {
+	desc := "any number of devices"
+	switch k.Max {
+	case 0:
+	case 1:
+		desc = "1 device"
+	default:
+		desc = "up to " + strconv.Itoa(k.Max) + " devices"
+	}
+	if k.Expires.IsZero() {
+		return desc + ", no expiry"
+	}
+	return desc + ", expires " + DateTime(k.Expires)
+}
+
+// RemoveEnrollKey removes an enrolment key (admins). Devices that enrolled
+// with it keep their own secrets.
+func (s *Service) RemoveEnrollKey(ctx context.Context, c Caller, id string) error {
+	if err := c.requireAdmin("remove enrolment key " + id); err != nil {
+		return err
+	}
+	// RevokeEnrollKey does not return the record; look up its group for
+	// the audit log first.
+	group := ""
+	if keys, err := s.cfg.Store.EnrollKeys(); err == nil {
+		for _, k := range keys {
+			if k.ID == id {
+				group = k.Group
+			}
+		}
+	}
+	if err := s.cfg.Store.RevokeEnrollKey(id); err != nil {
+		return err
+	}
+	s.audit(c, store.AuditEvent{Kind: store.AuditEnrollRm, Group: group, Reason: "key " + id})
+	return nil
+}
