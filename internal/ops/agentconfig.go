@@ -124,7 +124,7 @@ func ShellQuote(s string) string {
 	return ShellQuoteAlways(s)
 }
 
-// ShellQuoteAlways returns s in single quotes, each ' written as '\''.
+// ShellQuoteAlways returns s in single quotes, each ' written as '\”.
 func ShellQuoteAlways(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
