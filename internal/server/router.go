@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 
+	"github.com/reflector-dev/reflector/admin/api"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -22,11 +23,12 @@ const (
 	routeTunnel                  // our agent's upgrade at /tunnel/v1 (tunnel)
 	routeEnroll                  // an agent's enrolment at /enroll/v1 (enroll)
 	routeHealth                  // /healthz, /readyz, /my-devices/health.json on the admin host (health.go)
+	routeAPI                     // the REST API /api/v1 and macchina.io's /my-devices/api/{devices,provision} on the admin host (api)
 	routeAdmin                   // everything else: the admin host (admin)
 	routeNotFound                // nothing serves it: 404
 )
 
-var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "device", "tunnel", "enroll", "health", "admin", "not-found"}
+var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "device", "tunnel", "enroll", "health", "api", "admin", "not-found"}
 
 func (r route) String() string { return routeNames[r] }
 
@@ -46,6 +48,7 @@ type router struct {
 	enroll    http.Handler // *enroll.Handler
 	admin     http.Handler // *admin.Admin
 	health    http.Handler // *health
+	api       http.Handler // *api.API
 
 	// admit bounds the handshakes in progress on both agent endpoints;
 	// nil admits all.
@@ -82,6 +85,8 @@ func (rt *router) route(r *http.Request) (_ route, device string) {
 		return routeEnroll, ""
 	case isHealthPath(r.URL.Path):
 		return routeHealth, ""
+	case api.Handles(r.URL.Path):
+		return routeAPI, ""
 	}
 	return routeAdmin, ""
 }
@@ -106,6 +111,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.enroll.ServeHTTP(w, r)
 	case routeHealth:
 		rt.health.ServeHTTP(w, r)
+	case routeAPI:
+		rt.api.ServeHTTP(w, r)
 	case routeAdmin:
 		rt.admin.ServeHTTP(w, r)
 	default:

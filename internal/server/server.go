@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/admin"
+	"github.com/reflector-dev/reflector/admin/api"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/internal/tlsbatch"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
@@ -130,6 +132,8 @@ type Server struct {
 	hub         *tunnel.Hub
 	guard       *auth.Guard
 	admin       *admin.Admin
+	ops         *ops.Service // the admin operations, for the control socket and the API
+	api         *api.API
 	deviceCAs   *x509.CertPool
 	clients     auth.ClientResolver
 	proxy       *proxy.Proxy
@@ -219,6 +223,30 @@ func New(cfg Config) (s *Server, err error) {
 	if s.proxy, err = proxy.New(s.proxyConfig()); err != nil {
 		return nil, err
 	}
+	s.url = "https://" + cfg.Domain
+	if port != "443" {
+		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	}
+	if s.ops, err = ops.New(ops.Config{
+		Store:           s.store,
+		Hub:             s.hub,
+		Streams:         s.proxy,
+		ReflectorURL:    s.url,
+		Fingerprint:     s.fingerprint,
+		WebTunnelDomain: cfg.WebTunnelDomain,
+		AccessChanged:   s.accessChanged,
+	}); err != nil {
+		return nil, err
+	}
+	if s.api, err = api.New(api.Config{
+		Ops:     s.ops,
+		Guard:   s.guard,
+		Session: s.admin.APISession,
+		Origin:  s.admin.Origin(),
+		Logger:  cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
 	if cfg.ConnsPerAddr > 0 {
 		s.connLimit = newConnLimiter(cfg.ConnsPerAddr, s.clients.Trusted, cfg.Logger)
 	}
@@ -243,10 +271,6 @@ func New(cfg Config) (s *Server, err error) {
 		// Loopback or a private network, and one scraper: not capped.
 		s.servers = append(s.servers, newHTTPServer(metricsMux(s.metricsSource(), s.health), cfg.Logger, nil))
 		s.metricsLn = mln
-	}
-	s.url = "https://" + cfg.Domain
-	if port != "443" {
-		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
 	}
 	if s.control, err = control.Listen(cfg.DataDir, cfg.Logger); err != nil {
 		return nil, err
@@ -305,6 +329,7 @@ func (s *Server) router() *router {
 			},
 		},
 		admin:  s.admin,
+		api:    s.api,
 		health: s.health,
 		admit:  s.admission,
 	}
