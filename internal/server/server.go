@@ -23,6 +23,7 @@ import (
 	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/internal/tlsbatch"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
@@ -143,6 +144,7 @@ type Server struct {
 	proxyLn     net.Listener   // the plain proxy listener, or nil
 	metricsLn   net.Listener   // the metrics listener, or nil
 	control     net.Listener
+	ops         *ops.Service // the admin operations, for the control socket and the REST API
 	url         string
 	fingerprint string
 }
@@ -247,6 +249,18 @@ func New(cfg Config) (s *Server, err error) {
 	s.url = "https://" + cfg.Domain
 	if port != "443" {
 		s.url = "https://" + net.JoinHostPort(cfg.Domain, port)
+	}
+	s.ops, err = ops.New(ops.Config{
+		Store:           s.store,
+		Hub:             s.hub,
+		Streams:         s.proxy,
+		ReflectorURL:    s.url,
+		Fingerprint:     s.fingerprint,
+		WebTunnelDomain: cfg.WebTunnelDomain,
+		AccessChanged:   s.accessChanged,
+	})
+	if err != nil {
+		return nil, err
 	}
 	if s.control, err = control.Listen(cfg.DataDir, cfg.Logger); err != nil {
 		return nil, err
@@ -371,9 +385,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	var loops sync.WaitGroup
 	loops.Go(func() {
-		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint,
-			AccessChanged: s.accessChanged}
-		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
+		if err := control.Serve(ctx, s.control, control.Env{Ops: s.ops}, s.cfg.Logger); err != nil {
 			s.cfg.Logger.Error("control socket", "err", err)
 		}
 	})
@@ -486,6 +498,11 @@ func (s *Server) Store() *store.Store { return s.store }
 
 // Hub is the server's hub of connected devices.
 func (s *Server) Hub() *tunnel.Hub { return s.hub }
+
+// Ops is the server's one implementation of the admin operations, shared
+// by the control socket and the REST API so that both check, change and
+// audit alike.
+func (s *Server) Ops() *ops.Service { return s.ops }
 
 // maxHeaderBytes bounds a request's header on every listener (Go's default
 // is 1 MiB, which anybody could make the server buffer per connection before
