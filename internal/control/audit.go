@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -15,19 +16,6 @@ import (
 // says otherwise: 90 days of streams could be more than a terminal, or the
 // control socket's answer, should carry.
 const defaultAuditLimit = 1000
-
-// auditKinds are the kinds --kind accepts, besides their families
-// ("device."). Keep in step with the constants in store/audit.go.
-var auditKinds = []string{
-	store.AuditLogin, store.AuditLockout, store.AuditAgent, store.AuditStream, store.AuditRequest,
-	store.AuditTokenCreate, store.AuditTokenRevoke, store.AuditTokenPrune,
-	store.AuditDeviceAdd, store.AuditDeviceRm, store.AuditDeviceSet, store.AuditRotate,
-	store.AuditEnable, store.AuditDisable, store.AuditEnroll,
-	store.AuditEnrollKey, store.AuditEnrollRm,
-	store.AuditGroupAdd, store.AuditGroupRm, store.AuditGroupSet,
-	store.AuditUserAdd, store.AuditUserRm, store.AuditUserSet, store.AuditTOTP,
-	store.AuditBackup,
-}
 
 // auditList: audit [--since 1h|7d|RFC3339] [--user U] [--device D] [--kind K] [--limit N] [--json]
 func auditList(c *call, args []string) int {
@@ -45,16 +33,15 @@ func auditList(c *call, args []string) int {
 	if *limit < 0 {
 		return c.usageError(fs, "--limit %d: want 0 (all) or more", *limit)
 	}
-	k, ok := auditKind(*kind)
-	if !ok {
-		return c.usageError(fs, "unknown kind %q; kinds are %s, or a family such as device", *kind, strings.Join(auditKinds, ", "))
+	if _, ok := ops.AuditKindFilter(*kind); !ok {
+		return c.usageError(fs, "unknown kind %q; kinds are %s, or a family such as device", *kind, strings.Join(ops.AuditKinds, ", "))
 	}
 
-	f := store.AuditFilter{Since: since.time(time.Now()), User: *user, Device: *device, Kind: k}
+	f := store.AuditFilter{Since: since.time(time.Now()), User: *user, Device: *device, Kind: *kind}
 	if *limit > 0 {
 		f.Limit = *limit + 1 // one more, to tell whether any were left out
 	}
-	events, err := c.env.Store.AuditEvents(f)
+	events, err := c.svc.AuditEvents(c.ctx, c.as, f)
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -93,26 +80,6 @@ func auditList(c *call, args []string) int {
 		fmt.Fprintf(c.stderr, "reflector: note: only the newest %d events are shown; narrow with --since or use --limit 0 for all\n", *limit)
 	}
 	return exitOK
-}
-
-// auditKind checks --kind: a kind, a family with its dot ("device.") or
-// without ("device"). It returns what the store's filter takes.
-func auditKind(k string) (string, bool) {
-	if k == "" {
-		return "", true
-	}
-	family := strings.TrimSuffix(k, ".") + "."
-	for _, known := range auditKinds {
-		if known == k {
-			return k, true
-		}
-	}
-	for _, known := range auditKinds {
-		if strings.HasPrefix(known, family) {
-			return family, true
-		}
-	}
-	return "", false
 }
 
 // auditDetail puts the fields without a column of their own in one cell:

@@ -12,7 +12,7 @@ import (
 )
 
 // seedAudit writes events at fixed offsets before now, oldest first.
-func seedAudit(t *testing.T, env Env, now time.Time) {
+func seedAudit(t *testing.T, env testEnv, now time.Time) {
 	t.Helper()
 	events := []store.AuditEvent{
 		{Time: now.Add(-72 * time.Hour), Kind: store.AuditLogin, OK: false, User: "alice", Client: "192.0.2.9:4000", Reason: "wrong password"},

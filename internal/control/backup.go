@@ -6,8 +6,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-
-	"github.com/reflector-dev/reflector/store"
 )
 
 // backup: backup FILE
@@ -26,11 +24,10 @@ func backup(c *call, args []string) int {
 	if !filepath.IsAbs(path) {
 		return c.usageError(fs, "backup file %q: want an absolute path", path)
 	}
-	size, err := c.env.Store.Backup(path)
+	size, err := c.svc.Backup(c.ctx, c.as, path)
 	if err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditBackup, Reason: path})
 	fmt.Fprintf(c.stdout, "database copied to %s (%d bytes); to restore, stop the reflector and put it in a data directory as reflector.db\n", path, size)
 	return exitOK
 }

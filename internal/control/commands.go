@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/reflector-dev/reflector/store"
-	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/internal/ops"
 )
 
 // Exit codes of Run and Main.
@@ -22,14 +21,11 @@ const (
 
 // Env is what commands run against.
 type Env struct {
-	Store        *store.Store
-	Hub          *tunnel.Hub // nil when no server runs: every device is offline
-	ReflectorURL string      // e.g. https://localhost:8443, for the agent command line
-	Fingerprint  string      // "sha256:<hex>" of the reflector's certificate, "" if unknown
-	// AccessChanged, when set, is called after every change that may take
-	// access away (users, groups, tokens, device groups, ports, disable,
-	// removal), so the server re-checks open streams. Nil when no server runs.
-	AccessChanged func()
+	// Ops runs every operation a command makes, as ops.Local(): the
+	// server's service, shared with the REST API so both check, change and
+	// audit alike, or one on the store Main opened when no server runs
+	// (no hub then, so every device is offline). Listings read its Store.
+	Ops *ops.Service
 }
 
 // command is one admin command. Its run function gets the arguments after
@@ -162,7 +158,8 @@ func family(args []string) int {
 type call struct {
 	cmd    *command
 	ctx    context.Context // ends with the server or the connection; for commands that wait
-	env    Env
+	svc    *ops.Service
+	as     ops.Caller // who the operations act for: ops.Local(), "local" in the audit log
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -188,7 +185,7 @@ func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, s
 		}
 		return exitUsage
 	}
-	if env.Store == nil {
+	if env.Ops == nil {
 		// A wiring mistake, not a user's: say so rather than panic.
 		fmt.Fprintf(stderr, "reflector: %s: no store to run against\n", cmd.words)
 		return exitFailure
@@ -196,7 +193,7 @@ func Run(ctx context.Context, env Env, args []string, stdin io.Reader, stdout, s
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	c := &call{cmd: cmd, ctx: ctx, env: env, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &call{cmd: cmd, ctx: ctx, svc: env.Ops, as: ops.Local(), stdin: stdin, stdout: stdout, stderr: stderr}
 	return cmd.run(c, rest)
 }
 
@@ -264,45 +261,6 @@ func orDash(s string) string {
 	return s
 }
 
-// actor is who admin commands act as in the audit log: whoever may use the
-// control socket or open the data directory, i.e. someone on this host.
-const actor = "local"
-
-// audit records a change the command made. Call it only after the change
-// succeeded; it never blocks on the disk.
-func (c *call) audit(e store.AuditEvent) {
-	e.OK, e.Actor = true, actor
-	c.env.Store.Audit(e)
-}
-
-// accessChanged tells a running server that access may have been taken
-// away, so it re-checks open streams. Without a server there are none.
-func (c *call) accessChanged() {
-	if c.env.AccessChanged != nil {
-		c.env.AccessChanged()
-	}
-}
-
-// disconnect closes the device's tunnel on a running server and reports
-// whether it was connected.
-func (c *call) disconnect(id string) bool {
-	if c.env.Hub == nil {
-		return false
-	}
-	_, online := c.env.Hub.Status(id)
-	c.env.Hub.Disconnect(id)
-	return online
-}
-
-// dateTime formats a stored time for tables and messages, in local time;
-// zero is "never".
-func dateTime(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.Local().Format("2006-01-02 15:04")
-}
-
 // expiry describes an expiry time for tables: "never", the time, or the
 // time with "(expired)".
 func expiry(t, now time.Time) string {
@@ -310,7 +268,7 @@ func expiry(t, now time.Time) string {
 	case t.IsZero():
 		return "never"
 	case !t.After(now):
-		return dateTime(t) + " (expired)"
+		return ops.DateTime(t) + " (expired)"
 	}
-	return dateTime(t)
+	return ops.DateTime(t)
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 	"github.com/reflector-dev/reflector/tunnel/webtunnel"
@@ -22,8 +23,34 @@ import (
 
 const testFingerprint = "sha256:" + "ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01"
 
+// testEnv is what a test wires commands to, as the server does: a store,
+// a hub and what the operations need besides. A test may change a field
+// between commands; each command runs with an ops.Service made of them.
+type testEnv struct {
+	Store         *store.Store
+	Hub           *tunnel.Hub
+	ReflectorURL  string
+	Fingerprint   string
+	AccessChanged func()
+}
+
+// env is the Env a command runs with. Without a store it is the zero Env,
+// the wiring mistake Run reports.
+func (e testEnv) env(t testing.TB) Env {
+	t.Helper()
+	if e.Store == nil {
+		return Env{}
+	}
+	svc, err := ops.New(ops.Config{Store: e.Store, Hub: e.Hub, ReflectorURL: e.ReflectorURL,
+		Fingerprint: e.Fingerprint, AccessChanged: e.AccessChanged})
+	if err != nil {
+		t.Fatalf("ops: %v", err)
+	}
+	return Env{Ops: svc}
+}
+
 // newTestEnv opens a store in a fresh directory, with an empty hub.
-func newTestEnv(t *testing.T) Env {
+func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
 	s, err := store.Open(t.TempDir())
 	if err != nil {
@@ -34,7 +61,7 @@ func newTestEnv(t *testing.T) Env {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return Env{
+	return testEnv{
 		Store:        s,
 		Hub:          tunnel.NewHub(nil),
 		ReflectorURL: "https://reflector.example:8443",
@@ -43,14 +70,14 @@ func newTestEnv(t *testing.T) Env {
 }
 
 // countAccessChanged makes env count its AccessChanged calls.
-func countAccessChanged(env *Env) *atomic.Int32 {
+func countAccessChanged(env *testEnv) *atomic.Int32 {
 	var n atomic.Int32
 	env.AccessChanged = func() { n.Add(1) }
 	return &n
 }
 
 // mustRun runs a command that must succeed and returns its stdout.
-func mustRun(t *testing.T, env Env, stdin string, args ...string) string {
+func mustRun(t *testing.T, env testEnv, stdin string, args ...string) string {
 	t.Helper()
 	code, stdout, stderr := run(t, env, stdin, args...)
 	if code != 0 {
@@ -60,7 +87,7 @@ func mustRun(t *testing.T, env Env, stdin string, args ...string) string {
 }
 
 // addGroups creates groups in env's store.
-func addGroups(t *testing.T, env Env, names ...string) {
+func addGroups(t *testing.T, env testEnv, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if err := env.Store.AddGroup(store.Group{Name: name}); err != nil {
@@ -71,7 +98,7 @@ func addGroups(t *testing.T, env Env, names ...string) {
 
 // lastAudit returns the newest audit event of kind, failing the test if
 // there is none.
-func lastAudit(t *testing.T, env Env, kind string) store.AuditEvent {
+func lastAudit(t *testing.T, env testEnv, kind string) store.AuditEvent {
 	t.Helper()
 	events, err := env.Store.AuditEvents(store.AuditFilter{Kind: kind})
 	if err != nil {
@@ -86,7 +113,7 @@ func lastAudit(t *testing.T, env Env, kind string) store.AuditEvent {
 // checkAudit checks the newest event of want.Kind: an admin change that
 // succeeded, by "local", with want's User, Device, Group and Token, and a
 // Reason containing want.Reason.
-func checkAudit(t *testing.T, env Env, want store.AuditEvent) {
+func checkAudit(t *testing.T, env testEnv, want store.AuditEvent) {
 	t.Helper()
 	e := lastAudit(t, env, want.Kind)
 	if !e.OK || e.Actor != "local" || e.User != want.User || e.Device != want.Device ||
@@ -99,7 +126,7 @@ func checkAudit(t *testing.T, env Env, want store.AuditEvent) {
 }
 
 // countAudit returns how many events of kind the log holds.
-func countAudit(t *testing.T, env Env, kind string) int {
+func countAudit(t *testing.T, env testEnv, kind string) int {
 	t.Helper()
 	events, err := env.Store.AuditEvents(store.AuditFilter{Kind: kind})
 	if err != nil {
@@ -109,10 +136,10 @@ func countAudit(t *testing.T, env Env, kind string) int {
 }
 
 // run runs one command and returns its exit code and output.
-func run(t *testing.T, env Env, stdin string, args ...string) (code int, stdout, stderr string) {
+func run(t *testing.T, env testEnv, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), env, args, strings.NewReader(stdin), &out, &errb)
+	code = Run(context.Background(), env.env(t), args, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -396,7 +423,7 @@ func TestDeviceRemoveClosesItsTunnel(t *testing.T) {
 }
 
 func TestRunWithoutStoreFailsInsteadOfPanicking(t *testing.T) {
-	code, _, stderr := run(t, Env{}, "", "user", "list")
+	code, _, stderr := run(t, testEnv{}, "", "user", "list")
 	if code != 1 || !strings.Contains(stderr, "no store") {
 		t.Errorf("code %d, stderr %q", code, stderr)
 	}
@@ -474,22 +501,6 @@ func TestReadLine(t *testing.T) {
 		got, err := readLine(strings.NewReader(tt.in), 9)
 		if (err != nil) != tt.err || got != tt.want {
 			t.Errorf("readLine(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	tests := map[string]string{
-		"https://localhost:8443": "https://localhost:8443",
-		"pump-17":                "pump-17",
-		"":                       "''",
-		"a b":                    "'a b'",
-		"it's":                   `'it'\''s'`,
-		"$(rm -rf /)":            "'$(rm -rf /)'",
-	}
-	for in, want := range tests {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

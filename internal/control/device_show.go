@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -41,16 +41,16 @@ type tunnelView struct {
 	BytesOut     int64             `json:"bytes_to_device"`
 }
 
-func newDeviceView(d store.Device, st tunnel.DeviceStatus, online bool) deviceView {
+func newDeviceView(d ops.Device) deviceView {
 	v := deviceView{
 		ID: d.ID, Name: d.Name, Groups: d.Groups, Ports: d.Ports, HTTPPort: d.HTTPPort,
 		HTTPTLS: d.HTTPTLS, Disabled: d.Disabled, Created: d.Created, LastSeen: d.LastSeen,
-		Online: online,
+		Online: d.Online,
 	}
 	if v.Groups == nil {
 		v.Groups = []string{}
 	}
-	if online {
+	if st := d.Tunnel; d.Online {
 		v.Tunnel = &tunnelView{
 			Kind: st.Kind, Since: st.ConnectedSince, RemoteAddr: st.RemoteAddr,
 			AgentVersion: st.AgentVersion, Ports: st.Ports, Properties: st.Properties,
@@ -68,18 +68,11 @@ func deviceShow(c *call, args []string) int {
 	if !ok {
 		return code
 	}
-	d, err := c.env.Store.Device(pos[0])
+	d, err := c.svc.Device(c.ctx, c.as, pos[0])
 	if err != nil {
 		return c.fail("", err)
 	}
-	var (
-		st     tunnel.DeviceStatus
-		online bool
-	)
-	if c.env.Hub != nil {
-		st, online = c.env.Hub.Status(d.ID)
-	}
-	v := newDeviceView(d, st, online)
+	v := newDeviceView(d)
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -102,7 +95,7 @@ func deviceShow(c *call, args []string) int {
 	if d.HTTPPort != 0 {
 		row("http port", fmt.Sprint(d.HTTPPort))
 	}
-	row("status", c.status(d, now))
+	row("status", status(d, now))
 	if t := v.Tunnel; t != nil {
 		row("kind", t.Kind)
 		row("agent", orDash(cell(t.AgentVersion)))

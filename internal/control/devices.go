@@ -13,13 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
-
-// defaultAgentPort is the agent allow-list suggested when device add names
-// no ports: a device's web UI is the commonest thing to reach.
-const defaultAgentPort = 80
 
 // deviceAdd: device add ID [--group G]... [--ports 80,22] [--name TEXT] [--http-port N] [--http-tls] [--secret-stdin]
 func deviceAdd(c *call, args []string) int {
@@ -39,7 +36,7 @@ func deviceAdd(c *call, args []string) int {
 	}
 	id := pos[0]
 
-	d := store.Device{
+	n := ops.NewDevice{
 		ID:       id,
 		Name:     *name,
 		Groups:   groups,
@@ -47,7 +44,6 @@ func deviceAdd(c *call, args []string) int {
 		HTTPPort: httpPort.port,
 		HTTPTLS:  *httpTLS,
 	}
-	var secret string
 	if *fromStdin {
 		line, err := readLine(c.stdin, maxStdin)
 		if err != nil {
@@ -56,23 +52,13 @@ func deviceAdd(c *call, args []string) int {
 		if line == "" {
 			return c.fail("add device "+id, errEmptySecret)
 		}
-		if err := c.env.Store.AddDeviceWithSecret(d, line); err != nil {
-			return c.failGroups(err, groups)
-		}
-	} else {
-		var err error
-		if secret, err = c.env.Store.AddDevice(d); err != nil {
-			return c.failGroups(err, groups)
-		}
+		n.Secret = line
 	}
-	reason := describeGroups(groups) + ", " + describePorts(ports)
-	if *httpTLS {
-		reason += ", " + describeHTTPTLS(true, httpPort.port)
+	added, err := c.svc.AddDevice(c.ctx, c.as, n)
+	if err != nil {
+		return c.failGroups(err, groups)
 	}
-	if *fromStdin {
-		reason += ", own secret"
-	}
-	c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: id, Reason: reason})
+	secret := added.Secret
 
 	if *fromStdin {
 		// The secret is the device's own: it is not repeated here, where it
@@ -82,7 +68,7 @@ func deviceAdd(c *call, args []string) int {
 			id, secretPlaceholder, ports, httpPort.port)
 	} else {
 		fmt.Fprintf(c.stdout, "device %s added; its secret (shown once): %s\n", id, secret)
-		c.printAgentLine("run the agent on the device with:", id, shellQuoteAlways(secret), ports, httpPort.port)
+		c.printAgentLine("run the agent on the device with:", id, ops.ShellQuoteAlways(secret), ports, httpPort.port)
 	}
 	c.warnHTTPPort(id, ports, httpPort.port)
 	return exitOK
@@ -103,38 +89,10 @@ func wantsSecretStdin(args []string) bool { return boolFlagSet(args, "secret-std
 // printAgentLine prints the agent command line for a device, after
 // heading. secretWord is the secret as a shell word (or a placeholder).
 func (c *call) printAgentLine(heading, id, secretWord string, ports []uint16, httpPort uint16) {
-	line := "REFLECTOR_DEVICE_SECRET=" + secretWord + " " +
-		c.agentCommand("--device", shellQuote(id), agentPorts(ports, httpPort))
 	w := c.stdout
 	fmt.Fprintln(w, heading)
-	fmt.Fprintf(w, "  %s\n", line)
+	fmt.Fprintf(w, "  %s\n", c.svc.AgentLine(id, secretWord, ports, httpPort))
 	fmt.Fprintln(w, "The agent's --ports is its own allow-list of device-local ports; list every port users should reach.")
-}
-
-// agentCommand is "reflector-agent --reflector URL <flags> [--fingerprint
-// F]"; flags are already shell words.
-func (c *call) agentCommand(flags ...string) string {
-	url := c.env.ReflectorURL
-	if url == "" {
-		url = "https://REFLECTOR-HOST:8443"
-	}
-	line := "reflector-agent --reflector " + shellQuote(url) + " " + strings.Join(flags, " ")
-	if c.env.Fingerprint != "" {
-		line += " --fingerprint " + shellQuote(c.env.Fingerprint)
-	}
-	return line
-}
-
-// agentPorts is the agent's --ports for a device record: its ports, else
-// its HTTP port, else the default.
-func agentPorts(ports []uint16, httpPort uint16) string {
-	switch {
-	case len(ports) > 0:
-		return "--ports " + tunnel.FormatPorts(ports)
-	case httpPort != 0:
-		return "--ports " + tunnel.FormatPorts([]uint16{httpPort})
-	}
-	return "--ports " + tunnel.FormatPorts([]uint16{defaultAgentPort})
 }
 
 // warnHTTPPort notes an HTTP port the device's own ports refuse: the proxy
@@ -145,26 +103,6 @@ func (c *call) warnHTTPPort(id string, ports []uint16, httpPort uint16) {
 		fmt.Fprintf(c.stderr, "reflector: note: --http-port %d is not among --ports %s, so browsing %s will be refused\n",
 			httpPort, tunnel.FormatPorts(ports), id)
 	}
-}
-
-// describePorts is "ports 22,80" or "the agent's ports".
-func describePorts(ports []uint16) string {
-	if len(ports) == 0 {
-		return "the agent's ports"
-	}
-	return "ports " + tunnel.FormatPorts(ports)
-}
-
-// describeHTTPTLS says how the reflector speaks to the device's web port
-// with the record's HTTPTLS and HTTPPort (see store.Device.HTTPTLS).
-func describeHTTPTLS(on bool, httpPort uint16) string {
-	switch {
-	case on:
-		return "HTTPS to the web port"
-	case httpPort != 0:
-		return "plain HTTP to the web port"
-	}
-	return "HTTPS as the agent declares"
 }
 
 // deviceSet: device set ID [--group G]... [--no-groups] [--ports 80,22] [--no-ports] [--name TEXT] [--http-port N] [--http-tls|--no-http-tls]
@@ -222,40 +160,11 @@ func deviceSet(c *call, args []string) int {
 		off := !*noHTTPTLS
 		u.HTTPTLS = &off
 	}
-	d, err := c.env.Store.UpdateDevice(id, u)
+	d, desc, err := c.svc.UpdateDevice(c.ctx, c.as, id, u)
 	if err != nil {
 		return c.fail("", err)
 	}
 
-	// Describe what changed, with the values as stored.
-	var changes []string
-	if u.Groups != nil {
-		changes = append(changes, describeGroups(d.Groups))
-	}
-	if u.Ports != nil {
-		changes = append(changes, describePorts(d.Ports))
-	}
-	if u.Name != nil {
-		if d.Name == "" {
-			changes = append(changes, "no name")
-		} else {
-			changes = append(changes, fmt.Sprintf("name %q", d.Name))
-		}
-	}
-	if u.HTTPPort != nil {
-		if d.HTTPPort == 0 {
-			changes = append(changes, "the agent's HTTP port")
-		} else {
-			changes = append(changes, fmt.Sprintf("HTTP port %d", d.HTTPPort))
-		}
-	}
-	if u.HTTPTLS != nil {
-		changes = append(changes, describeHTTPTLS(d.HTTPTLS, d.HTTPPort))
-	}
-	desc := strings.Join(changes, ", ")
-	c.audit(store.AuditEvent{Kind: store.AuditDeviceSet, Device: id, Reason: desc})
-	// Leaving a group or a port may take access away from open streams.
-	c.accessChanged()
 	fmt.Fprintf(c.stdout, "device %s updated (%s)\n", id, desc)
 	c.warnHTTPPort(id, d.Ports, d.HTTPPort)
 	return exitOK
@@ -269,27 +178,20 @@ func deviceRotate(c *call, args []string) int {
 		return code
 	}
 	id := pos[0]
-	secret, err := c.env.Store.RotateDeviceSecret(id)
+	rotated, err := c.svc.RotateDeviceSecret(c.ctx, c.as, id)
 	if err != nil {
 		return c.fail("", err)
 	}
-	// The old secret no longer works, but the agent that authenticated
-	// with it keeps its tunnel until dropped.
-	online := c.disconnect(id)
-	c.audit(store.AuditEvent{Kind: store.AuditRotate, Device: id})
 
 	w := c.stdout
-	fmt.Fprintf(w, "device %s has a new secret (shown once): %s\n", id, secret)
-	if online {
+	fmt.Fprintf(w, "device %s has a new secret (shown once): %s\n", id, rotated.Secret)
+	if rotated.WasOnline {
 		fmt.Fprintln(w, "the old secret no longer works; the connected agent was dropped")
 	} else {
 		fmt.Fprintln(w, "the old secret no longer works")
 	}
-	ports, httpPort := []uint16(nil), uint16(0)
-	if d, err := c.env.Store.Device(id); err == nil {
-		ports, httpPort = d.Ports, d.HTTPPort
-	}
-	c.printAgentLine("restart the agent on the device with:", id, shellQuoteAlways(secret), ports, httpPort)
+	d := rotated.Device
+	c.printAgentLine("restart the agent on the device with:", id, ops.ShellQuoteAlways(rotated.Secret), d.Ports, d.HTTPPort)
 	return exitOK
 }
 
@@ -301,13 +203,11 @@ func deviceDisable(c *call, args []string) int {
 		return code
 	}
 	id := pos[0]
-	if err := c.env.Store.SetDeviceDisabled(id, true); err != nil {
+	closed, err := c.svc.SetDeviceDisabled(c.ctx, c.as, id, true)
+	if err != nil {
 		return c.fail("", err)
 	}
-	online := c.disconnect(id)
-	c.audit(store.AuditEvent{Kind: store.AuditDisable, Device: id})
-	c.accessChanged()
-	if online {
+	if closed {
 		fmt.Fprintf(c.stdout, "device %s disabled; its tunnel was closed\n", id)
 	} else {
 		fmt.Fprintf(c.stdout, "device %s disabled\n", id)
@@ -323,10 +223,9 @@ func deviceEnable(c *call, args []string) int {
 		return code
 	}
 	id := pos[0]
-	if err := c.env.Store.SetDeviceDisabled(id, false); err != nil {
+	if _, err := c.svc.SetDeviceDisabled(c.ctx, c.as, id, false); err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditEnable, Device: id})
 	fmt.Fprintf(c.stdout, "device %s enabled\n", id)
 	return exitOK
 }
@@ -337,7 +236,9 @@ func deviceList(c *call, args []string) int {
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code
 	}
-	devices, err := c.env.Store.Devices()
+	// Every device, in one read: a page of ops.Devices is for callers
+	// whose reach is narrowed, and the control socket's is not.
+	devices, err := c.svc.Store().Devices()
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -350,7 +251,7 @@ func deviceList(c *call, args []string) int {
 			ports = tunnel.FormatPorts(d.Ports)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(cell(d.Name)),
-			orDash(strings.Join(d.Groups, ",")), ports, c.status(d, now))
+			orDash(strings.Join(d.Groups, ",")), ports, status(c.svc.WithStatus(d), now))
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail("list devices", err)
@@ -361,21 +262,19 @@ func deviceList(c *call, args []string) int {
 // status describes whether d is connected: "online since 15:04:05 from
 // 192.0.2.7:50123 (webtunnel), agent ports 22,80", "offline, last seen 2006-01-02
 // 15:04", "offline", or "disabled" (with when it was last seen).
-func (c *call) status(d store.Device, now time.Time) string {
+func status(d ops.Device, now time.Time) string {
 	if d.Disabled {
 		if d.LastSeen.IsZero() {
 			return "disabled"
 		}
 		return "disabled, last seen " + d.LastSeen.Local().Format("2006-01-02 15:04")
 	}
-	if c.env.Hub != nil {
-		if st, ok := c.env.Hub.Status(d.ID); ok {
-			s := fmt.Sprintf("online since %s from %s (%s)", clock(st.ConnectedSince, now), orDash(st.RemoteAddr), st.Kind)
-			if len(st.Ports) > 0 {
-				s += ", agent ports " + tunnel.FormatPorts(st.Ports)
-			}
-			return s
+	if st := d.Tunnel; d.Online {
+		s := fmt.Sprintf("online since %s from %s (%s)", clock(st.ConnectedSince, now), orDash(st.RemoteAddr), st.Kind)
+		if len(st.Ports) > 0 {
+			s += ", agent ports " + tunnel.FormatPorts(st.Ports)
 		}
+		return s
 	}
 	if d.LastSeen.IsZero() {
 		return "offline"
@@ -400,15 +299,11 @@ func deviceRemove(c *call, args []string) int {
 		return code
 	}
 	id := pos[0]
-	if err := c.env.Store.RemoveDevice(id); err != nil {
+	closed, err := c.svc.RemoveDevice(c.ctx, c.as, id)
+	if err != nil {
 		return c.fail("", err)
 	}
-	// The secret no longer works, but a tunnel authenticated before the
-	// removal would live on until it drops; close it now.
-	online := c.disconnect(id)
-	c.audit(store.AuditEvent{Kind: store.AuditDeviceRm, Device: id})
-	c.accessChanged()
-	if online {
+	if closed {
 		fmt.Fprintf(c.stdout, "device %s removed; its tunnel was closed\n", id)
 	} else {
 		fmt.Fprintf(c.stdout, "device %s removed\n", id)
@@ -426,19 +321,6 @@ func cell(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// shellQuote returns s as one POSIX shell word, quoting only when needed.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-") == "" {
-		return s
-	}
-	return shellQuoteAlways(s)
-}
-
-// shellQuoteAlways returns s in single quotes, each ' written as '\”.
-func shellQuoteAlways(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Limits of device import. The file travels to a running server as the
@@ -495,11 +377,7 @@ func deviceImport(c *call, args []string) int {
 	for i, l := range lines {
 		ds[i] = l.dev
 	}
-	if len(problems) > 0 || *dryRun {
-		err = c.env.Store.CheckDeviceImport(ds)
-	} else {
-		err = c.env.Store.ImportDevices(ds)
-	}
+	err = c.svc.ImportDevices(c.ctx, c.as, ds, len(problems) > 0 || *dryRun)
 	noGroup := false
 	if err != nil {
 		refused := importErrors(err)
@@ -525,9 +403,6 @@ func deviceImport(c *call, args []string) int {
 	if *dryRun {
 		fmt.Fprintf(c.stdout, "%s would be imported; nothing changed\n", countOf(len(ds), "device"))
 		return exitOK
-	}
-	for _, d := range ds {
-		c.audit(store.AuditEvent{Kind: store.AuditDeviceAdd, Device: d.Device.ID, Reason: "imported"})
 	}
 	fmt.Fprintf(c.stdout, "imported %s\n", countOf(len(ds), "device"))
 	return exitOK

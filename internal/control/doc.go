@@ -12,9 +12,11 @@
 // (the first TOTP code) runs as a dialogue of such requests, with Main
 // prompting between them on either path. Run is the one implementation of
 // each command and serves both paths; Serve is the server side of the
-// socket, which the server starts beside its listeners. Every change is
-// written to the audit log as made by "local", and changes that may take
-// access away tell the server (Env.AccessChanged) so it re-checks open
+// socket, which the server starts beside its listeners. A command parses
+// its flags and prints; the operation itself is internal/ops's, called as
+// ops.Local() (Env.Ops), the same code the REST API calls: it makes the
+// change, writes it to the audit log as made by "local", and tells the
+// server when access may have been taken away so it re-checks open
 // streams. The socket is mode 0600 inside the 0700 data directory: whoever
 // may use it may already read the database.
 package control

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -13,11 +14,6 @@ import (
 // says otherwise. Unlike a token, a key is typed into many devices' set-up
 // and is easily left lying around; a day is enough to roll out a batch.
 const defaultEnrollLifetime = 24 * time.Hour
-
-// enrollDevicePlaceholder stands for the device id in the printed agent
-// line; a shell word, unlike "<ID>", which the shell would take for a
-// redirection.
-const enrollDevicePlaceholder = "DEVICE-ID"
 
 // enrollCreate: enroll create --group G [--max N] [--expires 24h|never]
 func enrollCreate(c *call, args []string) int {
@@ -35,7 +31,7 @@ func enrollCreate(c *call, args []string) int {
 	case *maxUses < 0:
 		return c.usageError(fs, "--max %d: want 0 (no limit) or more", *maxUses)
 	}
-	key, rec, err := c.env.Store.CreateEnrollKey(store.EnrollKey{
+	key, rec, err := c.svc.CreateEnrollKey(c.ctx, c.as, store.EnrollKey{
 		Group:   *group,
 		Max:     *maxUses,
 		Expires: lifetime.expires(time.Now()),
@@ -43,37 +39,17 @@ func enrollCreate(c *call, args []string) int {
 	if err != nil {
 		return c.fail("", err)
 	}
-	desc := enrollDesc(rec)
-	c.audit(store.AuditEvent{Kind: store.AuditEnrollKey, Group: rec.Group, Reason: "key " + rec.ID + ", " + desc})
+	desc := ops.DescribeEnrollKey(rec)
 
 	w := c.stdout
 	fmt.Fprintf(w, "enrolment key for group %s created (id %s, %s)\n", rec.Group, rec.ID, desc)
 	fmt.Fprintf(w, "key (shown once): %s\n", key)
 	fmt.Fprintf(w, "on each new device, run the agent with (%s: the device's new id, lower-case letters, digits and '-'):\n",
-		enrollDevicePlaceholder)
-	// In the environment, not as --enroll: a command line is visible to
-	// every user of the device (as for the device secret in device add).
-	fmt.Fprintf(w, "  REFLECTOR_ENROLL_KEY=%s %s\n", shellQuoteAlways(key),
-		c.agentCommand("--device", enrollDevicePlaceholder, agentPorts(nil, 0)))
+		ops.EnrollDevicePlaceholder)
+	fmt.Fprintf(w, "  %s\n", c.svc.EnrollAgentLine(key))
 	fmt.Fprintln(w, "The agent registers itself on its first start and keeps the secret it receives in its --state file;")
 	fmt.Fprintln(w, "from then on it no longer needs the key.")
 	return exitOK
-}
-
-// enrollDesc describes a key's limits: "up to 10 devices, expires ...".
-func enrollDesc(k store.EnrollKey) string {
-	desc := "any number of devices"
-	switch k.Max {
-	case 0:
-	case 1:
-		desc = "1 device"
-	default:
-		desc = "up to " + strconv.Itoa(k.Max) + " devices"
-	}
-	if k.Expires.IsZero() {
-		return desc + ", no expiry"
-	}
-	return desc + ", expires " + dateTime(k.Expires)
 }
 
 // enrollList: enroll list
@@ -82,7 +58,7 @@ func enrollList(c *call, args []string) int {
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code
 	}
-	keys, err := c.env.Store.EnrollKeys()
+	keys, err := c.svc.EnrollKeys(c.ctx, c.as)
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -94,7 +70,7 @@ func enrollList(c *call, args []string) int {
 		if k.Max > 0 {
 			uses += "/" + strconv.Itoa(k.Max)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Group, uses, dateTime(k.Created), expiry(k.Expires, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Group, uses, ops.DateTime(k.Created), expiry(k.Expires, now))
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail("list enrolment keys", err)
@@ -110,20 +86,9 @@ func enrollRemove(c *call, args []string) int {
 		return code
 	}
 	id := pos[0]
-	// RevokeEnrollKey does not return the record; look up its group for
-	// the audit log first.
-	group := ""
-	if keys, err := c.env.Store.EnrollKeys(); err == nil {
-		for _, k := range keys {
-			if k.ID == id {
-				group = k.Group
-			}
-		}
-	}
-	if err := c.env.Store.RevokeEnrollKey(id); err != nil {
+	if err := c.svc.RemoveEnrollKey(c.ctx, c.as, id); err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditEnrollRm, Group: group, Reason: "key " + id})
 	// Devices that enrolled with the key keep their own secrets.
 	fmt.Fprintf(c.stdout, "enrolment key %s removed\n", id)
 	return exitOK

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -21,12 +22,10 @@ func groupAdd(c *call, args []string) int {
 		return c.usageError(fs, "--max-devices %d: want 0 (no limit) or more", *maxDevices)
 	}
 	name := pos[0]
-	if err := c.env.Store.AddGroup(store.Group{Name: name, MaxDevices: *maxDevices}); err != nil {
+	if _, err := c.svc.AddGroup(c.ctx, c.as, name, *maxDevices); err != nil {
 		return c.fail("", err)
 	}
-	desc := quotaDesc(*maxDevices)
-	c.audit(store.AuditEvent{Kind: store.AuditGroupAdd, Group: name, Reason: desc})
-	fmt.Fprintf(c.stdout, "group %s added (%s)\n", name, desc)
+	fmt.Fprintf(c.stdout, "group %s added (%s)\n", name, ops.DescribeQuota(*maxDevices))
 	return exitOK
 }
 
@@ -45,13 +44,12 @@ func groupSet(c *call, args []string) int {
 		return c.usageError(fs, "--max-devices %d: want 0 (no limit) or more", *maxDevices)
 	}
 	name := pos[0]
-	if err := c.env.Store.SetGroupMaxDevices(name, *maxDevices); err != nil {
+	g, err := c.svc.SetGroupMaxDevices(c.ctx, c.as, name, *maxDevices)
+	if err != nil {
 		return c.fail("", err)
 	}
-	desc := quotaDesc(*maxDevices)
-	c.audit(store.AuditEvent{Kind: store.AuditGroupSet, Group: name, Reason: desc})
-	fmt.Fprintf(c.stdout, "group %s updated (%s)\n", name, desc)
-	if g, err := c.env.Store.Group(name); err == nil && g.MaxDevices > 0 && g.Devices > g.MaxDevices {
+	fmt.Fprintf(c.stdout, "group %s updated (%s)\n", name, ops.DescribeQuota(*maxDevices))
+	if g.MaxDevices > 0 && g.Devices > g.MaxDevices {
 		// Allowed (nothing is taken away), but worth knowing.
 		fmt.Fprintf(c.stderr, "reflector: note: group %s already has %d devices; no more may join until fewer than %d remain\n",
 			name, g.Devices, g.MaxDevices)
@@ -69,24 +67,13 @@ func (c *call) failGroups(err error, groups []string) int {
 	return code
 }
 
-// quotaDesc is "at most N devices" or "no device limit".
-func quotaDesc(n int) string {
-	if n == 0 {
-		return "no device limit"
-	}
-	if n == 1 {
-		return "at most 1 device"
-	}
-	return "at most " + strconv.Itoa(n) + " devices"
-}
-
 // groupList: group list
 func groupList(c *call, args []string) int {
 	fs := c.flags()
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code
 	}
-	groups, err := c.env.Store.Groups()
+	groups, err := c.svc.Groups(c.ctx, c.as)
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -114,10 +101,9 @@ func groupRemove(c *call, args []string) int {
 	}
 	// Only an empty group can go (the store refuses others), so nobody
 	// loses access by it.
-	if err := c.env.Store.RemoveGroup(pos[0]); err != nil {
+	if err := c.svc.RemoveGroup(c.ctx, c.as, pos[0]); err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditGroupRm, Group: pos[0]})
 	fmt.Fprintf(c.stdout, "group %s removed\n", pos[0])
 	return exitOK
 }

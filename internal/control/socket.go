@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -364,7 +365,7 @@ type session struct {
 	path           string    // the control socket
 	conn           net.Conn  // dialled for the first request; nil once used
 	dialed         time.Time // when conn was dialled
-	local          *Env      // the store opened here; nil when a server answers
+	local          *Env      // on the store opened here; nil when a server answers
 	stdout, stderr io.Writer
 }
 
@@ -387,10 +388,17 @@ func openSession(ctx context.Context, dataDir string, stdout, stderr io.Writer, 
 		fmt.Fprintf(stderr, "reflector: %v\n", err)
 		return nil, exitFailure, false
 	}
-	s.local = &Env{Store: st}
+	cfg := ops.Config{Store: st}
 	if offline != nil {
-		s.local.ReflectorURL, s.local.Fingerprint = offline()
+		cfg.ReflectorURL, cfg.Fingerprint = offline()
 	}
+	svc, err := ops.New(cfg)
+	if err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "reflector: %v\n", err)
+		return nil, exitFailure, false
+	}
+	s.local = &Env{Ops: svc}
 	return s, exitOK, true
 }
 
@@ -430,7 +438,7 @@ func (s *session) close(code int) int {
 	if s.local == nil {
 		return code
 	}
-	if err := s.local.Store.Close(); err != nil {
+	if err := s.local.Ops.Store().Close(); err != nil {
 		fmt.Fprintf(s.stderr, "reflector: %v\n", err)
 		if code == exitOK {
 			code = exitFailure

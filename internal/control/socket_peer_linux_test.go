@@ -107,7 +107,7 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, Env{Store: st, Hub: tunnel.NewHub(nil)}, logger) }()
+	go func() { served <- Serve(ctx, ln, testEnv{Store: st, Hub: tunnel.NewHub(nil)}.env(t), logger) }()
 	t.Cleanup(func() {
 		cancel()
 		<-served

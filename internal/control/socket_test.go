@@ -39,7 +39,7 @@ func startServer(t *testing.T, dir string) *store.Store {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	env := Env{Store: s, Hub: tunnel.NewHub(nil), ReflectorURL: "https://server.example:8443", Fingerprint: testFingerprint}
+	env := testEnv{Store: s, Hub: tunnel.NewHub(nil), ReflectorURL: "https://server.example:8443", Fingerprint: testFingerprint}.env(t)
 	go func() { served <- Serve(ctx, ln, env, nil) }()
 	t.Cleanup(func() {
 		cancel()
@@ -449,7 +449,7 @@ func TestMainCommandsOverSocketChangeServerStoreAndAudit(t *testing.T) {
 	if _, err := s.CheckPassword(context.Background(), "alice", "new-password"); err != nil {
 		t.Errorf("password sent over the socket: %v", err)
 	}
-	env := Env{Store: s}
+	env := testEnv{Store: s}
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditTokenCreate, User: "alice", Token: lastToken(t, s).ID, Reason: "laptop"})
 	checkAudit(t, env, store.AuditEvent{Kind: store.AuditDeviceSet, Device: "pump-1", Reason: "ports 22"})
 	code, stdout, _ := mainCmd(t, dir, "", "audit", "--json", "--kind", "user.set")

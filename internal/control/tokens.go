@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/reflector-dev/reflector/store"
+	"github.com/reflector-dev/reflector/internal/ops"
 )
 
 // tokenCreate: token create --user NAME --name LABEL [--expires 720h|90d|never] [--devices PATTERN]
@@ -28,7 +28,7 @@ func tokenCreate(c *call, args []string) int {
 		return c.usageError(fs, "missing --name")
 	}
 
-	token, rec, err := c.env.Store.CreateToken(store.Token{
+	token, rec, err := c.svc.CreateToken(c.ctx, c.as, ops.NewToken{
 		User:    *user,
 		Name:    *name,
 		Devices: string(devices),
@@ -37,37 +37,20 @@ func tokenCreate(c *call, args []string) int {
 	if err != nil {
 		return c.fail("", err)
 	}
-	desc := tokenDesc(rec)
-	c.audit(store.AuditEvent{Kind: store.AuditTokenCreate, User: rec.User, Token: rec.ID, Reason: "name " + rec.Name + ", " + desc})
+	desc := ops.DescribeToken(rec)
 
 	device := "DEVICE"
 	if rec.Devices != "" && !strings.ContainsAny(rec.Devices, `*?[\`) {
 		device = rec.Devices // a pattern that names one device
 	}
-	proxy := c.env.ReflectorURL
-	if proxy == "" {
-		proxy = "https://REFLECTOR-HOST:8443"
-	}
+	proxy := c.svc.ReflectorURL()
 	w := c.stdout
 	fmt.Fprintf(w, "token %s for %s created (id %s, %s)\n", rec.Name, rec.User, rec.ID, desc)
 	fmt.Fprintf(w, "token (shown once): %s\n", token)
 	fmt.Fprintf(w, "use it as %s's proxy password, e.g.:\n", rec.User)
 	fmt.Fprintf(w, "  curl --proxy %s --proxy-user %s http://%s/\n",
-		shellQuote(proxy), shellQuoteAlways(rec.User+":"+token), device)
+		ops.ShellQuote(proxy), ops.ShellQuoteAlways(rec.User+":"+token), device)
 	return exitOK
-}
-
-// tokenDesc describes a token's limits: "expires 2025-04-03 12:00, devices
-// pump-*", for messages and the audit log.
-func tokenDesc(t store.Token) string {
-	desc := "expires " + dateTime(t.Expires)
-	if t.Expires.IsZero() {
-		desc = "no expiry"
-	}
-	if t.Devices != "" {
-		desc += ", devices " + t.Devices
-	}
-	return desc
 }
 
 // tokenList: token list [--user NAME]
@@ -77,7 +60,7 @@ func tokenList(c *call, args []string) int {
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code
 	}
-	tokens, err := c.env.Store.Tokens(*user)
+	tokens, err := c.svc.Tokens(c.ctx, c.as, *user)
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -90,7 +73,7 @@ func tokenList(c *call, args []string) int {
 			devices = "all"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.User, cell(t.Name), cell(devices),
-			dateTime(t.Created), expiry(t.Expires, now), dateTime(t.LastUsed))
+			ops.DateTime(t.Created), expiry(t.Expires, now), ops.DateTime(t.LastUsed))
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail("list tokens", err)
@@ -105,13 +88,11 @@ func tokenRevoke(c *call, args []string) int {
 	if !ok {
 		return code
 	}
-	rec, err := c.env.Store.RevokeToken(pos[0])
+	// Streams opened with the token are closed by the server's re-check.
+	rec, err := c.svc.RevokeToken(c.ctx, c.as, pos[0])
 	if err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditTokenRevoke, User: rec.User, Token: rec.ID, Reason: "name " + rec.Name})
-	// Streams opened with the token are closed by the server's re-check.
-	c.accessChanged()
 	fmt.Fprintf(c.stdout, "token %s (%s of %s) revoked\n", rec.ID, rec.Name, rec.User)
 	return exitOK
 }

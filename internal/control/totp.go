@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -77,14 +78,12 @@ func totpEnable(c *call, args []string) int {
 
 // beginTOTP starts enrolment and shows the QR code, the URL and the key.
 func (c *call) beginTOTP(name string) int {
-	otpURL, err := c.env.Store.BeginTOTP(name, c.issuer())
-	if errors.Is(err, store.ErrExists) {
-		return c.fail("enable TOTP for "+name, errors.New("TOTP is already enabled; disable it first to enrol a new authenticator"))
-	}
+	otpURL, err := c.svc.BeginTOTP(c.ctx, c.as, name)
 	if err != nil {
+		// Already enabled: "enable TOTP for NAME: TOTP is already enabled;
+		// disable it first …", from ops.ErrTOTPEnabled.
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditTOTP, User: name, Reason: "enrolment started"})
 	w := c.stdout
 	fmt.Fprintf(w, "TOTP enrolment for %s started; scan this QR code with an authenticator app:\n", name)
 	if err := writeQR(w, otpURL); err != nil {
@@ -101,33 +100,22 @@ func (c *call) beginTOTP(name string) int {
 // confirmTOTP switches TOTP on with the first code.
 func (c *call) confirmTOTP(name, code string) int {
 	what := "enable TOTP for " + name
-	code, ok := normalizeCode(code)
-	if !ok {
-		return c.fail(what, errors.New("wrong code: want the 6 digits the authenticator app shows; TOTP stays off"))
-	}
-	err := c.env.Store.ConfirmTOTP(name, code)
+	err := c.svc.ConfirmTOTP(c.ctx, c.as, name, code)
 	switch {
+	case errors.Is(err, ops.ErrMalformedCode):
+		return c.fail(what, errors.New("wrong code: want the 6 digits the authenticator app shows; TOTP stays off"))
 	case errors.Is(err, store.ErrBadCredentials):
 		return c.fail(what, errors.New("wrong code; TOTP stays off"))
-	case errors.Is(err, store.ErrNotFound):
-		// No such user, or nothing pending: say which.
-		u, uerr := c.env.Store.User(name)
-		switch {
-		case uerr != nil:
-			return c.fail("", uerr)
-		case u.TOTP:
-			return c.fail(what, errors.New("TOTP is already enabled"))
-		}
-		return c.fail(what, fmt.Errorf("no enrolment pending; start one with: reflector user totp enable %s", shellQuote(name)))
+	case errors.Is(err, ops.ErrTOTPEnabled):
+		return c.fail(what, errors.New("TOTP is already enabled"))
+	case errors.Is(err, ops.ErrNoEnrolment):
+		return c.fail(what, fmt.Errorf("no enrolment pending; start one with: reflector user totp enable %s", ops.ShellQuote(name)))
 	case err != nil:
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditTOTP, User: name, Reason: "enabled"})
-	// The password alone no longer opens proxy streams.
-	c.accessChanged()
 	fmt.Fprintf(c.stdout, "TOTP enabled for %s\n", name)
 	fmt.Fprintf(c.stderr, "reflector: note: %s's password is no longer a proxy password; "+
-		"give them an API token: reflector token create --user %s --name LABEL\n", name, shellQuote(name))
+		"give them an API token: reflector token create --user %s --name LABEL\n", name, ops.ShellQuote(name))
 	return exitOK
 }
 
@@ -145,46 +133,38 @@ func totpDisable(c *call, args []string) int {
 	if f.force && f.code != "" {
 		return c.usageError(fs, "--code and --force exclude each other")
 	}
-	u, err := c.env.Store.User(name)
-	if err != nil {
-		return c.fail("", err)
-	}
-	if !u.TOTP && !f.force {
-		// --force also cancels an enrolment still pending.
-		return c.fail(what, errors.New("TOTP is not enabled"))
-	}
-	if !f.force {
+	if !f.force && f.code == "" {
+		// Ask only someone who has TOTP to turn off: look first (a read),
+		// so a user without it is told so rather than prompted.
+		u, err := c.svc.User(c.ctx, c.as, name)
+		if err != nil {
+			return c.fail("", err)
+		}
+		if !u.TOTP {
+			return c.fail(what, errors.New("TOTP is not enabled"))
+		}
+		if f.code, err = promptCode(c.ctx, c.stderr, c.stdin); err != nil {
+			return c.fail(what, err)
+		}
 		if f.code == "" {
-			if f.code, err = promptCode(c.ctx, c.stderr, c.stdin); err != nil {
-				return c.fail(what, err)
-			}
-			if f.code == "" {
-				return c.fail(what, errors.New("no code entered; TOTP stays on"))
-			}
-		}
-		if f.code, ok = normalizeCode(f.code); !ok {
-			return c.fail(what, errors.New("wrong code: want the 6 digits the authenticator app shows; TOTP stays on"))
+			return c.fail(what, errors.New("no code entered; TOTP stays on"))
 		}
 	}
-	err = c.env.Store.DisableTOTP(name, f.code, f.force)
+	pendingOnly, err := c.svc.DisableTOTP(c.ctx, c.as, name, f.code, f.force)
 	switch {
+	case errors.Is(err, ops.ErrMalformedCode):
+		return c.fail(what, errors.New("wrong code: want the 6 digits the authenticator app shows; TOTP stays on"))
 	case errors.Is(err, store.ErrBadCredentials):
 		return c.fail(what, errors.New("wrong code; TOTP stays on"))
-	case errors.Is(err, store.ErrNotFound) && f.force:
-		return c.fail(what, errors.New("TOTP is not enabled"))
 	case err != nil:
+		// Not enabled: "disable TOTP for NAME: TOTP is not enabled", from
+		// ops.ErrTOTPNotEnabled.
 		return c.fail("", err)
 	}
-	if !u.TOTP {
-		c.audit(store.AuditEvent{Kind: store.AuditTOTP, User: name, Reason: "pending enrolment cancelled"})
+	if pendingOnly {
 		fmt.Fprintf(c.stdout, "pending TOTP enrolment for %s cancelled\n", name)
 		return exitOK
 	}
-	reason := "disabled"
-	if f.force {
-		reason = "disabled by force"
-	}
-	c.audit(store.AuditEvent{Kind: store.AuditTOTP, User: name, Reason: reason})
 	fmt.Fprintf(c.stdout, "TOTP disabled for %s\n", name)
 	return exitOK
 }
@@ -253,7 +233,7 @@ func parseQuietly(args []string, define func(*flag.FlagSet)) (string, bool) {
 // noCode reports an enrolment left pending because no code was entered.
 func noCode(w io.Writer, name string) int {
 	fmt.Fprintf(w, "reflector: enable TOTP for %s: no code entered; TOTP stays off "+
-		"(confirm later with: reflector user totp enable %s --code CODE)\n", name, shellQuote(name))
+		"(confirm later with: reflector user totp enable %s --code CODE)\n", name, ops.ShellQuote(name))
 	return exitFailure
 }
 
@@ -281,26 +261,6 @@ func promptCode(ctx context.Context, w io.Writer, r io.Reader) (string, error) {
 		fmt.Fprintln(w)
 		return "", ctx.Err()
 	}
-}
-
-// normalizeCode drops the spaces apps show in the middle of a code
-// ("123 456") and checks that six digits remain.
-func normalizeCode(s string) (string, bool) {
-	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
-	if len(s) != 6 || strings.Trim(s, "0123456789") != "" {
-		return "", false
-	}
-	return s, true
-}
-
-// issuer is the label authenticator apps show for the account:
-// "Reflector (reflector.example.com)", so that several reflectors can be
-// told apart.
-func (c *call) issuer() string {
-	if u, err := url.Parse(c.env.ReflectorURL); err == nil && u.Hostname() != "" {
-		return "Reflector (" + u.Hostname() + ")"
-	}
-	return "Reflector"
 }
 
 // otpKey returns the base32 secret of an otpauth:// URL in groups of four,

@@ -148,7 +148,7 @@ func TestTOTPEnableShowsQRCodeAsksForCodeAndConfirms(t *testing.T) {
 	changed := countAccessChanged(&env)
 	mustRun(t, env, "", "user", "add", "alice")
 
-	code, stdout, stderr, otpURL := totpDialogue(t, runner(env, "user", "totp", "enable", "alice"), rightCode(t))
+	code, stdout, stderr, otpURL := totpDialogue(t, runner(env.env(t), "user", "totp", "enable", "alice"), rightCode(t))
 	if code != 0 {
 		t.Fatalf("code %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
@@ -181,7 +181,7 @@ func TestTOTPEnableShowsQRCodeAsksForCodeAndConfirms(t *testing.T) {
 func TestTOTPEnableWrongCodeLeavesItOff(t *testing.T) {
 	env := newTestEnv(t)
 	mustRun(t, env, "", "user", "add", "alice")
-	code, _, stderr, _ := totpDialogue(t, runner(env, "user", "totp", "enable", "alice"), wrongCode(t))
+	code, _, stderr, _ := totpDialogue(t, runner(env.env(t), "user", "totp", "enable", "alice"), wrongCode(t))
 	if code != 1 || !strings.Contains(stderr, "reflector: enable TOTP for alice: wrong code; TOTP stays off") {
 		t.Errorf("code %d, stderr %q", code, stderr)
 	}
@@ -216,7 +216,7 @@ func TestTOTPEnableBeginThenCode(t *testing.T) {
 
 	// --begin prints and returns without reading stdin.
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), env, []string{"user", "totp", "enable", "--begin", "alice"}, failingReader{t}, &out, &errb)
+	code := Run(context.Background(), env.env(t), []string{"user", "totp", "enable", "--begin", "alice"}, failingReader{t}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("--begin: code %d: %s", code, errb.String())
 	}
@@ -323,26 +323,6 @@ func TestUserListShowsTOTP(t *testing.T) {
 	out := mustRun(t, env, "", "user", "list")
 	if !regexp.MustCompile(`(?m)^alice +user +- +yes `).MatchString(out) || !regexp.MustCompile(`(?m)^bob +user +- +- `).MatchString(out) {
 		t.Errorf("user list:\n%s", out)
-	}
-}
-
-func TestNormalizeCode(t *testing.T) {
-	tests := map[string]string{
-		"123456":   "123456",
-		" 123456 ": "123456",
-		"123 456":  "123456",
-		"012345":   "012345",
-		"12345":    "",
-		"1234567":  "",
-		"12345a":   "",
-		"１２３４５６":   "", // full-width digits are not digits here
-		"":         "",
-	}
-	for in, want := range tests {
-		got, ok := normalizeCode(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("normalizeCode(%q) = %q, %v; want %q", in, got, ok, want)
-		}
 	}
 }
 

@@ -2,22 +2,16 @@ package control
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
-
-// generatedPasswordBytes is the entropy of a generated password: 128 bits,
-// printed as 22 characters of base64url.
-const generatedPasswordBytes = 16
 
 // errEmptyPassword is returned for --password-stdin with nothing on the
 // first line: an empty password would be refused by the store anyway, but
@@ -40,21 +34,17 @@ func userAdd(c *call, args []string) int {
 	if *admin {
 		role = store.RoleAdmin
 	}
-	password, generated, err := c.newPassword(*fromStdin)
+	password, err := c.stdinPassword(*fromStdin)
 	if err != nil {
 		return c.fail("add user "+name, err)
 	}
-	if err := c.env.Store.AddUser(name, password, role, groups); err != nil {
+	_, generated, err := c.svc.AddUser(c.ctx, c.as, ops.NewUser{Name: name, Password: password, Role: role, Groups: groups})
+	if err != nil {
 		return c.failGroups(err, groups)
 	}
-	desc := string(role)
-	if len(groups) > 0 {
-		desc += ", groups " + strings.Join(groups, ",")
-	}
-	c.audit(store.AuditEvent{Kind: store.AuditUserAdd, User: name, Reason: "role " + desc})
-	fmt.Fprintf(c.stdout, "user %s added (%s)\n", name, desc)
-	if generated {
-		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, password)
+	fmt.Fprintf(c.stdout, "user %s added (%s)\n", name, ops.DescribeRole(role, groups))
+	if generated != "" {
+		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, generated)
 	}
 	return exitOK
 }
@@ -68,38 +58,36 @@ func userPasswd(c *call, args []string) int {
 		return code
 	}
 	name := pos[0]
-	password, generated, err := c.newPassword(*fromStdin)
+	password, err := c.stdinPassword(*fromStdin)
 	if err != nil {
 		return c.fail("set password for "+name, err)
 	}
-	if err := c.env.Store.SetPassword(name, password); err != nil {
+	generated, err := c.svc.SetPassword(c.ctx, c.as, name, password)
+	if err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditUserSet, User: name, Reason: "password changed"})
-	// The old password may be what open streams authenticated with.
-	c.accessChanged()
 	fmt.Fprintf(c.stdout, "password for %s changed\n", name)
-	if generated {
-		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, password)
+	if generated != "" {
+		fmt.Fprintf(c.stdout, "password for %s: %s (shown once)\n", name, generated)
 	}
 	return exitOK
 }
 
-// newPassword reads a password from the first line of stdin, or generates
-// one (generated is then true and the caller shows it).
-func (c *call) newPassword(fromStdin bool) (password string, generated bool, err error) {
+// stdinPassword reads a password from the first line of stdin when
+// fromStdin is set; otherwise it returns "", for the operation to generate
+// one (and return it for the command to show).
+func (c *call) stdinPassword(fromStdin bool) (string, error) {
 	if !fromStdin {
-		password, err = generatePassword()
-		return password, err == nil, err
+		return "", nil
 	}
 	line, err := readLine(c.stdin, maxStdin)
 	if err != nil {
-		return "", false, fmt.Errorf("read password from stdin: %w", err)
+		return "", fmt.Errorf("read password from stdin: %w", err)
 	}
 	if line == "" {
-		return "", false, errEmptyPassword
+		return "", errEmptyPassword
 	}
-	return line, false, nil
+	return line, nil
 }
 
 // userSet: user set NAME [--role admin|user] [--group G]... [--no-groups]
@@ -124,37 +112,24 @@ func userSet(c *call, args []string) int {
 		return c.usageError(fs, "nothing to change: give --role, --group or --no-groups")
 	}
 
-	// Groups first: they can fail (a group that does not exist) where the
-	// role cannot, so a failure leaves the user as it was.
-	var changes []string
+	var u ops.UserUpdate
 	if set["group"] || *noGroups {
-		slices.Sort(groups) // as the store keeps them, for the message
-		groups = slices.Compact(groups)
-		if err := c.env.Store.SetUserGroups(name, groups); err != nil {
-			return c.fail("", err)
+		g := []string(groups)
+		if g == nil {
+			g = []string{} // --no-groups: none, which a nil slice would not say
 		}
-		changes = append(changes, describeGroups(groups))
+		u.Groups = &g
 	}
 	if set["role"] {
-		if err := c.env.Store.SetUserRole(name, store.Role(role)); err != nil {
-			return c.fail("", err)
-		}
-		changes = append(changes, "role "+string(role))
+		r := store.Role(role)
+		u.Role = &r
 	}
-	desc := strings.Join(changes, ", ")
-	c.audit(store.AuditEvent{Kind: store.AuditUserSet, User: name, Reason: desc})
-	c.accessChanged()
+	_, desc, err := c.svc.UpdateUser(c.ctx, c.as, name, u)
+	if err != nil {
+		return c.fail("", err)
+	}
 	fmt.Fprintf(c.stdout, "user %s updated (%s)\n", name, desc)
 	return exitOK
-}
-
-// describeGroups is "groups a,b" or "no groups", for messages and the
-// audit log.
-func describeGroups(groups []string) string {
-	if len(groups) == 0 {
-		return "no groups"
-	}
-	return "groups " + strings.Join(groups, ",")
 }
 
 // userList: user list
@@ -163,7 +138,7 @@ func userList(c *call, args []string) int {
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code
 	}
-	users, err := c.env.Store.Users()
+	users, err := c.svc.Users(c.ctx, c.as)
 	if err != nil {
 		return c.fail("", err)
 	}
@@ -190,22 +165,11 @@ func userRemove(c *call, args []string) int {
 	if !ok {
 		return code
 	}
-	if err := c.env.Store.RemoveUser(pos[0]); err != nil {
+	if err := c.svc.RemoveUser(c.ctx, c.as, pos[0]); err != nil {
 		return c.fail("", err)
 	}
-	c.audit(store.AuditEvent{Kind: store.AuditUserRm, User: pos[0]})
-	c.accessChanged()
 	fmt.Fprintf(c.stdout, "user %s removed\n", pos[0])
 	return exitOK
-}
-
-// generatePassword returns 128 random bits as base64url without padding.
-func generatePassword() (string, error) {
-	b := make([]byte, generatedPasswordBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate password: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // readLine returns the first line of r without its line ending ("\n" or

@@ -24,8 +24,9 @@ const placeholderURL = "https://REFLECTOR-HOST:8443"
 // reflector accepts any: the SDK's own all-zero default.
 const anyWebTunnelDomain = "00000000-0000-0000-0000-000000000000"
 
-// reflectorURL is the reflector as agents reach it, or a placeholder.
-func (s *Service) reflectorURL() string {
+// ReflectorURL is the reflector as agents and proxy clients reach it, or a
+// placeholder to edit when the service does not know it.
+func (s *Service) ReflectorURL() string {
 	if s.cfg.ReflectorURL == "" {
 		return placeholderURL
 	}
@@ -35,7 +36,7 @@ func (s *Service) reflectorURL() string {
 // AgentCommand is "reflector-agent --reflector URL <flags> [--fingerprint
 // F]"; flags are already shell words.
 func (s *Service) AgentCommand(flags ...string) string {
-	line := "reflector-agent --reflector " + ShellQuote(s.reflectorURL()) + " " + strings.Join(flags, " ")
+	line := "reflector-agent --reflector " + ShellQuote(s.ReflectorURL()) + " " + strings.Join(flags, " ")
 	if s.cfg.Fingerprint != "" {
 		line += " --fingerprint " + ShellQuote(s.cfg.Fingerprint)
 	}
@@ -80,11 +81,11 @@ func (s *Service) WebTunnelProperties(d store.Device, secret string) string {
 	}
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	line("# WebTunnelAgent.properties for device %s, made by the reflector at %s.", d.ID, s.reflectorURL())
+	line("# WebTunnelAgent.properties for device %s, made by the reflector at %s.", d.ID, s.ReflectorURL())
 	line("# It holds the device's password: keep it readable by the agent only (chmod 600).")
 	line("webtunnel.deviceId = %s", d.ID)
 	line("webtunnel.domain = %s", domain)
-	line("webtunnel.reflectorURI = %s", s.reflectorURL())
+	line("webtunnel.reflectorURI = %s", s.ReflectorURL())
 	line("webtunnel.username = ${webtunnel.deviceId}@${webtunnel.domain}")
 	line("webtunnel.password = %s", propertyValue(secret))
 	line("webtunnel.host = 127.0.0.1")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/reflector-dev/reflector/agent"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -45,6 +46,19 @@ func DescribeEnrollKey(k store.EnrollKey) string {
 		return desc + ", no expiry"
 	}
 	return desc + ", expires " + DateTime(k.Expires)
+}
+
+// EnrollDevicePlaceholder stands for the device id in EnrollAgentLine; a
+// shell word, unlike "<ID>", which the shell would take for a redirection.
+const EnrollDevicePlaceholder = "DEVICE-ID"
+
+// EnrollAgentLine is the command that runs our agent on a new device to
+// enrol it with key, for the device's id to be put in place of
+// EnrollDevicePlaceholder. The key rides in the environment, not as
+// --enroll: a command line is visible to every user of the device.
+func (s *Service) EnrollAgentLine(key string) string {
+	return agent.EnrollKeyEnv + "=" + ShellQuoteAlways(key) + " " +
+		s.AgentCommand("--device", EnrollDevicePlaceholder, AgentPorts(nil, 0))
 }
 
 // RemoveEnrollKey removes an enrolment key (admins). Devices that enrolled

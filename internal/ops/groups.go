@@ -33,7 +33,7 @@ func (s *Service) AddGroup(ctx context.Context, c Caller, name string, maxDevice
 	if err := s.cfg.Store.AddGroup(store.Group{Name: name, MaxDevices: maxDevices}); err != nil {
 		return store.Group{}, err
 	}
-	s.audit(c, store.AuditEvent{Kind: store.AuditGroupAdd, Group: name, Reason: describeQuota(maxDevices)})
+	s.audit(c, store.AuditEvent{Kind: store.AuditGroupAdd, Group: name, Reason: DescribeQuota(maxDevices)})
 	return s.cfg.Store.Group(name)
 }
 
@@ -47,7 +47,7 @@ func (s *Service) SetGroupMaxDevices(ctx context.Context, c Caller, name string,
 	if err := s.cfg.Store.SetGroupMaxDevices(name, maxDevices); err != nil {
 		return store.Group{}, err
 	}
-	s.audit(c, store.AuditEvent{Kind: store.AuditGroupSet, Group: name, Reason: describeQuota(maxDevices)})
+	s.audit(c, store.AuditEvent{Kind: store.AuditGroupSet, Group: name, Reason: DescribeQuota(maxDevices)})
 	return s.cfg.Store.Group(name)
 }
 
@@ -64,8 +64,9 @@ func (s *Service) RemoveGroup(ctx context.Context, c Caller, name string) error 
 	return nil
 }
 
-// describeQuota is "at most N devices" or "no device limit".
-func describeQuota(n int) string {
+// DescribeQuota is "at most N devices" or "no device limit", for messages
+// and the audit log.
+func DescribeQuota(n int) string {
 	switch n {
 	case 0:
 		return "no device limit"

@@ -35,7 +35,7 @@ func (s *Service) DeviceStreams(ctx context.Context, c Caller, id string) ([]pro
 // audit entry, written as it closes, says it was cut; this one says who
 // cut it.
 func (s *Service) CutStream(ctx context.Context, c Caller, device, streamID string) (proxy.Stream, error) {
-	if _, err := s.manageable(c, "cut a stream to device "+device, device); err != nil {
+	if err := s.manageable(c, "cut a stream to device "+device, device); err != nil {
 		return proxy.Stream{}, err
 	}
 	var (

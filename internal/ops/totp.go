@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/reflector-dev/reflector/store"
 )
@@ -17,7 +18,33 @@ var (
 	ErrTOTPNotEnabled = errors.New("TOTP is not enabled")
 	// ErrNoEnrolment: a code to confirm, and no enrolment pending.
 	ErrNoEnrolment = errors.New("no TOTP enrolment pending")
+	// ErrMalformedCode: a code that is not six digits, which no
+	// authenticator app shows; it is refused before the store is asked, so
+	// it costs no attempt.
+	ErrMalformedCode = errors.New("want the 6 digits the authenticator app shows")
 )
+
+// NormalizeCode drops the spaces apps show in the middle of a code
+// ("123 456") and checks that six digits remain. ConfirmTOTP and
+// DisableTOTP call it, so every front takes a code typed as the app shows
+// it.
+func NormalizeCode(s string) (string, bool) {
+	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
+	if len(s) != 6 || strings.Trim(s, "0123456789") != "" {
+		return "", false
+	}
+	return s, true
+}
+
+// normalizeCode is NormalizeCode with its failure as an error for the
+// input "code", wrapping store.ErrInvalid and ErrMalformedCode.
+func normalizeCode(what, code string) (string, error) {
+	norm, ok := NormalizeCode(code)
+	if !ok {
+		return "", &store.FieldError{Field: "code", Err: fmt.Errorf("%s: %w: %w", what, store.ErrInvalid, ErrMalformedCode)}
+	}
+	return norm, nil
+}
 
 // issuer names the reflector in authenticator apps.
 func (s *Service) issuer() string {
@@ -45,15 +72,20 @@ func (s *Service) BeginTOTP(ctx context.Context, c Caller, name string) (otpURL 
 	return otpURL, nil
 }
 
-// ConfirmTOTP switches TOTP on with the first code from the app. A wrong
-// code wraps store.ErrBadCredentials; none pending, ErrNoEnrolment (or
-// ErrTOTPEnabled when it is on already).
+// ConfirmTOTP switches TOTP on with the first code from the app, spaces
+// allowed ("123 456"). A code that is not six digits wraps
+// ErrMalformedCode; a wrong one, store.ErrBadCredentials; none pending,
+// ErrNoEnrolment (or ErrTOTPEnabled when it is on already).
 func (s *Service) ConfirmTOTP(ctx context.Context, c Caller, name, code string) error {
 	what := "enable TOTP for " + name
 	if err := c.requireSelfOrAdmin(what, name); err != nil {
 		return err
 	}
-	err := s.cfg.Store.ConfirmTOTP(name, code)
+	code, err := normalizeCode(what, code)
+	if err != nil {
+		return err
+	}
+	err = s.cfg.Store.ConfirmTOTP(name, code)
 	if errors.Is(err, store.ErrNotFound) {
 		// No such user, or nothing pending: say which.
 		u, uerr := s.cfg.Store.User(name)
@@ -74,10 +106,11 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Caller, name, code string) 
 	return nil
 }
 
-// DisableTOTP turns TOTP off for a user with a current code, or without
-// one (force) for a user who lost their authenticator; force also cancels
-// a pending enrolment, and is for admins only. It reports whether what it
-// cancelled was only a pending enrolment.
+// DisableTOTP turns TOTP off for a user with a current code (spaces
+// allowed, as for ConfirmTOTP), or without one (force) for a user who lost
+// their authenticator; force also cancels a pending enrolment, and is for
+// admins only. It reports whether what it cancelled was only a pending
+// enrolment.
 func (s *Service) DisableTOTP(ctx context.Context, c Caller, name, code string, force bool) (pendingOnly bool, err error) {
 	what := "disable TOTP for " + name
 	if force {
@@ -94,6 +127,11 @@ func (s *Service) DisableTOTP(ctx context.Context, c Caller, name, code string, 
 	}
 	if !u.TOTP && !force {
 		return false, fmt.Errorf("%s: %w", what, ErrTOTPNotEnabled)
+	}
+	if !force {
+		if code, err = normalizeCode(what, code); err != nil {
+			return false, err
+		}
 	}
 	err = s.cfg.Store.DisableTOTP(name, code, force)
 	switch {

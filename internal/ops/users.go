@@ -64,21 +64,21 @@ func (s *Service) AddUser(ctx context.Context, c Caller, n NewUser) (u store.Use
 	password := n.Password
 	if password == "" {
 		if password, err = GeneratePassword(); err != nil {
-			return store.User{}, "", err
+			return store.User{}, "", fmt.Errorf("add user %s: %w", n.Name, err)
 		}
 		generated = password
 	}
 	if err := s.cfg.Store.AddUser(n.Name, password, n.Role, n.Groups); err != nil {
 		return store.User{}, "", err
 	}
-	s.audit(c, store.AuditEvent{Kind: store.AuditUserAdd, User: n.Name, Reason: "role " + describeRole(n.Role, n.Groups)})
+	s.audit(c, store.AuditEvent{Kind: store.AuditUserAdd, User: n.Name, Reason: "role " + DescribeRole(n.Role, n.Groups)})
 	u, err = s.cfg.Store.User(n.Name)
 	return u, generated, err
 }
 
-// describeRole is "admin" or "user, groups a,b", for messages and the
-// audit log.
-func describeRole(role store.Role, groups []string) string {
+// DescribeRole is "admin" or "user, groups a,b", for messages and the
+// audit log ("role " and this is the reason of user.add).
+func DescribeRole(role store.Role, groups []string) string {
 	desc := string(role)
 	if len(groups) > 0 {
 		desc += ", groups " + strings.Join(groups, ",")
@@ -134,7 +134,7 @@ func (s *Service) SetPassword(ctx context.Context, c Caller, name, password stri
 	}
 	if password == "" {
 		if password, err = GeneratePassword(); err != nil {
-			return "", err
+			return "", fmt.Errorf("set password for %s: %w", name, err)
 		}
 		generated = password
 	}

@@ -396,9 +396,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	var loops sync.WaitGroup
 	loops.Go(func() {
-		env := control.Env{Store: s.store, Hub: s.hub, ReflectorURL: s.url, Fingerprint: s.fingerprint,
-			AccessChanged: s.accessChanged}
-		if err := control.Serve(ctx, s.control, env, s.cfg.Logger); err != nil {
+		if err := control.Serve(ctx, s.control, control.Env{Ops: s.ops}, s.cfg.Logger); err != nil {
 			s.cfg.Logger.Error("control socket", "err", err)
 		}
 	})
@@ -511,6 +509,11 @@ func (s *Server) Store() *store.Store { return s.store }
 
 // Hub is the server's hub of connected devices.
 func (s *Server) Hub() *tunnel.Hub { return s.hub }
+
+// Ops is the server's one implementation of the admin operations, shared
+// by the control socket and the REST API so that both check, change and
+// audit alike.
+func (s *Server) Ops() *ops.Service { return s.ops }
 
 // maxHeaderBytes bounds a request's header on every listener (Go's default
 // is 1 MiB, which anybody could make the server buffer per connection before
