@@ -15,18 +15,18 @@ import (
 
 // Error codes of the API, in {"error": {"code": …}}. Each has one status.
 const (
-	codeInvalid          = "invalid"                // 400: a field is wrong; "field" names it
-	codeBadRequest       = "bad_request"            // 400: the request as a whole is wrong (JSON syntax)
-	codeUnauthorized     = "unauthorized"           // 401
-	codeForbidden        = "forbidden"              // 403
-	codeNotFound         = "not_found"              // 404
-	codeMethod           = "method_not_allowed"     // 405
-	codeConflict         = "conflict"               // 409: the id is taken, the record in use, the state not right
-	codeQuota            = "quota_exceeded"         // 409: a group is full
-	codeTooLarge         = "payload_too_large"      // 413
-	codeMediaType        = "unsupported_media_type" // 415
-	codeTooManyRequests  = "too_many_requests"      // 429, with Retry-After
-	codeInternal         = "internal"               // 500
+	codeInvalid         = "invalid"                // 400: a field is wrong; "field" names it
+	codeBadRequest      = "bad_request"            // 400: the request as a whole is wrong (JSON syntax)
+	codeUnauthorized    = "unauthorized"           // 401
+	codeForbidden       = "forbidden"              // 403
+	codeNotFound        = "not_found"              // 404
+	codeMethod          = "method_not_allowed"     // 405
+	codeConflict        = "conflict"               // 409: the id is taken, the record in use, the state not right
+	codeQuota           = "quota_exceeded"         // 409: a group is full
+	codeTooLarge        = "payload_too_large"      // 413
+	codeMediaType       = "unsupported_media_type" // 415
+	codeTooManyRequests = "too_many_requests"      // 429, with Retry-After
+	codeInternal        = "internal"               // 500
 )
 
 // Errors of the API itself, beside the operations'.
