@@ -95,7 +95,7 @@ func deviceQuery(r *http.Request) (ops.DeviceQuery, error) {
 	if q.Online, err = queryBool(r, "online"); err != nil {
 		return q, err
 	}
-	if q.Limit, err = queryInt(r, "limit", ops.DefaultPage); err != nil {
+	if q.Limit, err = queryLimit(r); err != nil {
 		return q, err
 	}
 	if q.After, err = decodeCursor(r, deviceCursor); err != nil {

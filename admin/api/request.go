@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reflector-dev/reflector/internal/ops"
 )
 
 // maxBody bounds a request's JSON body. The largest request, a device with
@@ -117,6 +119,16 @@ func queryInt(r *http.Request, name string, def int) (int, error) {
 		return 0, invalid(name, fmt.Sprintf("%s %q: want a whole number", name, s))
 	}
 	return n, nil
+}
+
+// queryLimit is a listing's page size, the limit parameter: 1 to
+// ops.MaxPage, ops.DefaultPage when absent.
+func queryLimit(r *http.Request) (int, error) {
+	n, err := queryInt(r, "limit", ops.DefaultPage)
+	if err == nil && (n < 1 || n > ops.MaxPage) {
+		err = invalid("limit", fmt.Sprintf("limit %d: want 1-%d", n, ops.MaxPage))
+	}
+	return n, err
 }
 
 // queryBool is the boolean parameter name: nil when absent.

@@ -25,6 +25,7 @@ import (
 	"github.com/reflector-dev/reflector/admin/api"
 	"github.com/reflector-dev/reflector/agent"
 	"github.com/reflector-dev/reflector/internal/auth"
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/internal/server"
 	"github.com/reflector-dev/reflector/store"
 )
@@ -347,3 +348,6 @@ func (r *rig) connect(user, token, device string, port uint16) net.Conn {
 	}
 	return conn
 }
+
+// opsLocal is the control socket's caller, for set-up through ops.
+func opsLocal() ops.Caller { return ops.Local() }
