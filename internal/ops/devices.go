@@ -320,6 +320,14 @@ func (s *Service) ImportDevices(ctx context.Context, c Caller, ds []store.Device
 	if err := c.requireAdmin("import devices"); err != nil {
 		return err
 	}
+	// As for AddDevice: a token limited to some devices adds only those.
+	if c.Devices != "" {
+		for _, d := range ds {
+			if !c.reaches(d.Device) {
+				return fmt.Errorf("import device %s: %w: the token is limited to devices %s", d.Device.ID, ErrForbidden, c.Devices)
+			}
+		}
+	}
 	if check {
 		return s.cfg.Store.CheckDeviceImport(ds)
 	}
