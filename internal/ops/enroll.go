@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	"github.com/reflector-dev/reflector/agent"
@@ -20,8 +21,14 @@ func (s *Service) EnrollKeys(ctx context.Context, c Caller) ([]store.EnrollKey, 
 // most k.Max times (0: no limit) until k.Expires (zero: never) (admins).
 // The key is returned once.
 func (s *Service) CreateEnrollKey(ctx context.Context, c Caller, k store.EnrollKey) (key string, rec store.EnrollKey, err error) {
-	if err := c.requireAdmin("create an enrolment key for group " + k.Group); err != nil {
+	what := "create an enrolment key for group " + k.Group
+	if err := c.requireAdmin(what); err != nil {
 		return "", store.EnrollKey{}, err
+	}
+	if c.Devices != "" {
+		// Agents choose their own ids when they enrol: a key would add
+		// devices beyond the token's pattern.
+		return "", store.EnrollKey{}, fmt.Errorf("%s: %w: the token is limited to devices %s", what, ErrForbidden, c.Devices)
 	}
 	key, rec, err = s.cfg.Store.CreateEnrollKey(store.EnrollKey{Group: k.Group, Max: k.Max, Expires: k.Expires})
 	if err != nil {
