@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -60,11 +59,8 @@ func auditQuery(r *http.Request) (store.AuditFilter, error) {
 	if f.Until, err = queryTime(r, "until"); err != nil {
 		return f, err
 	}
-	if f.Limit, err = queryInt(r, "limit", ops.DefaultPage); err != nil {
+	if f.Limit, err = queryLimit(r); err != nil {
 		return f, err
-	}
-	if f.Limit < 1 || f.Limit > ops.MaxPage {
-		return f, invalid("limit", fmt.Sprintf("limit %d: want 1-%d", f.Limit, ops.MaxPage))
 	}
 	pos, err := decodeCursor(r, auditCursor)
 	if err != nil {
