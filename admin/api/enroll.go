@@ -8,12 +8,6 @@ import (
 	"github.com/reflector-dev/reflector/store"
 )
 
-// defaultEnrollLifetime is how long a key works when the request says
-// neither expires nor noExpiry: a day, as the CLI's enroll create
-// (internal/control). A key is typed into many devices' set-up and easily
-// left lying around.
-const defaultEnrollLifetime = 24 * time.Hour
-
 // enrollKeyJSON is an enrolment key as the API shows it; never the key.
 type enrollKeyJSON struct {
 	ID      string     `json:"id"`
@@ -54,7 +48,7 @@ type newEnrollKeyRequest struct {
 	Group string `json:"group"`
 	Max   int    `json:"max"` // absent or 0: no limit
 	// Expires is an RFC 3339 time; NoExpiry makes a key that never
-	// expires; with neither, the key works for defaultEnrollLifetime.
+	// expires; with neither, the key works for ops.DefaultEnrollLifetime.
 	Expires  string `json:"expires"`
 	NoExpiry bool   `json:"noExpiry"`
 }
@@ -83,7 +77,7 @@ func (a *API) createEnrollKey(w http.ResponseWriter, r *http.Request, c ops.Call
 		return invalid("noExpiry", "give expires or noExpiry, not both")
 	case req.NoExpiry:
 	case expires.IsZero():
-		expires = time.Now().Add(defaultEnrollLifetime)
+		expires = time.Now().Add(ops.DefaultEnrollLifetime)
 	}
 	key, rec, err := a.ops.CreateEnrollKey(ctx(r), c, store.EnrollKey{Group: req.Group, Max: req.Max, Expires: expires})
 	if err != nil {

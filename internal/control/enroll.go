@@ -10,17 +10,12 @@ import (
 	"github.com/reflector-dev/reflector/store"
 )
 
-// defaultEnrollLifetime is how long an enrolment key works unless --expires
-// says otherwise. Unlike a token, a key is typed into many devices' set-up
-// and is easily left lying around; a day is enough to roll out a batch.
-const defaultEnrollLifetime = 24 * time.Hour
-
 // enrollCreate: enroll create --group G [--max N] [--expires 24h|never]
 func enrollCreate(c *call, args []string) int {
 	fs := c.flags()
 	group := fs.String("group", "", "the group enrolled devices join (required)")
 	maxUses := fs.Int("max", 0, "how many devices may enrol with the key; 0 for no limit")
-	lifetime := lifetimeFlag{d: defaultEnrollLifetime}
+	lifetime := lifetimeFlag{d: ops.DefaultEnrollLifetime}
 	fs.Var(&lifetime, "expires", "lifetime, e.g. 24h or 7d; 0 or never for none")
 	if _, code, ok := c.parse(fs, args, 0); !ok {
 		return code

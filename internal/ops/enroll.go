@@ -3,11 +3,17 @@ package ops
 import (
 	"context"
 	"fmt"
+	"time"
 	"strconv"
 
 	"github.com/reflector-dev/reflector/agent"
 	"github.com/reflector-dev/reflector/store"
 )
+
+// DefaultEnrollLifetime is how long an enrolment key works when its maker
+// says nothing of expiry. Unlike a token, a key is typed into many devices'
+// set-up and easily left lying around; a day is enough to roll out a batch.
+const DefaultEnrollLifetime = 24 * time.Hour
 
 // EnrollKeys lists the enrolment keys (admins).
 func (s *Service) EnrollKeys(ctx context.Context, c Caller) ([]store.EnrollKey, error) {
