@@ -3,8 +3,8 @@ package ops
 import (
 	"context"
 	"fmt"
-	"time"
 	"strconv"
+	"time"
 
 	"github.com/reflector-dev/reflector/agent"
 	"github.com/reflector-dev/reflector/store"
