@@ -13,6 +13,7 @@ import (
 	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/admin/api"
 	"github.com/reflector-dev/reflector/agent"
+	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
 )
 
@@ -363,13 +364,9 @@ func TestCompatDevicesFiltersByStatus(t *testing.T) {
 // A fleet larger than a page (ops.MaxPage) comes back whole, in id order.
 func TestCompatDevicesReturnsEveryPage(t *testing.T) {
 	r := newRig(t)
-	const n = 2345
-	ds := make([]store.DeviceImport, n)
-	for i := range ds {
-		ds[i] = store.DeviceImport{Device: store.Device{ID: fmt.Sprintf("dev-%05d", i)}, Secret: fmt.Sprintf("secret-of-device-%05d", i)}
-	}
-	if err := r.srv.Store().ImportDevices(ds); err != nil {
-		t.Fatal(err)
+	const n = 2*ops.MaxPage + 1
+	for i := range n {
+		r.addDeviceSecret(store.Device{ID: fmt.Sprintf("dev-%05d", i)})
 	}
 	got := r.compatDevices(r.adminToken, "?status=all")
 	if len(got) != n {
