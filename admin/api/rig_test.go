@@ -49,7 +49,8 @@ var openAPI = sync.OnceValues(func() (validator.Validator, error) {
 	return v, nil
 })
 
-// validatingTransport checks every API response against the document.
+// validatingTransport checks every API response against the document:
+// those under /api/v1 and those of the macchina.io paths it also describes.
 type validatingTransport struct {
 	t    testing.TB
 	next http.RoundTripper
@@ -62,7 +63,7 @@ func (vt validatingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		req.Body = io.NopCloser(bytes.NewReader(reqBody))
 	}
 	resp, err := vt.next.RoundTrip(req)
-	if err != nil || !strings.HasPrefix(req.URL.Path, api.Prefix+"/") {
+	if err != nil || !documented(req.URL.Path) {
 		return resp, err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -108,6 +109,12 @@ func undocumented(errs []*verrors.ValidationError) bool {
 		}
 	}
 	return len(errs) > 0
+}
+
+// documented reports whether the OpenAPI document describes path's
+// answers: the paths under /api/v1 and the two macchina.io paths.
+func documented(path string) bool {
+	return strings.HasPrefix(path, api.Prefix+"/") || path == api.CompatDevicesPath || path == api.CompatProvisionPath
 }
 
 // rig is a running reflector and an admin with an API token.

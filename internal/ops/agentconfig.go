@@ -33,6 +33,17 @@ func (s *Service) ReflectorURL() string {
 	return s.cfg.ReflectorURL
 }
 
+// WebTunnelDomain is the @domain of this reflector's WebTunnelAgents (the
+// domain their files name, as macchina.io's device listing shows it):
+// serve --webtunnel-domain, else the SDK's all-zero default, which the
+// reflector then accepts with any other.
+func (s *Service) WebTunnelDomain() string {
+	if s.cfg.WebTunnelDomain == "" {
+		return anyWebTunnelDomain
+	}
+	return s.cfg.WebTunnelDomain
+}
+
 // AgentCommand is "reflector-agent --reflector URL <flags> [--fingerprint
 // F]"; flags are already shell words.
 func (s *Service) AgentCommand(flags ...string) string {
@@ -70,10 +81,7 @@ func agentPortList(ports []uint16, httpPort uint16) []uint16 {
 // secret as its password: what macchina.io's agent needs to connect here.
 // It holds the secret: whoever has the file is the device.
 func (s *Service) WebTunnelProperties(d store.Device, secret string) string {
-	domain := s.cfg.WebTunnelDomain
-	if domain == "" {
-		domain = anyWebTunnelDomain
-	}
+	domain := s.WebTunnelDomain()
 	ports := agentPortList(d.Ports, d.HTTPPort)
 	httpPort := d.HTTPPort
 	if httpPort == 0 && len(d.Ports) == 0 {
