@@ -215,8 +215,13 @@ func wsToStream(ws *websocket.Conn, stream net.Conn, n *atomic.Int64, closeSent 
 		for {
 			m, rerr := rd.Read(buf)
 			if m > 0 {
+				// Counted before the write, as tunnel.JoinCounting does:
+				// the device may answer before Write returns.
+				n.Add(int64(m))
 				w, werr := stream.Write(buf[:m])
-				n.Add(int64(w))
+				if w < m {
+					n.Add(int64(w - m))
+				}
 				if werr != nil {
 					stream.Close()
 					ws.NetConn().Close()

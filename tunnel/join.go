@@ -73,8 +73,15 @@ func pipe(dst, src net.Conn, n *atomic.Int64) error {
 	for {
 		r, rerr := in.Read(buf)
 		if r > 0 {
+			// Counted before the write: the far end may answer before
+			// Write returns, and a reader of n (the streams listing)
+			// must not see the answer before what it answers. A short
+			// write takes back what did not go.
+			n.Add(int64(r))
 			w, werr := out.Write(buf[:r])
-			n.Add(int64(w))
+			if w < r {
+				n.Add(int64(w - r))
+			}
 			if werr != nil {
 				tlsbatch.Close(dst)
 				tlsbatch.Close(src)
