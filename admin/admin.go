@@ -84,6 +84,10 @@ type Config struct {
 	// Hub, if set, gives the devices' online status on the start page;
 	// nil shows none.
 	Hub *tunnel.Hub
+	// Web, if set, is the web UI (package web): it serves the start page
+	// and every path of the admin host this package does not. Nil keeps
+	// the plain start page.
+	Web http.Handler
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -150,7 +154,12 @@ func New(cfg Config) (*Admin, error) {
 
 func (a *Admin) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", a.serveHome)
+	if a.cfg.Web != nil {
+		mux.Handle("/", a.cfg.Web)
+	} else {
+		mux.HandleFunc("GET /{$}", a.serveHome)
+		mux.HandleFunc("/", notFound)
+	}
 	mux.HandleFunc("GET /login", a.serveLoginForm)
 	mux.HandleFunc("POST /login", a.serveLogin)
 	mux.HandleFunc("POST /login/totp", a.serveTOTP)
@@ -159,7 +168,6 @@ func (a *Admin) routes() *http.ServeMux {
 	mux.HandleFunc("GET /auth/handoff", a.serveHandoff)
 	mux.HandleFunc("GET /proxy.pac", a.servePAC)
 	mux.HandleFunc(apiTokenPath, a.serveAPIToken) // any method: 405 is its own, in JSON
-	mux.HandleFunc("/", notFound)
 	return mux
 }
 
@@ -181,6 +189,9 @@ func (a *Admin) hostPort(host string) string {
 	}
 	return net.JoinHostPort(host, a.cfg.Port)
 }
+
+// DeviceURL is the URL of device's subdomain, its web UI.
+func (a *Admin) DeviceURL(device string) string { return a.deviceBase(device) + "/" }
 
 // deviceBase is the origin of device's subdomain.
 func (a *Admin) deviceBase(device string) string {

@@ -318,7 +318,7 @@ func TestWebLoginHandsOffToTheDevicePage(t *testing.T) {
 
 	// The start page lists both devices.
 	resp, body = w.get(c, w.url("localhost", "/"), true)
-	for _, want := range []string{"Signed in as <strong>alice</strong>", w.url("dev1.localhost", "/"), w.url("dev2.localhost", "/"), w.url("localhost", "/proxy.pac")} {
+	for _, want := range []string{`<span class="who">(alice)</span>`, w.url("dev1.localhost", "/"), w.url("dev2.localhost", "/"), `href="/proxy.pac"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("start page (%d) lacks %s", resp.StatusCode, want)
 		}

@@ -32,6 +32,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.StringVar(&cfg.WebTunnelDomain, "webtunnel-domain", "", "the only @domain accepted from macchina.io WebTunnelAgent devices (deviceId@domain); default: any")
+	fs.StringVar(&cfg.BrandDir, "brand-dir", "", "`directory` with the web pages' texts.json, style.css, logo and favicon (docs/branding.md); default: the reflector's own")
 	fs.StringVar(&cfg.DeviceCA, "device-ca", "", "PEM file of CAs to verify device web servers that speak HTTPS; default: not verified (self-signed)")
 	fs.IntVar(&cfg.ConnsPerAddr, "conns-per-address", 0, "most connections one client address (an IPv6 /64) may hold before authenticating, --trusted-proxy addresses aside; 0: 256, -1: no limit")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before closing the listeners, so load balancers take the reflector out of rotation first, e.g. 10s")

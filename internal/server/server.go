@@ -22,6 +22,8 @@ import (
 
 	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/admin/api"
+	"github.com/reflector-dev/reflector/admin/brand"
+	"github.com/reflector-dev/reflector/admin/web"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/internal/control"
 	"github.com/reflector-dev/reflector/internal/ops"
@@ -60,6 +62,9 @@ type Config struct {
 	// WebTunnelAgent's "deviceId@domain" user name (--webtunnel-domain);
 	// empty accepts any.
 	WebTunnelDomain string
+	// BrandDir, if set, is a directory with the web pages' texts, stylesheet,
+	// logo and favicon (package brand; --brand-dir).
+	BrandDir string
 	// DeviceCA is a PEM file of CAs that device web servers speaking HTTPS
 	// are verified with; "" leaves them unverified (they are usually
 	// self-signed).
@@ -134,6 +139,7 @@ type Server struct {
 	admin       *admin.Admin
 	ops         *ops.Service // the admin operations, for the control socket and the API
 	api         *api.API
+	web         *web.Web
 	deviceCAs   *x509.CertPool
 	clients     auth.ClientResolver
 	proxy       *proxy.Proxy
@@ -215,6 +221,9 @@ func New(cfg Config) (s *Server, err error) {
 		Store:  s.store,
 		Guard:  s.guard,
 		Hub:    s.hub,
+		// The web UI is built below, over the operations, which need the
+		// proxy, which needs the admin host; requests come only after New.
+		Web:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.web.ServeHTTP(w, r) }),
 		Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -244,6 +253,20 @@ func New(cfg Config) (s *Server, err error) {
 		Session: s.admin.APISession,
 		Origin:  s.admin.Origin(),
 		Logger:  cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	b, err := brand.Load(cfg.BrandDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.web, err = web.New(web.Config{
+		Ops:        s.ops,
+		Session:    s.admin.APISession,
+		SameOrigin: s.admin.SameOrigin,
+		DeviceURL:  s.admin.DeviceURL,
+		Brand:      b,
+		Logger:     cfg.Logger,
 	}); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,53 @@
+package brand
+
+// Defaults are the texts of every page, by key. docs/branding.md lists
+// every key with its text (TestDocsListEveryTextKey holds it to this map);
+// a brand's texts.json overrides any of them.
+var Defaults = map[string]string{
+	"productName": "Reflector",
+	"footer":      "Remote access to your devices",
+
+	// Sign-in, TOTP and sign-out pages.
+	"signIn.title":       "Sign in",
+	"signIn.intro":       "",
+	"signIn.user":        "User name",
+	"signIn.password":    "Password",
+	"signIn.button":      "Sign in",
+	"signIn.failed":      "Wrong user name or password.",
+	"totp.title":         "One-time code",
+	"totp.intro":         "Enter the 6-digit code from your authenticator app.",
+	"totp.code":          "Code",
+	"totp.button":        "Continue",
+	"signOut.title":      "Sign out",
+	"signOut.button":     "Sign out",
+	"signOut.everywhere": "Sign out everywhere",
+
+	// Navigation.
+	"nav.devices": "Devices",
+	"nav.people":  "People",
+	"nav.keys":    "Enrolment keys",
+	"nav.audit":   "Audit log",
+	"nav.me":      "My account",
+
+	// Dashboard.
+	"dashboard.title":      "Devices",
+	"dashboard.search":     "Search id or name",
+	"dashboard.allGroups":  "All groups",
+	"dashboard.anyStatus":  "Any status",
+	"dashboard.online":     "Online",
+	"dashboard.offline":    "Offline",
+	"dashboard.filter":     "Filter",
+	"dashboard.empty":      "No devices match.",
+	"dashboard.next":       "Next page",
+	"dashboard.first":      "First page",
+	"dashboard.addDevice":  "Add a device",
+	"dashboard.neverSeen":  "never seen",
+	"dashboard.colName":    "Name",
+	"dashboard.colID":      "Id",
+	"dashboard.colGroups":  "Groups",
+	"dashboard.colAgent":   "Agent",
+	"dashboard.colSince":   "Connected since / last seen",
+	"dashboard.colStreams": "Streams",
+	"dashboard.openWeb":    "web UI",
+	"dashboard.pac":        "Browser proxy configuration (PAC):",
+}
