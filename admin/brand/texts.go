@@ -1,9 +1,28 @@
 package brand
 
 // Defaults are the texts of every page, by key. docs/branding.md lists
-// every key with its text (TestDocsListEveryTextKey holds it to this map);
-// a brand's texts.json overrides any of them.
-var Defaults = map[string]string{
+// every key with its text; a brand's texts.json overrides any of them.
+// Each part of the UI keeps its texts in its own file.
+var Defaults = merged(coreTexts, deviceTexts, peopleTexts, auditTexts)
+
+// merged is the union of maps; a key in two of them is a programming
+// error, found at start.
+func merged(maps ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		for k, v := range m {
+			if _, dup := out[k]; dup {
+				panic("brand: text key " + k + " defined twice")
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// coreTexts are the texts of the frame: product, sign-in, navigation,
+// dashboard.
+var coreTexts = map[string]string{
 	"productName": "Reflector",
 	"footer":      "Remote access to your devices",
 
