@@ -48,8 +48,8 @@ func TestStatusAndMetricsForBothAgentKinds(t *testing.T) {
 
 	startPage := signedInStartPage(t, s.port, "alice", alicePass)
 	for device, kind := range map[string]string{"dev1": "reflector.v1", "wt1": "webtunnel"} {
-		re := `<span class="dot on" aria-hidden="true"></span><a href="https://` + device + `\.localhost:\d+/">` +
-			device + `</a>.*— online since [^<]* \(` + regexp.QuoteMeta(kind) + `\)</span>`
+		re := `(?s)<tr data-device="` + device + `">.*?<span class="dot on".*?<a class="small" href="https://` + device +
+			`\.localhost:\d+/">.*?data-field="agent">` + regexp.QuoteMeta(kind) + `.*?data-field="since">online since `
 		if !regexp.MustCompile(re).MatchString(startPage) {
 			t.Errorf("start page lacks %s online (%s):\n%s", device, kind, startPage)
 		}

@@ -125,8 +125,9 @@ func (w *Web) page(h handler) http.Handler {
 		}
 		if !ok {
 			next := r.URL.RequestURI()
-			if r.Method != http.MethodGet {
-				next = "/"
+			if r.Method != http.MethodGet || next == "/" {
+				redirect(rw, "/login")
+				return
 			}
 			redirect(rw, "/login?next="+url.QueryEscape(next))
 			return
