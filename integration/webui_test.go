@@ -26,7 +26,8 @@ import (
 // pages as a user would. Every test fails on a console error or a
 // Content-Security-Policy violation on any page it saw (webUI's cleanup),
 // and saves a screenshot of each page it names to its temporary directory
-// (and to $REFLECTOR_SCREENSHOTS when set: how docs/webui-*.png are made).
+// (and as webui-<name>.png to $REFLECTOR_SCREENSHOTS when set: how
+// docs/webui-*.png are made).
 
 // webUI is a reflector and a browser on its admin host.
 type webUI struct {
@@ -144,12 +145,12 @@ func (u *webUI) text() string {
 func (u *webUI) shot(name string) {
 	u.t.Helper()
 	png := run(u.b, "screenshot "+name, chromedp.FullScreenshot(100)) // 100: PNG
-	dirs := []string{u.shots}
+	paths := []string{filepath.Join(u.shots, name+".png")}
 	if d := os.Getenv("REFLECTOR_SCREENSHOTS"); d != "" {
-		dirs = append(dirs, d)
+		paths = append(paths, filepath.Join(d, "webui-"+name+".png"))
 	}
-	for _, dir := range dirs {
-		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+	for _, p := range paths {
+		if err := os.WriteFile(p, png, 0o644); err != nil {
 			u.t.Errorf("save screenshot: %v", err)
 		}
 	}
