@@ -181,6 +181,7 @@ func TestWebUIDevicesAddRotate(t *testing.T) {
 	u.fill(`#name`, "Pump 17")
 	u.b.step(10*time.Second, "tick plant-a", chromedp.Click(chromedp.CSS(`input[name=groups][value=plant-a]`)))
 	u.fill(`#ports`, "80, 99999")
+	u.shot("device-new")
 	u.click(`form.device-form button[type=submit]`, `#ports-error`, false)
 	if got := u.textOf(`#ports-error`); !strings.Contains(got, "99999") {
 		t.Errorf("ports error %q", got)
@@ -192,7 +193,6 @@ func TestWebUIDevicesAddRotate(t *testing.T) {
 		t.Error("the group was not kept")
 	}
 	u.fill(`#ports`, "80")
-	u.shot("device-new")
 	u.phoneShot("device-new-phone")
 	u.click(`form.device-form button[type=submit]`, `#secret`, false)
 	secret := u.textOf(`#secret`)
@@ -389,6 +389,7 @@ func TestWebUIDevicesEnrollmentKey(t *testing.T) {
 	u.phoneShot("enrollment-keys-phone")
 
 	u.runAgentConfig(agent.Config{DeviceID: "pump-9", EnrollKey: key, StateFile: filepath.Join(t.TempDir(), "pump-9.state"), Ports: []uint16{80}})
+	waitFor(t, func() bool { return u.online("pump-9") }) // the dashboard lists devices that exist when it loads
 	u.open("/")
 	waitFor(t, func() bool { return u.dotOn("pump-9") })
 	u.open("/enrollment-keys")
