@@ -125,7 +125,9 @@ func (u *webUI) signIn(user, password string) {
 		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), user),
 		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
 		chromedp.Click(chromedp.CSS(`form [type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`main h1`)),
+		// The sign-out button is on every page of a signed-in user, and on
+		// none of the sign-in pages (whose heading main h1 would match).
+		chromedp.WaitVisible(chromedp.CSS(`form.signout`)),
 	)
 }
 
