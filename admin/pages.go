@@ -61,7 +61,7 @@ func parsePages(b *brand.Brand) (map[string]*template.Template, error) {
 // host (origin), no script, no framing (X-Frame-Options says the same to
 // older browsers).
 func pagePolicy(origin string) string {
-	return "default-src 'self'; style-src 'self' " + origin + " " + styleHash + "; img-src 'self' " + origin +
+	return "default-src 'self'; style-src 'self' " + origin + " " + styleHash + "; img-src 'self' data: " + origin +
 		"; frame-ancestors 'none'; base-uri 'none'"
 }
 
