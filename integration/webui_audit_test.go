@@ -30,6 +30,22 @@ func (u *webUI) auditRows() []auditRow {
 		`[...document.querySelectorAll('table.audit tbody tr')].map(r => ({seq: +r.dataset.seq, kind: r.dataset.kind, text: r.innerText}))`))
 }
 
+// signInAndWait is signIn, then waits until the browser has left the
+// sign-in page: signIn's wait for a heading is met by the sign-in page
+// itself, and a navigation right after it could cancel the form's post.
+func (u *webUI) signInAndWait(user, password string) {
+	u.t.Helper()
+	u.signIn(user, password)
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(u.b.location(), "/login") {
+		if time.Now().After(deadline) {
+			u.b.fatalf("still on the sign-in page")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	u.b.step(10*time.Second, "the heading", chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+}
+
 // waitLocation waits until the page's URL holds each of parts (a link or
 // form took the browser there), then for the page's heading.
 func (u *webUI) waitLocation(parts ...string) {
@@ -85,7 +101,7 @@ func TestWebUIAuditShowsStreamsFiltersAndPages(t *testing.T) {
 			Reason: fmt.Sprintf("login %d", i)})
 	}
 
-	u.signIn("root", "root-pass")
+	u.signInAndWait("root", "root-pass")
 	u.b.step(10*time.Second, "desktop size", chromedp.EmulateViewport(1280, 900))
 	u.open("/audit")
 	u.b.step(20*time.Second, "filter by pump-a and stream",
@@ -213,7 +229,7 @@ func TestWebUIAuditBrandedInstance(t *testing.T) {
 	}
 	u.shot("signin-branded")
 
-	u.signIn("alice", "alice-pass")
+	u.signInAndWait("alice", "alice-pass")
 	waitFor(t, func() bool { return look().LogoWidth > 0 })
 	got = look()
 	if got.Title != "Devices · Acme Remote" || got.Product != "Acme Remote" || got.Background != brandBackground {
