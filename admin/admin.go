@@ -17,6 +17,7 @@ package admin
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reflector-dev/reflector/admin/brand"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -88,6 +90,9 @@ type Config struct {
 	// and every path of the admin host this package does not. Nil keeps
 	// the plain start page.
 	Web http.Handler
+	// Brand gives the pages' texts, and their stylesheet, logo and
+	// favicon (served by Web); nil is brand.Default().
+	Brand *brand.Brand
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -99,6 +104,10 @@ type Admin struct {
 	log  *slog.Logger
 	now  func() time.Time
 	base string // https://<domain>[:port], the admin host's origin
+
+	brand *brand.Brand
+	pages map[string]*template.Template
+	csp   string // the pages' Content-Security-Policy
 
 	handoffTTL time.Duration
 	pendingTTL time.Duration
@@ -138,6 +147,13 @@ func New(cfg Config) (*Admin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Brand == nil {
+		cfg.Brand = brand.Default()
+	}
+	pages, err := parsePages(cfg.Brand)
+	if err != nil {
+		return nil, fmt.Errorf("admin pages: %w", err)
+	}
 	a := &Admin{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -146,8 +162,11 @@ func New(cfg Config) (*Admin, error) {
 		pendingTTL: pendingTTL,
 		handoffs:   newTickets[handoff](maxTickets),
 		pending:    newTickets[pendingLogin](maxTickets),
+		brand:      cfg.Brand,
+		pages:      pages,
 	}
 	a.base = "https://" + a.hostPort(cfg.Domain)
+	a.csp = pagePolicy(a.base)
 	a.mux = a.routes()
 	return a, nil
 }

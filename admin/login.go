@@ -66,7 +66,7 @@ func (a *Admin) serveHome(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, "list devices", err)
 		return
 	}
-	p := page{Title: "Reflector", User: u.Name, PAC: a.base + "/proxy.pac"}
+	p := page{Title: a.text("home.title"), User: u.Name, PAC: a.base + "/proxy.pac"}
 	for _, d := range devices {
 		if !d.Disabled && store.CanAccess(u, d) {
 			p.Devices = append(p.Devices, a.deviceLink(d))
@@ -90,7 +90,7 @@ func (a *Admin) serveLoginForm(w http.ResponseWriter, r *http.Request) {
 	if stale {
 		clearCookie(w, SessionCookie)
 	}
-	a.render(w, http.StatusOK, "login", page{Title: "Sign in", Next: next})
+	a.render(w, http.StatusOK, "login", page{Title: a.text("signIn.title"), Next: next})
 }
 
 // serveLogin checks the password.
@@ -100,7 +100,7 @@ func (a *Admin) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status, msg := readForm(w, r); status != 0 {
-		a.message(w, status, "Sign-in form not accepted", msg, a.base+"/login", "Sign in")
+		a.message(w, status, a.text("signIn.formRefused"), msg, a.base+"/login", a.text("signIn.title"))
 		return
 	}
 	// PostFormValue reads the body only: a password in a URL would end up
@@ -110,14 +110,14 @@ func (a *Admin) serveLogin(w http.ResponseWriter, r *http.Request) {
 	client := tunnel.ClientAddr(r)
 	u, err := a.cfg.Guard.Password(r.Context(), client, name, password)
 	if err != nil {
-		a.loginFailed(w, "login", page{Title: "Sign in", User: name, Next: next}, client, err)
+		a.loginFailed(w, "login", page{Title: a.text("signIn.title"), User: name, Next: next}, client, err)
 		return
 	}
 	if u.TOTP {
 		now := a.now()
 		expires := now.Add(a.pendingTTL)
 		tok := a.pending.issue(pendingLogin{user: u.Name, expires: expires}, now, expires)
-		a.render(w, http.StatusOK, "totp", page{Title: "Sign in", User: u.Name, Next: next, Pending: tok})
+		a.render(w, http.StatusOK, "totp", page{Title: a.text("totp.title"), User: u.Name, Next: next, Pending: tok})
 		return
 	}
 	a.startSession(w, r, u.Name, next)
@@ -130,7 +130,7 @@ func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status, msg := readForm(w, r); status != 0 {
-		a.message(w, status, "Sign-in form not accepted", msg, a.base+"/login", "Sign in")
+		a.message(w, status, a.text("signIn.formRefused"), msg, a.base+"/login", a.text("signIn.title"))
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
@@ -138,15 +138,15 @@ func (a *Admin) serveTOTP(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
 	pl, ok := a.pending.redeem(r.PostFormValue("pending"), now)
 	if !ok {
-		a.render(w, http.StatusUnauthorized, "login", page{Title: "Sign in", Next: next,
-			Message: "That sign-in has expired. Please enter your password again."})
+		a.render(w, http.StatusUnauthorized, "login", page{Title: a.text("signIn.title"), Next: next,
+			Message: a.text("signIn.expired")})
 		return
 	}
 	client := tunnel.ClientAddr(r)
 	if err := a.cfg.Guard.TOTP(r.Context(), client, pl.user, code); err != nil {
 		// The token was single use; the retry gets a new one that ends when
 		// the first would have. Wrong codes are counted by the guard.
-		p := page{Title: "Sign in", User: pl.user, Next: next, Pending: a.pending.issue(pl, now, pl.expires)}
+		p := page{Title: a.text("totp.title"), User: pl.user, Next: next, Pending: a.pending.issue(pl, now, pl.expires)}
 		a.loginFailed(w, "totp", p, client, err)
 		return
 	}
@@ -198,16 +198,16 @@ func readForm(w http.ResponseWriter, r *http.Request) (int, string) {
 // loginFailed answers a refused password or code with the form again.
 func (a *Admin) loginFailed(w http.ResponseWriter, form string, p page, client netip.Addr, err error) {
 	if _, ok := tunnel.RetryLater(w.Header(), err); ok {
-		p.Message = "Too many failed attempts. Try again in " + w.Header().Get("Retry-After") + " seconds."
+		p.Message = a.text("signIn.tooMany", "seconds", w.Header().Get("Retry-After"))
 		a.render(w, http.StatusTooManyRequests, form, p)
 		return
 	}
 	switch {
 	case errors.Is(err, store.ErrBadCredentials):
 		a.log.Debug("web login refused", "user", p.User, "client", client, "err", err)
-		p.Message = "Wrong user name or password."
+		p.Message = a.text("signIn.failed")
 		if form == "totp" {
-			p.Message = "Wrong code. Please try again."
+			p.Message = a.text("totp.failed")
 		}
 		a.render(w, http.StatusUnauthorized, form, p)
 	default:
@@ -242,7 +242,7 @@ func (a *Admin) serveLogoutForm(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, "check session", err)
 		return
 	}
-	a.render(w, http.StatusOK, "logout", page{Title: "Sign out", User: u.Name, Action: "/logout"})
+	a.render(w, http.StatusOK, "logout", page{Title: a.text("signOut.title"), User: u.Name, Action: "/logout"})
 }
 
 // serveLogout ends the admin-host session and shows the login form.
@@ -294,8 +294,7 @@ func sameHost(u, host string) bool {
 func (a *Admin) crossOrigin(w http.ResponseWriter, r *http.Request) {
 	a.log.Warn("cross-origin form post refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"),
 		"client", tunnel.ClientAddr(r))
-	a.message(w, http.StatusForbidden, "Request refused",
-		"This form was sent from another site. Please use the form on this page.", a.base+"/login", "Sign in")
+	a.message(w, http.StatusForbidden, a.text("signIn.refused"), a.text("signIn.crossOrigin"), a.base+"/login", a.text("signIn.title"))
 }
 
 // deviceLink is a device's line on the start page, with its status when

@@ -33,13 +33,27 @@ var coreTexts = map[string]string{
 	"signIn.password":    "Password",
 	"signIn.button":      "Sign in",
 	"signIn.failed":      "Wrong user name or password.",
+	"signIn.expired":     "That sign-in has expired. Please enter your password again.",
+	"signIn.tooMany":     "Too many failed attempts. Try again in {seconds} seconds.",
+	"signIn.formRefused": "Sign-in form not accepted",
+	"signIn.refused":     "Request refused",
+	"signIn.crossOrigin": "This form was sent from another site. Please use the form on this page.",
 	"totp.title":         "One-time code",
+	"totp.signingInAs":   "Signing in as",
 	"totp.intro":         "Enter the 6-digit code from your authenticator app.",
 	"totp.code":          "Code",
 	"totp.button":        "Continue",
+	"totp.failed":        "Wrong code. Please try again.",
+	"totp.startAgain":    "Start again",
 	"signOut.title":      "Sign out",
+	"signOut.signedInAs": "Signed in as",
 	"signOut.button":     "Sign out",
 	"signOut.everywhere": "Sign out everywhere",
+
+	// The plain start page, when the web UI is off.
+	"home.title":     "Your devices",
+	"home.devices":   "Your devices:",
+	"home.noDevices": "No devices are shared with you.",
 
 	// Navigation.
 	"nav.devices": "Devices",

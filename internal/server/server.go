@@ -215,6 +215,10 @@ func New(cfg Config) (s *Server, err error) {
 	if cfg.PublicPort != "" {
 		port = cfg.PublicPort
 	}
+	b, err := brand.Load(cfg.BrandDir)
+	if err != nil {
+		return nil, err
+	}
 	s.admin, err = admin.New(admin.Config{
 		Domain: cfg.Domain,
 		Port:   port,
@@ -224,6 +228,7 @@ func New(cfg Config) (s *Server, err error) {
 		// The web UI is built below, over the operations, which need the
 		// proxy, which needs the admin host; requests come only after New.
 		Web:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.web.ServeHTTP(w, r) }),
+		Brand:  b,
 		Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -254,10 +259,6 @@ func New(cfg Config) (s *Server, err error) {
 		Origin:  s.admin.Origin(),
 		Logger:  cfg.Logger,
 	}); err != nil {
-		return nil, err
-	}
-	b, err := brand.Load(cfg.BrandDir)
-	if err != nil {
 		return nil, err
 	}
 	if s.web, err = web.New(web.Config{
