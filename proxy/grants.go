@@ -46,10 +46,12 @@ const (
 )
 
 // end ends g for the reason why, unless it was ended for another reason
-// first: the first reason is the one audited.
-func (g *grant) end(why uint32) {
-	g.ended.CompareAndSwap(0, why)
+// first: the first reason is the one audited. It reports whether this call
+// was the first.
+func (g *grant) end(why uint32) bool {
+	first := g.ended.CompareAndSwap(0, why)
 	g.cancel()
+	return first
 }
 
 // closedReason is what the audit event says of a grant ended early, "" for

@@ -38,9 +38,12 @@ type Stream struct {
 // every device for "", oldest first.
 func (p *Proxy) Streams(device string) []Stream {
 	gs := p.grants.snapshot(device)
-	out := make([]Stream, len(gs))
-	for i, g := range gs {
-		out[i] = g.stream()
+	out := make([]Stream, 0, len(gs))
+	for _, g := range gs {
+		if g.ended.Load() != 0 {
+			continue // cut or revoked: closing, no longer open
+		}
+		out = append(out, g.stream())
 	}
 	return out
 }
@@ -48,7 +51,8 @@ func (p *Proxy) Streams(device string) []Stream {
 // CutStream ends the open stream or request with ID id on device, as
 // Revalidate ends a revoked one but audited as "closed: cut by an
 // administrator", and returns it as it was. It reports false when device
-// has no open stream of that ID. It does not wait for the stream to close;
+// has no open stream of that ID, or only one already ended (cut or
+// revoked) that is closing. It does not wait for the stream to close;
 // the operations layer audits who cut it.
 func (p *Proxy) CutStream(device, id string) (Stream, bool) {
 	n, ok := parseStreamID(id)
@@ -56,10 +60,11 @@ func (p *Proxy) CutStream(device, id string) (Stream, bool) {
 		return Stream{}, false
 	}
 	g, ok := p.grants.lookup(device, n)
-	if !ok {
+	if !ok || !g.end(endCut) {
+		// None, or one already cut or revoked, which is closing: a
+		// second DELETE is not a second cut.
 		return Stream{}, false
 	}
-	g.end(endCut)
 	p.cfg.Logger.Info("stream cut", "device", g.device, "user", g.cred.User.Name, "stream", id)
 	return g.stream(), true
 }
