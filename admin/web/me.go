@@ -101,7 +101,7 @@ func (w *Web) createToken(rw http.ResponseWriter, r *http.Request, v *visit) err
 		days, err := strconv.Atoi(expires)
 		if err != nil || days < 1 {
 			f.Errors["expires"] = w.brand.Text("me.badExpiry")
-			w.renderMe(rw, v, http.StatusBadRequest, d, "")
+			w.renderMe(rw, v, formAgain, d, "")
 			return nil
 		}
 		n.Expires = time.Now().Add(time.Duration(days) * 24 * time.Hour)
@@ -109,7 +109,7 @@ func (w *Web) createToken(rw http.ResponseWriter, r *http.Request, v *visit) err
 	secret, tok, err := w.ops.CreateToken(r.Context(), v.caller, n)
 	if err != nil {
 		if f.shown(err, "name") {
-			w.renderMe(rw, v, http.StatusBadRequest, d, "")
+			w.renderMe(rw, v, formAgain, d, "")
 			return nil
 		}
 		return err
@@ -182,7 +182,9 @@ func (w *Web) beginTOTP(rw http.ResponseWriter, r *http.Request, v *visit) error
 func (w *Web) confirmTOTP(rw http.ResponseWriter, r *http.Request, v *visit) error {
 	err := w.ops.ConfirmTOTP(r.Context(), v.caller, v.caller.User.Name, r.PostFormValue("code"))
 	if err == nil {
-		redirect(rw, "/me?done=totpOn")
+		// The store ended every session of the user, this one included:
+		// signing in again now asks for a code.
+		redirect(rw, "/login?next="+url.QueryEscape("/me?done=totpOn"))
 		return nil
 	}
 	// The form carries the enrolment's URL to show the code again; the
@@ -194,7 +196,7 @@ func (w *Web) confirmTOTP(rw http.ResponseWriter, r *http.Request, v *visit) err
 	if errors.Is(err, store.ErrBadCredentials) {
 		d.Form.Errors["code"] = w.brand.Text("me.wrongCode")
 	}
-	w.render(rw, http.StatusBadRequest, "me-totp", v, view{Title: w.brand.Text("me.totpTitle"), Nav: "me", Data: d})
+	w.render(rw, formAgain, "me-totp", v, view{Title: w.brand.Text("me.totpTitle"), Nav: "me", Data: d})
 	return nil
 }
 
@@ -214,7 +216,7 @@ func (w *Web) disableTOTP(rw http.ResponseWriter, r *http.Request, v *visit) err
 	if errors.Is(err, store.ErrBadCredentials) {
 		d.TOTPForm.Errors["code"] = w.brand.Text("me.wrongCode")
 	}
-	w.renderMe(rw, v, http.StatusBadRequest, d, "")
+	w.renderMe(rw, v, formAgain, d, "")
 	return nil
 }
 
@@ -234,7 +236,9 @@ func (w *Web) changePassword(rw http.ResponseWriter, r *http.Request, v *visit) 
 	if len(f.Errors) == 0 {
 		err = w.ops.ChangeOwnPassword(r.Context(), v.caller, current, password)
 		if err == nil {
-			redirect(rw, "/me?done=passwordChanged")
+			// The store ended every session of the user, this one
+			// included: whoever knew the old password may have signed in.
+			redirect(rw, "/login?next="+url.QueryEscape("/me?done=passwordChanged"))
 			return nil
 		}
 		if !f.shown(err, "password") {
@@ -244,7 +248,7 @@ func (w *Web) changePassword(rw http.ResponseWriter, r *http.Request, v *visit) 
 			f.Errors["currentPassword"] = w.brand.Text("me.wrongPassword")
 		}
 	}
-	w.renderMe(rw, v, http.StatusBadRequest, d, "")
+	w.renderMe(rw, v, formAgain, d, "")
 	return nil
 }
 

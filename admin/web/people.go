@@ -73,6 +73,12 @@ func (f form) shown(err error, fallback string) bool {
 	return false
 }
 
+// formAgain is the status of a form shown again with what was refused next
+// to its field (a name taken, a group in use, a wrong code): a page the
+// visitor goes on from, not a failed request. Chromium logs every document
+// answered 4xx as a console error, which would hide real ones among them.
+const formAgain = http.StatusOK
+
 // done is the notice a redirect after a change names in its query
 // (?done=key), as a text key: only known ones are shown.
 func (w *Web) done(r *http.Request, keys ...string) string {
@@ -127,7 +133,7 @@ func (w *Web) renderPeople(rw http.ResponseWriter, r *http.Request, v *visit, d 
 	if err := w.peopleView(r, v, d); err != nil {
 		return err
 	}
-	w.render(rw, http.StatusBadRequest, "people", v, view{Title: w.brand.Text("people.title"), Nav: "people", Data: d})
+	w.render(rw, formAgain, "people", v, view{Title: w.brand.Text("people.title"), Nav: "people", Data: d})
 	return nil
 }
 
@@ -259,7 +265,7 @@ func (w *Web) updateUser(rw http.ResponseWriter, r *http.Request, v *visit) erro
 			for _, g := range groups {
 				d.Chosen[g] = true
 			}
-			w.renderUser(rw, r, v, http.StatusBadRequest, d, "")
+			w.renderUser(rw, r, v, formAgain, d, "")
 			return nil
 		}
 		return err
@@ -280,7 +286,7 @@ func (w *Web) resetPassword(rw http.ResponseWriter, r *http.Request, v *visit) e
 			return err
 		}
 		d.PassForm.Errors["password"] = w.brand.Text("people.passwordOrGenerate")
-		w.renderUser(rw, r, v, http.StatusBadRequest, d, "")
+		w.renderUser(rw, r, v, formAgain, d, "")
 		return nil
 	}
 	generated, err := w.ops.SetPassword(r.Context(), v.caller, name, password)
@@ -290,7 +296,7 @@ func (w *Web) resetPassword(rw http.ResponseWriter, r *http.Request, v *visit) e
 			return verr
 		}
 		if d.PassForm.shown(err, "password") {
-			w.renderUser(rw, r, v, http.StatusBadRequest, d, "")
+			w.renderUser(rw, r, v, formAgain, d, "")
 			return nil
 		}
 		return err
@@ -316,7 +322,7 @@ func (w *Web) forceDisableTOTP(rw http.ResponseWriter, r *http.Request, v *visit
 		f := newForm()
 		if f.shown(err, "code") {
 			d.TOTPError = f.Errors["code"]
-			w.renderUser(rw, r, v, http.StatusBadRequest, d, "")
+			w.renderUser(rw, r, v, formAgain, d, "")
 			return nil
 		}
 		return err
@@ -343,7 +349,7 @@ func (w *Web) removeUser(rw http.ResponseWriter, r *http.Request, v *visit) erro
 			if verr != nil {
 				return verr
 			}
-			w.render(rw, http.StatusForbidden, "user", v, view{Title: w.brand.Text("user.title") + " " + name, Nav: "people",
+			w.render(rw, formAgain, "user", v, view{Title: w.brand.Text("user.title") + " " + name, Nav: "people",
 				Error: w.brand.Text("user.notYourself"), Data: d})
 			return nil
 		}
@@ -446,12 +452,12 @@ func (w *Web) setGroupQuota(rw http.ResponseWriter, r *http.Request, v *visit) e
 	d.Form.Values["maxDevices"] = r.PostFormValue("maxDevices")
 	if !ok {
 		d.Form.Errors["maxDevices"] = w.brand.Text("group.badQuota")
-		w.renderGroup(rw, v, http.StatusBadRequest, d, "", "")
+		w.renderGroup(rw, v, formAgain, d, "", "")
 		return nil
 	}
 	if _, err := w.ops.SetGroupMaxDevices(r.Context(), v.caller, name, n); err != nil {
 		if d.Form.shown(err, "maxDevices") {
-			w.renderGroup(rw, v, http.StatusBadRequest, d, "", "")
+			w.renderGroup(rw, v, formAgain, d, "", "")
 			return nil
 		}
 		return err
@@ -468,7 +474,7 @@ func (w *Web) removeGroup(rw http.ResponseWriter, r *http.Request, v *visit) err
 		if verr != nil {
 			return verr
 		}
-		w.renderGroup(rw, v, http.StatusConflict, d, "", w.brand.Text("group.inUse"))
+		w.renderGroup(rw, v, formAgain, d, "", w.brand.Text("group.inUse"))
 		return nil
 	}
 	if err != nil {
