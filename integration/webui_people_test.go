@@ -119,6 +119,15 @@ func (u *webUI) signOut() {
 		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)))
 }
 
+// phoneShot saves a screenshot of the page as a 390-px-wide phone shows
+// it, and goes back to the desktop width.
+func (u *webUI) phoneShot(name string) {
+	u.t.Helper()
+	u.b.step(10*time.Second, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	u.shot(name)
+	u.b.step(10*time.Second, "desktop width", chromedp.EmulateReset())
+}
+
 // mustSee fails unless the page shows every one of want.
 func (u *webUI) mustSee(want ...string) {
 	u.t.Helper()
@@ -167,6 +176,7 @@ func TestWebUIPeopleTOTPEnrolment(t *testing.T) {
 	u.signedIn("alice", "alice-pass")
 	u.open("/me")
 	u.shot("me")
+	u.phoneShot("me-phone")
 	u.submit("#totp-begin", nil)
 	u.mustSee("Scan this code")
 	qr := run(u.b, "read the QR code", chromedp.Evaluate[string](`(() => { const i = document.querySelector('img.qr'); return i.complete && i.naturalWidth > 0 ? i.src : ""; })()`))
@@ -223,6 +233,7 @@ func TestWebUIPeopleTokenWorksWithCurlUntilRevoked(t *testing.T) {
 		t.Fatalf("curl line %q, want %q", line, want)
 	}
 	u.shot("me-token")
+	u.phoneShot("me-token-phone")
 	curl := func() (int, string) {
 		args := append(strings.Fields(line)[1:], "--proxy-cacert", ca, "--silent", "--show-error", "--max-time", "20",
 			"--write-out", "\n%{http_code}")
@@ -264,6 +275,7 @@ func TestWebUIPeopleAdminAddsAUser(t *testing.T) {
 	u.mustSee("alice", "plant-a", "plant-b")
 	u.b.step(5*time.Second, "open the add-user form", chromedp.Click(chromedp.CSS(`details:has(#add-user) > summary`)))
 	u.shot("people")
+	u.phoneShot("people-phone")
 	u.submit("#add-user", map[string]string{"name": "bea", "role": "user"}, `name="generate"`, `value="plant-b"`)
 	u.mustSee("The generated password", "shown only once")
 	password := u.textOf("#secret")
