@@ -119,15 +119,6 @@ func (u *webUI) signOut() {
 		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)))
 }
 
-// phoneShot saves a screenshot of the page as a 390-px-wide phone shows
-// it, and goes back to the desktop width.
-func (u *webUI) phoneShot(name string) {
-	u.t.Helper()
-	u.b.step(10*time.Second, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
-	u.shot(name)
-	u.b.step(10*time.Second, "desktop width", chromedp.EmulateReset())
-}
-
 // mustSee fails unless the page shows every one of want.
 func (u *webUI) mustSee(want ...string) {
 	u.t.Helper()
@@ -137,12 +128,6 @@ func (u *webUI) mustSee(want ...string) {
 			u.b.fatalf("the page does not show %q", w)
 		}
 	}
-}
-
-// textOf is the text of the element sel.
-func (u *webUI) textOf(sel string) string {
-	u.t.Helper()
-	return strings.TrimSpace(run(u.b, "read "+sel, chromedp.Evaluate[string](`document.querySelector('`+sel+`').textContent`)))
 }
 
 // A user with TOTP signs in with the password and then a code; the wrong

@@ -134,6 +134,7 @@ var peopleTexts = map[string]string{
 	"me.newPassword":       "New password",
 	"me.repeatPassword":    "New password again",
 	"me.changePassword":    "Change password",
+	"me.passwordHelp":      "Every session of yours ends with the old password, this one included: you then sign in with the new one.",
 	"me.passwordEmpty":     "Type a new password.",
 	"me.passwordMismatch":  "The two new passwords differ.",
 	"me.wrongPassword":     "That is not your current password.",

@@ -137,9 +137,9 @@ func (w *Web) renderPeople(rw http.ResponseWriter, r *http.Request, v *visit, d 
 	return nil
 }
 
-// secretData is a page that shows a secret once: a generated password or a
+// passwordData is a page that shows a secret once: a generated password or a
 // new token.
-type secretData struct {
+type passwordData struct {
 	Intro  string
 	Secret string
 	Extra  string // a line to copy too (the curl line of a token)
@@ -147,7 +147,7 @@ type secretData struct {
 	BackTo string
 }
 
-func (w *Web) renderSecret(rw http.ResponseWriter, v *visit, title, nav string, d secretData) {
+func (w *Web) renderPassword(rw http.ResponseWriter, v *visit, title, nav string, d passwordData) {
 	w.render(rw, http.StatusOK, "people-secret", v, view{Title: title, Nav: nav, Data: d})
 }
 
@@ -196,7 +196,7 @@ func (w *Web) addUser(rw http.ResponseWriter, r *http.Request, v *visit) error {
 		redirect(rw, "/people/users/"+url.PathEscape(u.Name)+"?done=userAdded")
 		return nil
 	}
-	w.renderSecret(rw, v, w.brand.Text("people.userAdded"), "people", secretData{
+	w.renderPassword(rw, v, w.brand.Text("people.userAdded"), "people", passwordData{
 		Intro: w.brand.Text("people.generatedIntro"), Secret: generated,
 		Back: "/people/users/" + url.PathEscape(u.Name), BackTo: u.Name,
 	})
@@ -305,7 +305,7 @@ func (w *Web) resetPassword(rw http.ResponseWriter, r *http.Request, v *visit) e
 		redirect(rw, "/people/users/"+url.PathEscape(name)+"?done=passwordSet")
 		return nil
 	}
-	w.renderSecret(rw, v, w.brand.Text("user.passwordReset"), "people", secretData{
+	w.renderPassword(rw, v, w.brand.Text("user.passwordReset"), "people", passwordData{
 		Intro: w.brand.Text("people.generatedIntro"), Secret: generated,
 		Back: "/people/users/" + url.PathEscape(name), BackTo: name,
 	})
