@@ -252,3 +252,25 @@ func TestMeTOTPDisableWantsACurrentCode(t *testing.T) {
 		t.Fatal("TOTP still on after the admin's force")
 	}
 }
+
+func TestPeopleRemoveUserAfterTheConfirmationPage(t *testing.T) {
+	g := newPeopleRig(t)
+	code, body := g.do("root", "GET", "/people/users/ann/remove", nil)
+	if code != http.StatusOK || !strings.Contains(body, `action="/people/users/ann/remove" data-confirm=`) {
+		t.Fatalf("confirmation page: %d\n%s", code, body)
+	}
+	if code, loc := g.do("root", "POST", "/people/users/ann/remove", url.Values{}); code != http.StatusSeeOther || !strings.HasSuffix(loc, "/people?done=userRemoved") {
+		t.Fatalf("remove: %d %s", code, loc)
+	}
+	if _, err := g.st.User("ann"); err == nil {
+		t.Fatal("ann is still there")
+	}
+	// Not yourself: said on the page, and nothing removed.
+	code, body = g.do("root", "POST", "/people/users/root/remove", url.Values{})
+	if code != http.StatusOK || !strings.Contains(body, "cannot remove yourself") {
+		t.Fatalf("remove yourself: %d\n%s", code, body)
+	}
+	if _, err := g.st.User("root"); err != nil {
+		t.Fatal(err)
+	}
+}
