@@ -174,7 +174,11 @@ func TestWebUIDevicesAddRotate(t *testing.T) {
 	u.addUser("root", "root-pass", true)
 	u.addGroups("plant-a", "plant-b")
 	u.signIn("root", "root-pass")
-	u.b.step(20*time.Second, "add a device", chromedp.Click(chromedp.CSS(`a[href="/devices/new"]`)), chromedp.WaitVisible(chromedp.CSS(`input#id`)))
+	// The dashboard links the form; the test follows the link by its URL
+	// (a click right after the sign-in's redirect could hit the node of
+	// the page before it: "Could not find node with given id" in CI).
+	u.b.step(20*time.Second, "see the add-device link", chromedp.WaitVisible(chromedp.CSS(`a[href="/devices/new"]`)))
+	u.b.step(20*time.Second, "add a device", chromedp.Navigate(u.base+"/devices/new"), chromedp.WaitVisible(chromedp.CSS(`input#id`)))
 
 	// A bad port: the error is next to the field and the input is kept.
 	u.fill(`#id`, "pump-17")
