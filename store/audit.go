@@ -154,6 +154,11 @@ type AuditFilter struct {
 	Device string
 	Kind   string // exact, or a prefix ending in "." ("device.")
 	Limit  int    // the newest Limit matching events; 0 for all
+	// MaxScan bounds how many events the scan reads, newest first, 0 for
+	// no bound: a filter few events match (one device's, among a fleet's)
+	// reads the whole log otherwise. With it the answer is the matches
+	// among the newest MaxScan events.
+	MaxScan int
 }
 
 // match reports whether e passes the filter's user, device and kind tests.
@@ -199,7 +204,10 @@ func (s *Store) AuditEvents(f AuditFilter) ([]AuditEvent, error) {
 				k, v = c.Prev()
 			}
 		}
-		for ; k != nil; k, v = c.Prev() {
+		for scanned := 0; k != nil; k, v = c.Prev() {
+			if scanned++; f.MaxScan > 0 && scanned > f.MaxScan {
+				break
+			}
 			var e AuditEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode audit event %x: %w", k, err)

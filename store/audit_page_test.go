@@ -128,3 +128,22 @@ func TestAuditUntilKeepsOnlyEarlierEvents(t *testing.T) {
 		})
 	}
 }
+
+// MaxScan bounds what a rare filter reads: the matches among the newest
+// MaxScan events only.
+func TestAuditMaxScanReadsOnlyTheNewestEvents(t *testing.T) {
+	s := newTestStore(t)
+	s.Audit(AuditEvent{Kind: AuditAgent, Device: "rare", OK: true}) // oldest
+	for range 10 {
+		s.Audit(AuditEvent{Kind: AuditAgent, Device: "busy", OK: true})
+	}
+	s.Audit(AuditEvent{Kind: AuditAgent, Device: "rare", OK: true}) // newest
+	all, err := s.AuditEvents(AuditFilter{Device: "rare"})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("without MaxScan: %d events, %v", len(all), err)
+	}
+	got, err := s.AuditEvents(AuditFilter{Device: "rare", MaxScan: 5})
+	if err != nil || len(got) != 1 || got[0].Seq != all[1].Seq {
+		t.Fatalf("MaxScan 5: %+v, %v; want only the newest", got, err)
+	}
+}

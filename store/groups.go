@@ -104,6 +104,22 @@ func (s *Store) Group(name string) (Group, error) {
 	return g, nil
 }
 
+// GroupNames lists the groups' names in order: Groups without counting
+// members, which reads every user and device.
+func (s *Store) GroupNames() ([]string, error) {
+	var names []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).ForEach(func(k, _ []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list group names: %w", err)
+	}
+	return names, nil
+}
+
 // Groups returns all groups sorted by name, with member counts.
 func (s *Store) Groups() ([]Group, error) {
 	var groups []Group

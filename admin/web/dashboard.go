@@ -78,12 +78,8 @@ func (w *Web) dashboard(rw http.ResponseWriter, r *http.Request, v *visit) error
 		row.WebURL = w.cfg.DeviceURL(dev.ID)
 		d.Devices = append(d.Devices, row)
 	}
-	groups, err := w.ops.Groups(r.Context(), v.caller)
-	if err != nil {
+	if d.Groups, err = w.ops.GroupNames(r.Context(), v.caller); err != nil {
 		return err
-	}
-	for _, g := range groups {
-		d.Groups = append(d.Groups, g.Name)
 	}
 	link := func(after string) string {
 		p := url.Values{}
