@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,25 +27,6 @@ import (
 // The device pages in a browser: adding a device and starting a real agent
 // with the secret the page shows, rotating it, a stream shown and cut, the
 // pages a user may not use, and an enrolment key that enrols a real agent.
-
-// runAgentConfig starts our agent with cfg (the reflector and its
-// fingerprint filled in) until stop is called or the test ends; it does not
-// wait for the tunnel.
-func (u *webUI) runAgentConfig(cfg agent.Config) (stop func()) {
-	u.t.Helper()
-	cfg.ReflectorURL, cfg.Fingerprint = "https://"+u.srv.Addr().String(), u.srv.Fingerprint()
-	a, err := agent.NewWithOptions(cfg, testLogger(u.t), agent.Options{BaseDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond, UnauthorizedDelay: 100 * time.Millisecond})
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	u.t.Cleanup(stop)
-	return stop
-}
 
 // click clicks sel, which sends a form, and waits for the next page to show
 // want (a CSS selector). With confirm set the page's confirmation dialogs

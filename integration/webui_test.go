@@ -178,10 +178,15 @@ func (u *webUI) waitText(want string, limit time.Duration) {
 // ends.
 func (u *webUI) runAgent(id, secret string, ports ...uint16) (stop func()) {
 	u.t.Helper()
-	a, err := agent.NewWithOptions(agent.Config{
-		ReflectorURL: "https://" + u.srv.Addr().String(), Fingerprint: u.srv.Fingerprint(),
-		DeviceID: id, Secret: secret, Ports: ports,
-	}, testLogger(u.t), agent.Options{BaseDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond, UnauthorizedDelay: 100 * time.Millisecond})
+	return u.runAgentConfig(agent.Config{DeviceID: id, Secret: secret, Ports: ports})
+}
+
+// runAgentConfig starts our agent with cfg, pointed at this reflector,
+// until stop is called or the test ends.
+func (u *webUI) runAgentConfig(cfg agent.Config) (stop func()) {
+	u.t.Helper()
+	cfg.ReflectorURL, cfg.Fingerprint = "https://"+u.srv.Addr().String(), u.srv.Fingerprint()
+	a, err := agent.NewWithOptions(cfg, testLogger(u.t), agent.Options{BaseDelay: 50 * time.Millisecond, MaxDelay: 200 * time.Millisecond, UnauthorizedDelay: 100 * time.Millisecond})
 	if err != nil {
 		u.t.Fatal(err)
 	}

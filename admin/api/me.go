@@ -1,16 +1,10 @@
 package api
 
 import (
-	"bytes"
 	"encoding/base64"
-	"fmt"
-	"image/png"
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/boombuler/barcode"
-	"github.com/boombuler/barcode/qr"
 
 	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
@@ -98,15 +92,12 @@ type totpEnrolmentJSON struct {
 	QRCodePNG string `json:"qrCodePng"`
 }
 
-// qrSize is the QR code image's width and height in pixels.
-const qrSize = 256
-
 func (a *API) beginMyTOTP(w http.ResponseWriter, r *http.Request, c ops.Caller) error {
 	otpURL, err := a.ops.BeginTOTP(ctx(r), c, c.User.Name)
 	if err != nil {
 		return err
 	}
-	img, err := qrPNG(otpURL)
+	img, err := ops.QRCodePNG(otpURL)
 	if err != nil {
 		return err
 	}
@@ -116,23 +107,6 @@ func (a *API) beginMyTOTP(w http.ResponseWriter, r *http.Request, c ops.Caller) 
 	}
 	writeJSON(w, http.StatusOK, totpEnrolmentJSON{OTPAuthURL: otpURL, Secret: secret, QRCodePNG: base64.StdEncoding.EncodeToString(img)})
 	return nil
-}
-
-// qrPNG draws content as a QR code in a PNG image.
-func qrPNG(content string) ([]byte, error) {
-	code, err := qr.Encode(content, qr.M, qr.Auto)
-	if err != nil {
-		return nil, fmt.Errorf("encode QR code: %w", err)
-	}
-	scaled, err := barcode.Scale(code, qrSize, qrSize)
-	if err != nil {
-		return nil, fmt.Errorf("scale QR code: %w", err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, scaled); err != nil {
-		return nil, fmt.Errorf("encode QR code as PNG: %w", err)
-	}
-	return buf.Bytes(), nil
 }
 
 // totpCodeRequest is the body of POST /me/totp/confirm and

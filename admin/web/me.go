@@ -1,21 +1,16 @@
 package web
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
-	"image/png"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/boombuler/barcode"
-	"github.com/boombuler/barcode/qr"
 
 	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/store"
@@ -157,7 +152,7 @@ func totpView(otpURL string) (*totpData, error) {
 	if err != nil || u.Scheme != "otpauth" {
 		return nil, fmt.Errorf("TOTP enrolment: not an otpauth URL")
 	}
-	img, err := qrPNG(otpURL)
+	img, err := ops.QRCodePNG(otpURL)
 	if err != nil {
 		return nil, err
 	}
@@ -260,24 +255,4 @@ func (w *Web) signOutEverywhere(rw http.ResponseWriter, r *http.Request, v *visi
 	// clears it.
 	redirect(rw, "/login")
 	return nil
-}
-
-// qrSize is the QR code image's width and height in pixels.
-const qrSize = 256
-
-// qrPNG draws content as a QR code in a PNG image.
-func qrPNG(content string) ([]byte, error) {
-	code, err := qr.Encode(content, qr.M, qr.Auto)
-	if err != nil {
-		return nil, fmt.Errorf("encode QR code: %w", err)
-	}
-	scaled, err := barcode.Scale(code, qrSize, qrSize)
-	if err != nil {
-		return nil, fmt.Errorf("scale QR code: %w", err)
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, scaled); err != nil {
-		return nil, fmt.Errorf("encode QR code as PNG: %w", err)
-	}
-	return buf.Bytes(), nil
 }

@@ -1,11 +1,17 @@
 package ops
 
 import (
+	"bytes"
+	"image/png"
+
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/boombuler/barcode"
+	"github.com/boombuler/barcode/qr"
 
 	"github.com/reflector-dev/reflector/store"
 )
@@ -150,4 +156,26 @@ func (s *Service) DisableTOTP(ctx context.Context, c Caller, name, code string, 
 	}
 	s.audit(c, store.AuditEvent{Kind: store.AuditTOTP, User: name, Reason: reason})
 	return false, nil
+}
+
+// qrSize is the QR code image's width and height in pixels.
+const qrSize = 256
+
+// QRCodePNG draws an otpauth:// URL (BeginTOTP's) as a QR code, a PNG
+// image, for the fronts that show one (the REST API, the web UI); the
+// admin command draws its own in text.
+func QRCodePNG(otpURL string) ([]byte, error) {
+	code, err := qr.Encode(otpURL, qr.M, qr.Auto)
+	if err != nil {
+		return nil, fmt.Errorf("encode QR code: %w", err)
+	}
+	scaled, err := barcode.Scale(code, qrSize, qrSize)
+	if err != nil {
+		return nil, fmt.Errorf("scale QR code: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, scaled); err != nil {
+		return nil, fmt.Errorf("encode QR code as PNG: %w", err)
+	}
+	return buf.Bytes(), nil
 }
