@@ -55,6 +55,10 @@ const (
 	reservedPrefix   = "/.reflector/"
 	callbackPath     = reservedPrefix + "callback"
 	deviceLogoutPath = reservedPrefix + "logout"
+	// websockifyPath is proxy.WebsockifyPath (noVNC's bridge), which
+	// the router sends to the proxy; its requests authenticate here like
+	// any other request on the device's host.
+	websockifyPath = reservedPrefix + "websockify"
 )
 
 const (

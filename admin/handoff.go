@@ -90,6 +90,7 @@ func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string
 	case p == deviceLogoutPath:
 		a.serveDeviceLogout(w, r, device)
 		return store.Credential{}, false
+	case p == websockifyPath:
 	case strings.HasPrefix(p, reservedPrefix) || p == strings.TrimSuffix(reservedPrefix, "/"):
 		notFound(w, r)
 		return store.Credential{}, false

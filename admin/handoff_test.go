@@ -393,6 +393,10 @@ func TestReflectorPathsOnADeviceNeverReachIt(t *testing.T) {
 	if _, _, ok := f.device(withCookie(request("GET", pump1, "/.reflectorx", nil), DeviceCookie, tok), "pump-1"); !ok {
 		t.Error("GET /.reflectorx is the device's")
 	}
+	// noVNC's bridge (proxy.ServeWebsockify) authenticates here.
+	if _, cred, ok := f.device(withCookie(request("GET", pump1, "/.reflector/websockify", nil), DeviceCookie, tok), "pump-1"); !ok || cred.User.Name == "" {
+		t.Error("GET /.reflector/websockify with a device session is not authenticated")
+	}
 }
 
 // A hand-off link made in one browser (say, by a user who then mails it to

@@ -28,6 +28,8 @@ func (f *testFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.p.ServeAbsolute(w, r)
 	case onDevice && IsClientToolUpgrade(r):
 		f.p.ServeClientTool(w, r, device)
+	case onDevice && IsWebsockify(r):
+		f.p.ServeWebsockify(w, r, device)
 	case onDevice:
 		f.p.ServeDevice(w, r, device)
 	default:

@@ -148,8 +148,9 @@ func (p *Proxy) enter() bool {
 // The server's router (internal/server/router.go) decides which of the
 // proxy's handlers serves a request: ServeConnect (connect.go),
 // ServeAbsolute (absolute.go), ServeDevice for a device host
-// (subdomain.go) and ServeClientTool for a macchina.io client tool's
-// upgrade on a device host (client_tool.go). Each authenticates, resolves
+// (subdomain.go), ServeClientTool for a macchina.io client tool's
+// upgrade on a device host (client_tool.go) and ServeWebsockify for
+// noVNC's bridge there (websockify.go). Each authenticates, resolves
 // and authorises before it dials anything.
 
 // DeviceHost returns the device a Host header names: <id>.<Domain>, with

@@ -14,6 +14,7 @@ const (
 	ViaAbsolute   = "absolute"    // an absolute-form request, upgrades included (absolute.go)
 	ViaSubdomain  = "subdomain"   // a request on a device host (subdomain.go)
 	ViaClientTool = "client-tool" // a macchina.io client tool's stream (client_tool.go)
+	ViaWebsockify = "websockify"  // a browser's WebSocket bridged to a stream, noVNC's (websockify.go)
 )
 
 // Stream is an open stream or forwarded request through the proxy, as the
@@ -26,7 +27,7 @@ type Stream struct {
 	Device  string     //
 	Port    uint16     // the device port
 	Client  netip.Addr // the user's address
-	Via     string     // ViaConnect, ViaAbsolute, ViaSubdomain or ViaClientTool
+	Via     string     // ViaConnect, ViaAbsolute, ViaSubdomain, ViaClientTool or ViaWebsockify
 	Since   time.Time  // when it was authorised, before the device was dialled
 	// Bytes so far, to the device and from the device, counted as they
 	// pass, not only at close. A forwarded request counts its body and its

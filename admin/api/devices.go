@@ -268,7 +268,7 @@ type streamJSON struct {
 	TokenID   string    `json:"tokenId,omitempty"`
 	Port      uint16    `json:"port"`
 	Client    string    `json:"client"`
-	Via       string    `json:"via"` // connect, absolute, subdomain, client-tool
+	Via       string    `json:"via"` // connect, absolute, subdomain, client-tool, websockify
 	Since     time.Time `json:"since"`
 	BytesUp   int64     `json:"bytesToDevice"`
 	BytesDown int64     `json:"bytesFromDevice"`

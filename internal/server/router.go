@@ -19,6 +19,7 @@ const (
 	routeAbsolute                // GET http://device/...: forwarded to the device's web server (proxy)
 	routeAgent                   // a WebTunnelAgent's upgrade, on any host and path (webtunnel)
 	routeClientTool              // a macchina.io client tool's upgrade on a device host (proxy)
+	routeWebsockify              // noVNC's WebSocket bridge on a device host, at /.reflector/websockify or /my-devices/websockify (proxy)
 	routeDevice                  // anything else on a device host: the device's web UI (proxy)
 	routeTunnel                  // our agent's upgrade at /tunnel/v1 (tunnel)
 	routeEnroll                  // an agent's enrolment at /enroll/v1 (enroll)
@@ -28,7 +29,7 @@ const (
 	routeNotFound                // nothing serves it: 404
 )
 
-var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "device", "tunnel", "enroll", "health", "api", "admin", "not-found"}
+var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "websockify", "device", "tunnel", "enroll", "health", "api", "admin", "not-found"}
 
 func (r route) String() string { return routeNames[r] }
 
@@ -58,7 +59,7 @@ type router struct {
 // route decides, top to bottom; device is the device a device-host route is
 // for. The order matters: a proxy request may name any host; a
 // WebTunnelAgent upgrades on any path of any host; a client tool dials its
-// device's host, whose other requests are the device's web UI; the fixed
+// device's host, and noVNC its bridge there, whose other requests are the device's web UI; the fixed
 // paths of our agent and the health checks are on the admin host.
 func (rt *router) route(r *http.Request) (_ route, device string) {
 	switch {
@@ -77,6 +78,8 @@ func (rt *router) route(r *http.Request) (_ route, device string) {
 		return routeClientTool, device
 	case proxy.IsClientToolUpgrade(r):
 		return routeNotFound, ""
+	case onDevice && proxy.IsWebsockify(r):
+		return routeWebsockify, device
 	case onDevice:
 		return routeDevice, device
 	case r.URL.Path == tunnel.Path:
@@ -103,6 +106,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.admit.serve(w, r, rt.webTunnel)
 	case routeClientTool:
 		rt.proxy.ServeClientTool(w, r, device)
+	case routeWebsockify:
+		rt.proxy.ServeWebsockify(w, r, device)
 	case routeDevice:
 		rt.proxy.ServeDevice(w, r, device)
 	case routeTunnel:
