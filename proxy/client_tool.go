@@ -91,41 +91,52 @@ func (p *Proxy) ServeClientTool(w http.ResponseWriter, r *http.Request, id strin
 		p.refuseClient(w, err)
 		return
 	}
+	// gorilla's Upgrader refuses any method but GET; the tools upgrade
+	// with POST (and no body), checked above (as webtunnel.Server).
+	r.Method = http.MethodGet
+	p.bridgeWebSocket(w, r, id, access{cred: cred, client: client, port: port}, ViaClientTool, "webtunnel", &clientToolUpgrader)
+}
+
+// bridgeWebSocket serves what a client tool's upgrade and websockify's
+// share once the request is checked and a.cred (and a.client, a.port)
+// known: authorise a's port of device id, open the stream and only then
+// upgrade with up, so that every failure is an ordinary HTTP status; then
+// bridge binary messages and the stream (spliceClientTool) as grant via,
+// audited with reason name, until either side ends, Revalidate or
+// CutStream ends it, or the proxy closes.
+func (p *Proxy) bridgeWebSocket(w http.ResponseWriter, r *http.Request, id string, a access, via, name string, up *websocket.Upgrader) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.OpenTimeout)
 	defer cancel()
-	d, err := p.allowedDevice(ctx, cred, id)
+	d, err := p.allowedDevice(ctx, a.cred, id)
 	if err == nil {
-		err = checkPort(d, port)
+		err = checkPort(d, a.port)
 	}
 	if err != nil {
 		p.refuseClient(w, err)
 		return
 	}
-	a := access{cred: cred, client: client, device: d, port: port}
-	log := p.cfg.Logger.With("req", p.reqID.Add(1), "user", cred.User.Name, "device", d.ID, "port", port, "client", client)
-	g, gctx, err := p.hold(a, ViaClientTool)
+	a.device = d
+	log := p.cfg.Logger.With("req", p.reqID.Add(1), "user", a.cred.User.Name, "device", d.ID, "port", a.port, "client", a.client)
+	g, gctx, err := p.hold(a, via)
 	if err != nil {
-		log.Info("webtunnel client refused", "err", err)
+		log.Info(name+" refused", "err", err)
 		p.refuseClient(w, err)
 		return
 	}
 	defer p.grants.remove(g)
-	stream, err := p.cfg.Dial(ctx, d.ID, port, client)
+	stream, err := p.cfg.Dial(ctx, d.ID, a.port, a.client)
 	if err != nil {
-		log.Info("webtunnel client refused", "err", err)
+		log.Info(name+" refused", "err", err)
 		p.refuseClient(w, err)
 		return
 	}
-	// gorilla's Upgrader refuses any method but GET; the tools upgrade
-	// with POST (and no body), checked above (as webtunnel.Server).
-	r.Method = http.MethodGet
-	ws, err := clientToolUpgrader.Upgrade(w, r, nil)
+	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		stream.Close()
-		log.Warn("webtunnel client upgrade failed", "err", err) // gorilla has answered already
+		log.Warn(name+" upgrade failed", "err", err) // gorilla has answered already
 		return
 	}
-	p.splice(gctx, g, a, log, "webtunnel", func(ctx context.Context) error {
+	p.splice(gctx, g, a, log, name, func(ctx context.Context) error {
 		return spliceClientTool(ctx, ws, stream, g.n)
 	})
 }

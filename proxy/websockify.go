@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"net/url"
@@ -95,45 +94,13 @@ func (p *Proxy) ServeWebsockify(w http.ResponseWriter, r *http.Request, id strin
 		}
 		a.cred = cred
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.OpenTimeout)
-	defer cancel()
-	d, err := p.allowedDevice(ctx, a.cred, id)
-	if err == nil {
-		if port == 0 {
-			port = p.vncPort(d.ID)
-		}
-		err = checkPort(d, port)
+	if port == 0 {
+		port = p.vncPort(id)
 	}
-	if err != nil {
-		p.refuseClient(w, err)
-		return
-	}
-	a.client, a.device, a.port = client, d, port
-	log := p.cfg.Logger.With("req", p.reqID.Add(1), "user", a.cred.User.Name, "device", d.ID, "port", port, "client", client)
-	g, gctx, err := p.hold(a, ViaWebsockify)
-	if err != nil {
-		log.Info("websockify refused", "err", err)
-		p.refuseClient(w, err)
-		return
-	}
-	defer p.grants.remove(g)
-	stream, err := p.cfg.Dial(ctx, d.ID, port, client)
-	if err != nil {
-		log.Info("websockify refused", "err", err)
-		p.refuseClient(w, err)
-		return
-	}
-	ws, err := websockifyUpgrader.Upgrade(w, r, nil)
-	if err != nil {
-		stream.Close()
-		log.Warn("websockify upgrade failed", "err", err) // gorilla has answered already
-		return
-	}
+	a.client, a.port = client, port
 	// The same bridge as a client tool's: raw bytes in binary messages,
 	// the browser's close frame half-closes the stream.
-	p.splice(gctx, g, a, log, "websockify", func(ctx context.Context) error {
-		return spliceClientTool(ctx, ws, stream, g.n)
-	})
+	p.bridgeWebSocket(w, r, id, a, ViaWebsockify, "websockify", &websockifyUpgrader)
 }
 
 // vncPort is the device's VNC port: its agent's vncPort property, else

@@ -75,7 +75,7 @@ func newAuditRow(e store.AuditEvent) auditRow {
 	}
 	if e.Kind == store.AuditStream || e.Kind == store.AuditRequest || e.BytesUp != 0 || e.BytesDown != 0 || e.Duration != 0 {
 		r.Stream = true
-		r.Up, r.Down, r.Duration = byteCount(e.BytesUp), byteCount(e.BytesDown), duration(e.Duration)
+		r.Up, r.Down, r.Duration = ops.ByteCount(e.BytesUp), ops.ByteCount(e.BytesDown), duration(e.Duration)
 	}
 	return r
 }

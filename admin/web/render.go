@@ -48,7 +48,7 @@ func loadPages(b *brand.Brand) (*pages, error) {
 		"product":  b.ProductName,
 		"dateTime": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 		"ago":      ago,
-		"bytes":    byteCount,
+		"bytes":    ops.ByteCount,
 		"join":     strings.Join,
 	}
 	names, err := fs.Glob(files, "templates/*.html")
@@ -189,18 +189,4 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-}
-
-// byteCount formats n bytes in binary units: 512 B, 1.5 KiB.
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -547,14 +547,6 @@ func TestDeviceShowHasTheTunnelsStatus(t *testing.T) {
 	}
 }
 
-func TestByteCount(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
-		if got := byteCount(n); got != want {
-			t.Errorf("byteCount(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestImportMayRunLongerOnTheServer: an import hashes every password with
 // argon2id, so it gets more than the control socket's usual 30 s.
 func TestImportMayRunLongerOnTheServer(t *testing.T) {

@@ -103,24 +103,10 @@ func deviceShow(c *call, args []string) int {
 			row("property "+cell(k), cell(t.Properties[k]))
 		}
 		row("streams", fmt.Sprintf("%d open; %s from the device, %s to it since it connected",
-			t.OpenStreams, byteCount(t.BytesIn), byteCount(t.BytesOut)))
+			t.OpenStreams, ops.ByteCount(t.BytesIn), ops.ByteCount(t.BytesOut)))
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail("show device", err)
 	}
 	return exitOK
-}
-
-// byteCount formats n bytes in binary units: 512 B, 1.5 KiB, 3.2 GiB.
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -1,6 +1,10 @@
 package ops
 
-import "github.com/reflector-dev/reflector/tunnel"
+import (
+	"fmt"
+
+	"github.com/reflector-dev/reflector/tunnel"
+)
 
 // Descriptions of records for the audit log and messages.
 
@@ -33,4 +37,19 @@ func addrOrDash[A interface {
 		return "-"
 	}
 	return a.String()
+}
+
+// ByteCount formats n bytes in binary units for messages and pages: 512 B,
+// 1.5 KiB, 3.2 GiB.
+func ByteCount(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
