@@ -320,6 +320,38 @@ func (b *browser) step(limit time.Duration, what string, actions ...chromedp.Act
 	}
 }
 
+// click clicks the element sel within limit. DevTools answers "Could not
+// find node with given id" when the query raced a document update (a
+// navigation that was still settling); the click did not happen then, so it
+// is tried again on the new document.
+func (b *browser) click(limit time.Duration, sel string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.tab, limit)
+	defer cancel()
+	for {
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "Could not find node with given id") || ctx.Err() != nil {
+			b.fatalf("click %s: %v", sel, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// settle waits until the document has loaded completely.
+func (b *browser) settle(limit time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !run(b, "read the document's state", chromedp.Evaluate[bool](`document.readyState === "complete"`)) {
+		if time.Now().After(deadline) {
+			b.fatalf("the page did not finish loading within %s", limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // run runs one action that returns a value, failing the test on an error.
 func run[T any](b *browser, what string, a chromedp.Action[T]) T {
 	b.t.Helper()

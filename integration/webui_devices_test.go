@@ -38,7 +38,7 @@ func (u *webUI) click(sel, want string, confirm bool) {
 		script += ` window.confirm = () => true;`
 	}
 	run(u.b, "mark the page", chromedp.Evaluate[bool](script+` true`))
-	u.b.step(20*time.Second, "click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	u.b.click(20*time.Second, sel)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ok := run(u.b, "wait for "+want, chromedp.Evaluate[bool](
@@ -355,7 +355,7 @@ func TestWebUIDevicesEnrollmentKey(t *testing.T) {
 	u.addUser("root", "root-pass", true)
 	u.addGroups("field")
 	u.signIn("root", "root-pass")
-	u.b.step(20*time.Second, "open the keys", chromedp.Click(chromedp.CSS(`nav a[href="/enrollment-keys"]`)), chromedp.WaitVisible(chromedp.CSS(`select#group`)))
+	u.click(`nav a[href="/enrollment-keys"]`, `select#group`, false)
 	u.b.step(10*time.Second, "choose the group", chromedp.SetValue(chromedp.CSS(`select#group`), "field"))
 	u.fill(`#max`, "1")
 	u.click(`form.key-form button[type=submit]`, `#enroll-key`, false)

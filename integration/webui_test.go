@@ -129,6 +129,7 @@ func (u *webUI) signIn(user, password string) {
 		// none of the sign-in pages (whose heading main h1 would match).
 		chromedp.WaitVisible(chromedp.CSS(`form.signout`)),
 	)
+	u.b.settle(10 * time.Second)
 }
 
 // open navigates to path of the admin host and waits for its heading.
