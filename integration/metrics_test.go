@@ -104,6 +104,15 @@ func TestStatusAndMetricsForBothAgentKinds(t *testing.T) {
 			}
 		}
 	}
+	// By path: the two CONNECTs that carried bytes, and wt1's to port 1,
+	// which the record allowed and the agent refused; dev1's was refused
+	// before any grant.
+	if n := value(text, `reflector_user_streams_total{via="connect"}`); n != 3 {
+		t.Errorf("connect streams granted %d, want 3", n)
+	}
+	if n := value(text, `reflector_user_streams_open{via="connect"}`); n != 0 {
+		t.Errorf("connect streams open %d, want 0", n)
+	}
 	if n := value(text, "process_resident_memory_bytes"); n <= 0 {
 		t.Errorf("resident memory %d", n)
 	}

@@ -94,11 +94,20 @@ const MaxUserStreams = tunnel.LegacySessionBuffer/tunnel.StreamWindow - 1
 // device. It is touched once when a stream opens and once when it closes,
 // never per byte.
 type grants struct {
-	mu   sync.Mutex
-	set  map[uint64]*grant // by id
-	open map[userDevice]int
-	next uint64 // the next grant's seq
-	key  uint64 // streamID's key, drawn with the set
+	mu    sync.Mutex
+	set   map[uint64]*grant // by id
+	open  map[userDevice]int
+	byVia map[string]*ViaMetrics
+	next  uint64 // the next grant's seq
+	key   uint64 // streamID's key, drawn with the set
+}
+
+// ViaMetrics counts the streams of one path (Via*): those open now and all
+// granted since the start.
+type ViaMetrics struct {
+	Via     string
+	Open    int64
+	Granted uint64
 }
 
 type userDevice struct{ user, device string }
@@ -114,6 +123,7 @@ func (s *grants) addWithin(g *grant, limit int) bool {
 	if s.set == nil {
 		s.set = make(map[uint64]*grant)
 		s.open = make(map[userDevice]int)
+		s.byVia = make(map[string]*ViaMetrics)
 		s.key = rand.Uint64()
 	}
 	k := g.key()
@@ -126,6 +136,13 @@ func (s *grants) addWithin(g *grant, limit int) bool {
 	g.since = time.Now()
 	s.set[g.id] = g
 	s.open[k]++
+	v := s.byVia[g.via]
+	if v == nil {
+		v = &ViaMetrics{Via: g.via}
+		s.byVia[g.via] = v
+	}
+	v.Open++
+	v.Granted++
 	return true
 }
 
@@ -142,6 +159,20 @@ func (s *grants) remove(g *grant) {
 	if s.open[k]--; s.open[k] == 0 {
 		delete(s.open, k)
 	}
+	s.byVia[g.via].Open--
+}
+
+// ViaMetrics returns the stream counts of each path that has had a stream,
+// by name.
+func (p *Proxy) ViaMetrics() []ViaMetrics {
+	p.grants.mu.Lock()
+	out := make([]ViaMetrics, 0, len(p.grants.byVia))
+	for _, v := range p.grants.byVia {
+		out = append(out, *v)
+	}
+	p.grants.mu.Unlock()
+	slices.SortFunc(out, func(a, b ViaMetrics) int { return cmp.Compare(a.Via, b.Via) })
+	return out
 }
 
 // snapshot returns the open grants of device ("" for all), oldest first.

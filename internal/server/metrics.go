@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -40,6 +41,7 @@ type limitMetrics struct {
 	argonRuns                        uint64
 	argonWaiting                     int64
 	fdLimit                          uint64 // 0: unknown
+	vias                             []proxy.ViaMetrics
 }
 
 // serverMetrics is the metrics source of a Server: the hub's counts and
@@ -53,7 +55,7 @@ func (s *Server) metricsSource() serverMetrics { return serverMetrics{Hub: s.hub
 
 func (m serverMetrics) limits() limitMetrics {
 	argon := m.s.store.ArgonStats()
-	l := limitMetrics{argonRuns: argon.Runs, argonWaiting: argon.Waiting, fdLimit: m.s.fdLimit}
+	l := limitMetrics{argonRuns: argon.Runs, argonWaiting: argon.Waiting, fdLimit: m.s.fdLimit, vias: m.s.proxy.ViaMetrics()}
 	if a := m.s.admission; a != nil {
 		l.handshakesPending, l.handshakesMax, l.handshakesRefused = a.pending.Load(), int64(a.max), a.refused.Load()
 	}
@@ -137,6 +139,16 @@ func writeMetrics(w *bufio.Writer, src MetricsSource, start time.Time) {
 
 // writeLimits writes the limits an operator watches in a storm.
 func writeLimits(w *bufio.Writer, l limitMetrics) {
+	metricFamily(w, "reflector_user_streams_open", "gauge",
+		"Users' streams and forwarded requests open now, by path: connect, absolute, subdomain, client-tool, websockify, and the browser's VNC and SSH.")
+	for _, v := range l.vias {
+		fmt.Fprintf(w, "reflector_user_streams_open{via=%s} %d\n", metricLabel(v.Via), v.Open)
+	}
+	metricFamily(w, "reflector_user_streams_total", "counter",
+		"Users' streams and forwarded requests granted (access checked, before the device's answer), by path.")
+	for _, v := range l.vias {
+		fmt.Fprintf(w, "reflector_user_streams_total{via=%s} %d\n", metricLabel(v.Via), v.Granted)
+	}
 	metricFamily(w, "reflector_agent_handshakes_pending", "gauge",
 		"Agent handshakes in progress on both wires: admitted, not yet upgraded or refused.")
 	fmt.Fprintf(w, "reflector_agent_handshakes_pending %d\n", l.handshakesPending)
