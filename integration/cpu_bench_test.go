@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/reflector-dev/reflector/internal/procstat"
 )
 
 // BenchmarkProcessCPU is what relaying costs the reflector and the agent
@@ -59,17 +58,9 @@ func BenchmarkProcessCPU(b *testing.B) {
 // cpuSeconds is the user plus system CPU time of process pid so far.
 func cpuSeconds(tb testing.TB, pid int) float64 {
 	tb.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procstat.CPU(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// The command name may hold spaces; the fields after it do not.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	utime, err1 := strconv.ParseFloat(fields[11], 64) // field 14 of proc(5)
-	stime, err2 := strconv.ParseFloat(fields[12], 64) // field 15
-	if err1 != nil || err2 != nil {
-		tb.Fatalf("parse /proc/%d/stat: %q", pid, stat)
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return (utime + stime) / clockTicks
+	return d.Seconds()
 }

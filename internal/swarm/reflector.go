@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -98,67 +97,6 @@ func (p *reflectorProc) stop() {
 	case <-time.After(15 * time.Second):
 		p.kill()
 	}
-}
-
-// memory is a process's resident memory in KiB: now (VmRSS) and its peak
-// (VmHWM).
-type memory struct{ rss, hwm int64 }
-
-// readMemory reads VmRSS and VmHWM of pid from /proc/PID/status.
-func readMemory(pid int) (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, fmt.Errorf("read memory of %d: %w", pid, err)
-	}
-	var m memory
-	for line := range strings.Lines(string(b)) {
-		key, val, ok := strings.Cut(line, ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("read memory of %d: %s: %w", pid, key, err)
-		}
-		if key == "VmRSS" {
-			m.rss = n
-		} else {
-			m.hwm = n
-		}
-	}
-	return m, nil
-}
-
-// clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
-// Linux the tool runs on (it is fixed in the kernel's ABI for x86 and arm).
-const clockTick = 10 * time.Millisecond
-
-// readCPU reads the CPU time pid has used, user and system
-// (/proc/PID/stat, utime and stime).
-func readCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
-	}
-	// The command name, field 2, is in parentheses and may hold spaces;
-	// the fields after it start with the state (field 3).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("read CPU time of %d: no command name in stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read CPU time of %d: short stat", pid)
-	}
-	var ticks int64
-	for _, s := range f[11:13] { // utime (14), stime (15)
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * clockTick, nil
 }
 
 // devicesConnected sums reflector_devices_connected over both kinds from

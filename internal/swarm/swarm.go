@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/agent"
+	"github.com/reflector-dev/reflector/internal/procstat"
 )
 
 // Wire is the protocol the simulated agents speak.
@@ -297,11 +298,11 @@ func (r *run) run(ctx context.Context) error {
 
 	// The reflector's memory before any agent: once its start-up is over.
 	time.Sleep(time.Second)
-	base, err := readMemory(p.pid())
+	base, err := procstat.ReadMemory(p.pid())
 	if err != nil {
 		return err
 	}
-	r.res.BaseRSSKiB = base.rss
+	r.res.BaseRSSKiB = base.RSS
 
 	agents, cancelAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -315,7 +316,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.phase.Store(phaseIdle)
-	if err := r.idle(ctx, p, base.rss); err != nil {
+	if err := r.idle(ctx, p, base.RSS); err != nil {
 		return err
 	}
 	if !r.cfg.Restart {
@@ -342,7 +343,7 @@ func (r *run) run(ctx context.Context) error {
 // idle waits cfg.Idle with all agents connected and measures the
 // reflector's CPU over that window and its memory at the end of it.
 func (r *run) idle(ctx context.Context, p *reflectorProc, baseRSS int64) error {
-	cpuA, err := readCPU(p.pid())
+	cpuA, err := procstat.CPU(p.pid())
 	if err != nil {
 		return err
 	}
@@ -353,11 +354,11 @@ func (r *run) idle(ctx context.Context, p *reflectorProc, baseRSS int64) error {
 		return ctx.Err()
 	case <-time.After(r.cfg.Idle):
 	}
-	cpuB, err := readCPU(p.pid())
+	cpuB, err := procstat.CPU(p.pid())
 	if err != nil {
 		return err
 	}
-	mem, err := readMemory(p.pid())
+	mem, err := procstat.ReadMemory(p.pid())
 	if err != nil {
 		return err
 	}
@@ -365,8 +366,8 @@ func (r *run) idle(ctx context.Context, p *reflectorProc, baseRSS int64) error {
 	r.res.Idle = Idle{
 		Seconds:      window.Seconds(),
 		CPUPercent:   100 * (cpuB - cpuA).Seconds() / window.Seconds(),
-		RSSKiB:       mem.rss,
-		PerDeviceKiB: float64(mem.rss-baseRSS) / float64(r.cfg.Devices),
+		RSSKiB:       mem.RSS,
+		PerDeviceKiB: float64(mem.RSS-baseRSS) / float64(r.cfg.Devices),
 		Drops:        r.fleet.drops.Load() - drops,
 	}
 	return nil
@@ -382,8 +383,8 @@ type mark struct {
 
 // mark returns a mark of now, with p's CPU time.
 func (r *run) mark(p *reflectorProc) mark {
-	cpu, _ := readCPU(p.pid())
-	self, _ := readCPU(os.Getpid())
+	cpu, _ := procstat.CPU(p.pid())
+	self, _ := procstat.CPU(os.Getpid())
 	return mark{at: time.Now(), cpu: cpu, self: self, failures: r.fleet.failures.Load()}
 }
 
@@ -458,16 +459,16 @@ func (r *run) storm(ctx context.Context, s *Storm, p *reflectorProc, m mark) err
 	s.Connected = int(r.fleet.n.Load())
 	s.Failures = r.fleet.failures.Load() - m.failures
 	s.FailureKinds = r.fleet.failureKinds()
-	cpu, cerr := readCPU(p.pid())
-	mem, merr := readMemory(p.pid())
+	cpu, cerr := procstat.CPU(p.pid())
+	mem, merr := procstat.ReadMemory(p.pid())
 	if e := errors.Join(cerr, merr); e != nil {
 		return e
 	}
 	s.CPUSeconds = (cpu - m.cpu).Seconds()
-	if self, err := readCPU(os.Getpid()); err == nil {
+	if self, err := procstat.CPU(os.Getpid()); err == nil {
 		s.SwarmCPUSeconds = (self - m.self).Seconds()
 	}
-	s.PeakRSSKiB, s.RSSKiB = mem.hwm, mem.rss
+	s.PeakRSSKiB, s.RSSKiB = mem.HWM, mem.RSS
 	// The reflector registers a tunnel just after answering the upgrade,
 	// so its count may lag the agents' by a moment.
 	s.Reflector = p.devicesConnected(ctx)
@@ -498,8 +499,8 @@ func (r *run) progress(ctx context.Context) {
 		case <-tick.C:
 		}
 		p := r.proc.Load()
-		cpu, err1 := readCPU(p.pid())
-		mem, err2 := readMemory(p.pid())
+		cpu, err1 := procstat.CPU(p.pid())
+		mem, err2 := procstat.ReadMemory(p.pid())
 		if err1 != nil || err2 != nil { // between a kill and the restart
 			continue
 		}
@@ -511,7 +512,7 @@ func (r *run) progress(ctx context.Context) {
 			Connected: r.fleet.n.Load(),
 			Reflector: -1,
 			Failures:  r.fleet.failures.Load(),
-			RSSKiB:    mem.rss,
+			RSSKiB:    mem.RSS,
 		}
 		if phase != phaseIdle {
 			// Not while idle: a scrape of /metrics lists the process's
