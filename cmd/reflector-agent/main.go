@@ -38,6 +38,7 @@ import (
 	"syscall"
 
 	"github.com/reflector-dev/reflector/agent"
+	"github.com/reflector-dev/reflector/internal/profiling"
 	"github.com/reflector-dev/reflector/tunnel"
 )
 
@@ -72,7 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			"without a device secret (default: beside --config, named after it with the extension .state,\n"+
 			"e.g. /etc/WebTunnelAgent.properties → /etc/WebTunnelAgent.state; without --config,\n"+
 			agent.DefaultStateName+" in the working directory)")
-		logLevel = fs.String("log-level", "info", "log `level`: info or debug (also warn, error)")
+		logLevel    = fs.String("log-level", "info", "log `level`: info or debug (also warn, error)")
+		pprofListen = fs.String("pprof-listen", "", "serve Go's profiles at http://`ADDR`/debug/pprof/, a loopback address such as 127.0.0.1:6061 (for measuring; off by default)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: reflector-agent [flags]\n\n"+
@@ -166,6 +168,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		fmt.Fprintf(stderr, "reflector-agent: %v\n", err)
 		return 2
+	}
+	if *pprofListen != "" {
+		l, err := profiling.Listen(*pprofListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "reflector-agent: %v\n", err)
+			return 2
+		}
+		go profiling.Serve(ctx, l, logger)
 	}
 	logger.Info("reflector-agent starting", "version", agent.Version, "config", cfg)
 	if err := a.Run(ctx); err != nil {

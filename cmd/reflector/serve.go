@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/internal/control"
+	"github.com/reflector-dev/reflector/internal/profiling"
 	"github.com/reflector-dev/reflector/internal/server"
 )
 
@@ -17,6 +18,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg server.Config
 	var logLevel string
 	var withDemo bool
+	var pprofListen string
 	fs := newFlagSet("reflector serve", stderr)
 	fs.StringVar(&cfg.Listen, "listen", ":8443", "TLS listener for everything: proxy, tunnel endpoint, device subdomains")
 	fs.StringVar(&cfg.ProxyListen, "proxy-listen", "", "optional plain-HTTP listener for the proxy alone, e.g. 127.0.0.1:8080")
@@ -39,6 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.PendingHandshakes, "max-pending-handshakes", 0, "most agent handshakes in progress at once (both wires); beyond it agents get 503 with Retry-After at once; 0: what the CPUs finish in 2.5 s by an argon2id calibration at start (at least 64), -1: no limit")
 	retention := daysFlag(90 * 24 * time.Hour)
 	fs.Var(&retention, "audit-retention", "how long audit log entries are kept, e.g. 90d or 720h")
+	fs.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiles at http://ADDR/debug/pprof/, a loopback address such as 127.0.0.1:6060 (for measuring; off by default)")
 	fs.BoolVar(&withDemo, "demo", false, "also run an in-process demo device \"demo\" and a demo admin, and print a curl line")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -55,6 +58,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	if pprofListen != "" {
+		l, err := profiling.Listen(pprofListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "reflector serve: %v\n", err)
+			return 2
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go profiling.Serve(ctx, l, cfg.Logger)
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "reflector serve: %v\n", err)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,7 +42,7 @@ func main() {
 
 func run() int {
 	var cfg procbench.Config
-	var frp, jsonOut string
+	var frp, jsonOut, only, systems, serveArgs, agentArgs string
 	flag.StringVar(&cfg.Reflector, "reflector", "", "reflector binary; default: build ./cmd/reflector")
 	flag.StringVar(&cfg.Agent, "agent", "", "reflector-agent binary; default: build ./cmd/reflector-agent")
 	flag.StringVar(&frp, "frp", "", "directory holding frps and frpc, to measure frp too")
@@ -51,7 +52,13 @@ func run() int {
 	flag.IntVar(&cfg.Runs, "runs", 3, "runs of every measurement, interleaved; medians are reported")
 	flag.StringVar(&cfg.Work, "work", "", "directory for data, configuration and logs; default: a temporary one")
 	flag.StringVar(&jsonOut, "json", "", "also write every figure as JSON to this file")
+	flag.StringVar(&only, "tests", "", "measure only the tests whose names contain one of these comma-separated words, e.g. HTTP")
+	flag.StringVar(&systems, "systems", "", "measure only the systems whose names contain one of these comma-separated words, e.g. TLS (direct is always measured)")
+	flag.StringVar(&serveArgs, "serve-args", "", "more flags for reflector serve, separated by spaces, e.g. --pprof-listen 127.0.0.1:6060")
+	flag.StringVar(&agentArgs, "agent-args", "", "more flags for reflector-agent, separated by spaces")
 	flag.Parse()
+	cfg.Tests, cfg.Systems = words(only), words(systems)
+	cfg.ServeArgs, cfg.AgentArgs = strings.Fields(serveArgs), strings.Fields(agentArgs)
 	if frp != "" {
 		cfg.FRPS, cfg.FRPC = filepath.Join(frp, "frps"), filepath.Join(frp, "frpc")
 	}
@@ -111,4 +118,15 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// words splits a comma-separated list, dropping empty words.
+func words(s string) []string {
+	var out []string
+	for _, w := range strings.Split(s, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }

@@ -48,6 +48,18 @@ type Config struct {
 	Runs             int    // each measurement this many times, interleaved; the medians are reported
 	Work             string // directory for data, configuration and logs
 	Progress         io.Writer
+	// Tests and Systems, if not empty, keep only the tests and systems
+	// whose names contain one of their words (to profile one path); direct
+	// is always measured.
+	Tests, Systems []string
+	// ServeArgs and AgentArgs are more flags for reflector serve and
+	// reflector-agent (e.g. --pprof-listen).
+	ServeArgs, AgentArgs []string
+}
+
+// keep reports whether name contains one of words, or words is empty.
+func keep(words []string, name string) bool {
+	return len(words) == 0 || slices.ContainsFunc(words, func(w string) bool { return strings.Contains(name, w) })
 }
 
 // test is one row of the table.
@@ -151,19 +163,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, s := range systems {
 		res.Systems = append(res.Systems, s.name)
 	}
+	var keepTests []test
 	for _, t := range tests {
-		if t.load == "" && cfg.Wrk == "" {
+		if (t.load == "" && cfg.Wrk == "") || !keep(cfg.Tests, t.name) {
 			continue
 		}
+		keepTests = append(keepTests, t)
 		res.Tests, res.Units = append(res.Tests, t.name), append(res.Units, t.unit)
 		res.Figures[t.name], res.CPU[t.name] = map[string][]float64{}, map[string][]float64{}
 	}
 	for run := range cfg.Runs {
-		for _, t := range tests {
-			if t.load == "" && cfg.Wrk == "" {
-				continue
-			}
+		for _, t := range keepTests {
 			for _, s := range systems {
+				if s.name != "direct" && !keep(cfg.Systems, s.name) {
+					continue
+				}
 				if err := ctx.Err(); err != nil {
 					return res, err
 				}
@@ -437,8 +451,8 @@ func startOurs(ctx context.Context, cfg Config, procs *procSet, tcpPort, httpPor
 	if port == 0 || proxyPort == 0 {
 		return nil, errors.New("no free port")
 	}
-	srv, err := procs.start(cfg, "reflector", nil, cfg.Reflector, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--proxy-listen", fmt.Sprintf("127.0.0.1:%d", proxyPort), "--data", data, "--log-level", "warn")
+	srv, err := procs.start(cfg, "reflector", nil, cfg.Reflector, append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--proxy-listen", fmt.Sprintf("127.0.0.1:%d", proxyPort), "--data", data, "--log-level", "warn"}, cfg.ServeArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -446,9 +460,9 @@ func startOurs(ctx context.Context, cfg Config, procs *procSet, tcpPort, httpPor
 	if err != nil {
 		return nil, err
 	}
-	agent, err := procs.start(cfg, "agent", []string{"REFLECTOR_DEVICE_SECRET=" + secret[1]}, cfg.Agent,
+	agent, err := procs.start(cfg, "agent", []string{"REFLECTOR_DEVICE_SECRET=" + secret[1]}, cfg.Agent, append([]string{
 		"--reflector", fmt.Sprintf("https://127.0.0.1:%d", port), "--fingerprint", pin, "--device", "dev1",
-		"--ports", tcpPort+","+httpPort, "--http-port", httpPort, "--log-level", "warn")
+		"--ports", tcpPort + "," + httpPort, "--http-port", httpPort, "--log-level", "warn"}, cfg.AgentArgs...)...)
 	if err != nil {
 		return nil, err
 	}
