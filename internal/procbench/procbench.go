@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Progress = io.Discard
 	}
 	var procs procSet
-	defer procs.stopAll()
+	defer func() { procs.stopAll() }() // the processes started from here on
 
 	dev, err := procs.startRole(cfg, "device", "device")
 	if err != nil {

@@ -66,6 +66,14 @@ func TestSuiteRunsEveryRow(t *testing.T) {
 	if xs := res.CPU["download, 1 stream"]["ours (TLS)/reflector"]; len(xs) != 1 || xs[0] <= 0 {
 		t.Errorf("the reflector's CPU per MB: %v", xs)
 	}
+	// Every process the run started has gone: the reflector's command
+	// line names its data directory in the work directory.
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), cfg.Work) {
+			t.Errorf("still running after the run: %s", strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
 	var table strings.Builder
 	res.WriteTable(&table)
 	if !strings.Contains(table.String(), "| download, 1 stream, MB/s |") {
