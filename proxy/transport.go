@@ -35,10 +35,10 @@ func (p *Proxy) newTransport() *http.Transport {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true) // device web servers get HTTP/1.1, never h2
 	return &http.Transport{
-		DialContext:           p.dialForHTTP,
-		Proxy:                 nil, // never a further proxy: only device streams
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   10 * time.Second,
+		DialContext:         p.dialForHTTP,
+		Proxy:               nil, // never a further proxy: only device streams
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: 10 * time.Second,
 		// Idle streams kept per device port for the next request: half of
 		// a device's streams (tunnel.MaxDeviceStreams), so that keep-alive
 		// never takes the streams CONNECTs need, and enough that 32
