@@ -1,0 +1,35 @@
+package client
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// ProxyCommand is the ssh ProxyCommand that runs exe's connect to port of
+// whatever host ssh is asked for (%h), quoted for the shell ssh runs it
+// with: sh on Unix, none on Windows (where OpenSSH starts it directly).
+// A '%' in exe is doubled, since ssh expands % tokens in the line.
+func ProxyCommand(exe string, port int) string {
+	return quoteArg(strings.ReplaceAll(exe, "%", "%%")) + " connect %h " + strconv.Itoa(port)
+}
+
+// quoteArg quotes s as one word for ssh's ProxyCommand.
+func quoteArg(s string) string {
+	if runtime.GOOS == "windows" {
+		return `"` + s + `"`
+	}
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// SplitTarget reads ssh's [user@]host, as in pi@pump-17 or
+// pi@pump-17.devices.example.com: the user ("" when none) and the host.
+func SplitTarget(s string) (user, host string) {
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return "", s
+}
