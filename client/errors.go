@@ -50,6 +50,12 @@ func (e *StatusError) Error() string {
 	if reason == "" {
 		reason = strings.ToLower(http.StatusText(e.Status))
 	}
+	switch sentinel := e.Unwrap(); sentinel {
+	case ErrBadCredentials, ErrBusy:
+		// The reflector's reason ("proxy authentication required")
+		// does not say whose fault it is.
+		return fmt.Sprintf("%v (%d %s)", sentinel, e.Status, reason)
+	}
 	return fmt.Sprintf("%s (%d)", reason, e.Status)
 }
 
