@@ -134,7 +134,7 @@ func (f *Forwarder) dial(ctx context.Context, port int) (net.Conn, error) {
 	wait := 250 * time.Millisecond
 	for {
 		c, err := f.Client.Dial(ctx, f.Device, port)
-		if err == nil || !retryable(err) || time.Now().Add(wait).After(deadline) {
+		if err == nil || !Temporary(err) || time.Now().Add(wait).After(deadline) {
 			return c, err
 		}
 		select {
@@ -146,13 +146,16 @@ func (f *Forwarder) dial(ctx context.Context, port int) (net.Conn, error) {
 	}
 }
 
-// retryable reports whether err may pass by itself: a device offline or
+// Temporary reports whether err may pass by itself: a device offline or
 // busy, a reflector that cannot be reached. Refusals of the user (bad
-// token, no access, a port not allowed) and a changed certificate are not.
-func retryable(err error) bool {
+// token, no access, a port not allowed), a device that refused the
+// connection and a changed certificate are not. A 502 says "device
+// offline" or why the device refused in its reason only, so the reason is
+// what tells them apart.
+func Temporary(err error) bool {
 	var se *StatusError
 	if errors.As(err, &se) {
-		return se.Status == 502 && strings.Contains(se.Reason, "offline") || errors.Is(err, ErrBusy)
+		return se.Status == 502 && strings.Contains(se.Reason, "device offline") || errors.Is(err, ErrBusy)
 	}
 	return errors.Is(err, ErrUnreachable)
 }

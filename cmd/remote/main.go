@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/reflector-dev/reflector/client"
@@ -113,8 +112,6 @@ func explain(err error) string {
 	case errors.Is(err, client.ErrBadCredentials):
 		msg += ": the token is wrong, expired or revoked; run `remote login` again"
 	case errors.Is(err, client.ErrNotLoggedIn):
-	case errors.Is(err, client.ErrNoAccess):
-		msg = strings.Replace(msg, "(403)", "(403: refused by the reflector)", 1)
 	case errors.Is(err, client.ErrUnknownDevice):
 		msg += ": no such device, or not one of yours (remote devices lists them)"
 	}

@@ -39,8 +39,10 @@ func cmdForward(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// One stream first: a wrong token or device is said now, not at the
-	// first connection.
-	if err := probe(ctx, c, device, maps[0].Remote); err != nil {
+	// first connection. A device offline may come back: forward anyway.
+	if err := probe(ctx, c, device, maps[0].Remote); client.Temporary(err) {
+		fmt.Fprintf(e.stderr, "remote: %s; forwarding anyway: connections wait up to 30s for it\n", explain(err))
+	} else if err != nil {
 		return err
 	}
 	lns, err := client.Listen(*bind, maps)
