@@ -110,6 +110,9 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 		}
 		got, err = c.Login(ctx, e.user, password, strings.TrimSpace(code), tokenName)
 	}
+	if errors.Is(err, client.ErrBadCredentials) {
+		return explained{fmt.Errorf("%w; check them, or ask an admin whether the account is locked", err)}
+	}
 	if err != nil {
 		return err
 	}

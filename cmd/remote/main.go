@@ -103,10 +103,17 @@ func usageError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
 }
 
+// explained is an error whose text already says what to do.
+type explained struct{ error }
+
+func (e explained) Unwrap() error { return e.error }
+
 // explain adds to err what the user can do about it, in the same line.
 func explain(err error) string {
 	msg := err.Error()
+	var done explained
 	switch {
+	case errors.As(err, &done):
 	case errors.Is(err, client.ErrFingerprintChanged), errors.Is(err, client.ErrUnknownCertificate):
 		// The error says it all.
 	case errors.Is(err, client.ErrBadCredentials):
