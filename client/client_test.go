@@ -77,6 +77,9 @@ func TestProxyCommandQuotesThePath(t *testing.T) {
 			t.Errorf("ProxyCommand(%q) = %q, want %q", exe, got, want)
 		}
 	}
+	if got := ProxyCommand("/r", 0); got != "/r connect %h %p" {
+		t.Errorf("ProxyCommand without a port = %q, want ssh's %%p", got)
+	}
 }
 
 func TestKnownReflectorsReplaceTheLineOfAnAddress(t *testing.T) {

@@ -89,7 +89,7 @@ type FingerprintError struct {
 func (e *FingerprintError) Error() string {
 	if e.Known == "" {
 		return fmt.Sprintf("the certificate of %s is signed by no known authority; its fingerprint is %s: "+
-			"run `remote login` to trust it, or pass --fingerprint %s (or --ca-file)", e.Addr, e.Got, e.Got)
+			"run 'remote login' to trust it, or pass --fingerprint %s (or --ca-file)", e.Addr, e.Got, e.Got)
 	}
 	return fmt.Sprintf("REFUSED: the certificate of %s has CHANGED: it was %s and is now %s. "+
 		"Someone may be intercepting the connection. If the reflector's certificate was replaced on purpose, "+

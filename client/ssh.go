@@ -7,11 +7,16 @@ import (
 )
 
 // ProxyCommand is the ssh ProxyCommand that runs exe's connect to port of
-// whatever host ssh is asked for (%h), quoted for the shell ssh runs it
-// with: sh on Unix, none on Windows (where OpenSSH starts it directly).
-// A '%' in exe is doubled, since ssh expands % tokens in the line.
+// whatever host ssh is asked for (%h); port 0 is ssh's own (%p: its -p,
+// its configuration, else 22). exe is quoted for the shell ssh runs the
+// line with: sh on Unix, none on Windows (where OpenSSH starts it
+// directly). A '%' in exe is doubled, since ssh expands % tokens.
 func ProxyCommand(exe string, port int) string {
-	return quoteArg(strings.ReplaceAll(exe, "%", "%%")) + " connect %h " + strconv.Itoa(port)
+	p := "%p"
+	if port != 0 {
+		p = strconv.Itoa(port)
+	}
+	return quoteArg(strings.ReplaceAll(exe, "%", "%%")) + " connect %h " + p
 }
 
 // quoteArg quotes s as one word for ssh's ProxyCommand.

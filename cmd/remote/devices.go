@@ -17,7 +17,7 @@ func cmdDevices(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("devices")
 	online := fs.Bool("online", false, "only the devices online")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if rest, err := parseInterspersed(fs, args); err != nil {
+	if rest, err := e.parseInterspersed(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usageError("want remote devices [--online] [--json]")

@@ -20,7 +20,7 @@ func cmdLogin(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("login")
 	name := fs.String("name", "", "the token's name (default remote@HOSTNAME)")
 	totp := fs.String("totp", "", "the TOTP code (asked when needed)")
-	rest, err := parseInterspersed(fs, args)
+	rest, err := e.parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func defaultTokenName() string {
 // cmdLogout revokes the login's token and forgets it.
 func cmdLogout(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("logout")
-	if rest, err := parseInterspersed(fs, args); err != nil {
+	if rest, err := e.parseInterspersed(fs, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usageError("want remote logout [-R URL]")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/reflector-dev/reflector/client"
@@ -29,7 +30,9 @@ const usage = `remote reaches devices through a Reflector.
   remote connect DEVICE PORT              bridge stdin/stdout to a device port (ssh ProxyCommand)
   remote ssh [-l USER] [--port N] [USER@]DEVICE [ssh args…]
   remote scp [--port N] [scp args…]       e.g. remote scp pi@pump-17:file .
-  remote sftp [--port N] [USER@]DEVICE [sftp args…]
+  remote sftp [-l USER] [--port N] [USER@]DEVICE [sftp args…]
+                                          ssh, scp and sftp through the reflector;
+                                          remote's options first, the tool's after
   remote vnc DEVICE [--port N]            forward the VNC port and start vncviewer
 
 Options of every command:
@@ -84,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "remote %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "remote %s: %v\n", name, strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
 		return 2
 	}
 	fmt.Fprintf(stderr, "remote: %s\n", explain(err))
@@ -117,7 +120,7 @@ func explain(err error) string {
 	case errors.Is(err, client.ErrFingerprintChanged), errors.Is(err, client.ErrUnknownCertificate):
 		// The error says it all.
 	case errors.Is(err, client.ErrBadCredentials):
-		msg += ": the token is wrong, expired or revoked; run `remote login` again"
+		msg += ": the token is wrong, expired or revoked; run 'remote login' again"
 	case errors.Is(err, client.ErrNotLoggedIn):
 	case errors.Is(err, client.ErrUnknownDevice):
 		msg += ": no such device, or not one of yours (remote devices lists them)"
@@ -152,22 +155,36 @@ func (e *env) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.caFile, "ca-file", "", "PEM file of the certificate authorities to trust")
 }
 
-// newFlags is a flag set for command name whose errors go to stderr.
+// newFlags is a flag set for command name. It prints nothing itself:
+// run says what was wrong in one line (parseFlags), and -h prints usage.
 func (e *env) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("remote "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	fs.SetOutput(io.Discard)
 	e.commonFlags(fs)
 	return fs
+}
+
+// parseFlags is fs.Parse with its errors as usage errors; -h prints the
+// usage and is flag.ErrHelp.
+func (e *env) parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(e.stdout, usage)
+		return err
+	}
+	return usageError("%v (remote help lists the options)", err)
 }
 
 // parseInterspersed parses flags anywhere among args (remote devices
 // --online, remote forward pump-17 8022:22 --bind 0.0.0.0) and returns the
 // other arguments. "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+func (e *env) parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var rest []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := e.parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		left := fs.Args()
@@ -223,7 +240,7 @@ func (e *env) resolve() error {
 		}
 	}
 	if e.url == "" {
-		return fmt.Errorf("%w: no reflector: run `remote login https://reflector.example.com:8443`, or pass -R URL", client.ErrNotLoggedIn)
+		return fmt.Errorf("%w: no reflector: run 'remote login https://reflector.example.com:8443', or pass -R URL", client.ErrNotLoggedIn)
 	}
 	if e.token == "" {
 		// macchina.io's tools take a password as the proxy password;
@@ -232,7 +249,7 @@ func (e *env) resolve() error {
 			e.token = pw
 			return nil
 		}
-		return fmt.Errorf("%w to %s: run `remote login %s`, or set REMOTE_TOKEN", client.ErrNotLoggedIn, e.url, e.url)
+		return fmt.Errorf("%w to %s: run 'remote login %s', or set REMOTE_TOKEN", client.ErrNotLoggedIn, e.url, e.url)
 	}
 	return nil
 }

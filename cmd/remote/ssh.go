@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,16 +60,18 @@ func splitOurs(args []string, login bool) (ours, rest []string) {
 // the reflector and credentials of this command through REMOTE_*
 // variables, so -R, -t and the rest given here hold there too.
 func runTool(ctx context.Context, e *env, tool string, args []string, login bool) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(e.stdout, usage)
+		return nil
+	}
 	ours, rest := splitOurs(args, login)
-	fs := flag.NewFlagSet("remote "+tool, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	e.commonFlags(fs)
-	port := fs.Int("port", 22, "the device's SSH port")
+	fs := e.newFlags(tool)
+	port := fs.Int("port", 0, "the device's SSH port (default: ssh's own, -p or 22)")
 	user := ""
 	if login {
 		fs.StringVar(&user, "l", "", "the login name on the device")
 	}
-	if err := fs.Parse(ours); err != nil {
+	if err := e.parseFlags(fs, ours); err != nil {
 		return err
 	}
 	if len(rest) == 0 {

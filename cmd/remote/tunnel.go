@@ -18,7 +18,7 @@ import (
 func cmdForward(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("forward")
 	bind := fs.String("bind", "127.0.0.1", "the local address to listen on")
-	rest, err := parseInterspersed(fs, args)
+	rest, err := e.parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func stderrLogger(e *env) *slog.Logger {
 // works too (macchina.io's remote-connect form).
 func cmdConnect(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("connect")
-	rest, err := parseInterspersed(fs, args)
+	rest, err := e.parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func cmdVNC(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlags("vnc")
 	port := fs.Int("port", 0, "the device's VNC port (default: its vncPort property, else 5900)")
 	viewer := fs.String("viewer", "vncviewer", "the VNC viewer to start")
-	rest, err := parseInterspersed(fs, args)
+	rest, err := e.parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
