@@ -3,10 +3,15 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
 )
 
 // TestRemoteCLILoginTrustsOnFirstUseAndRefusesAChange logs in to a
@@ -99,5 +104,40 @@ func TestRemoteCLILoginTrustsOnFirstUseAndRefusesAChange(t *testing.T) {
 			strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Fatalf("remote %s against a changed certificate: exit %d\n%s", args[0], code, errOut)
 		}
+	}
+}
+
+// TestRemoteCLILoginAsksATOTPUserForTheCode logs in as a user with TOTP:
+// remote asks for the one-time password after the password, and the token
+// it keeps works; a wrong code is refused.
+func TestRemoteCLILoginAsksATOTPUserForTheCode(t *testing.T) {
+	d := deploy(t, "22")
+	out, err := reflectorCmd(t, "", "user", "totp", "enable", "alice", "--begin", "--data", d.data)
+	raw := regexp.MustCompile(`otpauth://totp/\S+`).FindString(out)
+	u, uerr := url.Parse(raw)
+	if err != nil || raw == "" || uerr != nil {
+		t.Fatalf("totp enable --begin: %v\n%s", err, out)
+	}
+	secret := u.Query().Get("secret")
+	now := time.Now()
+	code, _ := totp.GenerateCode(secret, now)
+	if out, err := reflectorCmd(t, "", "user", "totp", "enable", "alice", "--code", code, "--data", d.data); err != nil {
+		t.Fatalf("totp enable: %v\n%s", err, out)
+	}
+	env := remoteEnv(t, "REMOTE_FINGERPRINT="+d.fingerprint(t))
+
+	_, errOut, exit := runRemote(t, env, "alice\nalice-pass\n000000\n", "login", d.url())
+	if exit != 1 || !strings.Contains(errOut, "One-time password") || !strings.Contains(errOut, "refused the credentials") {
+		t.Fatalf("login with a wrong code: exit %d\n%s", exit, errOut)
+	}
+	// Codes are single use and the reflector accepts one step of skew:
+	// the next step's code is fresh.
+	next, _ := totp.GenerateCode(secret, now.Add(30*time.Second))
+	out, errOut, exit = runRemote(t, env, "alice\nalice-pass\n"+next+"\n", "login", d.url())
+	if exit != 0 || !strings.Contains(errOut, "One-time password") {
+		t.Fatalf("login with TOTP: exit %d\n%s%s", exit, out, errOut)
+	}
+	if out, errOut, exit = runRemote(t, env, "", "devices"); exit != 0 || !strings.Contains(out, "pump-17") {
+		t.Fatalf("devices with the TOTP login's token: exit %d\n%s%s", exit, out, errOut)
 	}
 }
