@@ -5,7 +5,8 @@
 #
 # Starts a real `reflector serve` and a real reflector-agent for device
 # pump-17, whose port is a web server (python3 -m http.server) holding a
-# 256 MiB file and a 2-byte one, then, ROUNDS times (default 11) each:
+# 256 MiB file and a 2-byte one, then, ROUNDS times (default 11) each, with
+# "direct" (curl to the web server itself) as the loopback reference:
 #   throughput: GET of the 256 MiB file with curl through the reflector as
 #               its proxy (CONNECT, -p) and with curl through
 #               `remote forward` (a local port);
@@ -64,10 +65,13 @@ proxy=(-s -o /dev/null -p -x "https://localhost:$port" --proxy-cacert "$data/tls
 now() { date +%s%N; }
 : >"$work/tp" ; : >"$work/lat"
 for i in $(seq "$rounds"); do
-  # Throughput, MiB/s (size_download / time_total).
+  # Throughput, bytes/s (size_download / time_total); direct is the same
+  # GET without the reflector, the loopback ceiling.
+  curl -s -o /dev/null -w 'direct %{speed_download}\n' "http://127.0.0.1:$web/big" >>"$work/tp"
   curl "${proxy[@]}" -w 'curl-connect %{speed_download}\n' "http://pump-17.localhost:$web/big" >>"$work/tp"
   curl -s -o /dev/null -w 'remote-forward %{speed_download}\n' "http://$local_addr/big" >>"$work/tp"
-  # Latency of one new connection and a small request, ms.
+  # Latency of one new connection and a small request, s.
+  curl -s -o /dev/null -w 'direct %{time_total}\n' "http://127.0.0.1:$web/small" >>"$work/lat"
   curl "${proxy[@]}" -w 'curl-connect %{time_total}\n' "http://pump-17.localhost:$web/small" >>"$work/lat"
   curl -s -o /dev/null -w 'remote-forward %{time_total}\n' "http://$local_addr/small" >>"$work/lat"
   t0=$(now)
@@ -83,6 +87,6 @@ median() { # file label scale unit
     '{ v[NR] = $1 } END { m = v[int((NR + 1) / 2)]; printf "%-16s median %8.1f %s  (min %.1f, max %.1f, n=%d)\n", l, m * s, u, v[1] * s, v[NR] * s, NR }'
 }
 echo "throughput, 256 MiB GET, $rounds rounds interleaved:"
-for l in curl-connect remote-forward; do median "$work/tp" "$l" "$(echo '1/1048576' | awk '{print 1/1048576}')" MiB/s; done
+for l in direct curl-connect remote-forward; do median "$work/tp" "$l" 9.5367431640625e-07 MiB/s; done
 echo "one new connection + a 2-byte GET, $rounds rounds interleaved:"
-for l in curl-connect remote-forward remote-connect remote-help; do median "$work/lat" "$l" 1000 ms; done
+for l in direct curl-connect remote-forward remote-connect remote-help; do median "$work/lat" "$l" 1000 ms; done
