@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,7 +170,9 @@ func (c *Client) Login(ctx context.Context, user, password, totp, name string) (
 	tokenName := name
 	for attempt := range 3 {
 		if attempt > 0 {
-			tokenName = fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%100000)
+			var b [3]byte
+			rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+			tokenName = name + "-" + hex.EncodeToString(b[:])
 		}
 		err = bootstrap.do(ctx, http.MethodPost, apiPrefix+"/tokens", map[string]string{"name": tokenName}, &made)
 		var se *StatusError

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -42,7 +43,8 @@ func TestRemoteCLIConnectAsOpenSSHProxyCommand(t *testing.T) {
 // TestRemoteCLISSHPassesTheExitCode runs `remote ssh`: the remote command's
 // exit code is remote's, the -l login and ssh's options after the device
 // pass through. `remote scp` copies a file up and back down (the
-// pi@pump-17:file form). Without ssh on the PATH, remote says so.
+// pi@pump-17:file form), and so does `remote sftp` in batch mode. Without
+// ssh on the PATH, remote says so.
 func TestRemoteCLISSHPassesTheExitCode(t *testing.T) {
 	requireCommand(t, "ssh", "openssh-client")
 	requireCommand(t, "scp", "openssh-client")
@@ -78,6 +80,21 @@ func TestRemoteCLISSHPassesTheExitCode(t *testing.T) {
 		t.Fatalf("scp round trip: %q %v", b, err)
 	}
 
+	// sftp, a put and a get in batch mode.
+	if _, err := os.Stat(sftpServer); err != nil {
+		skipUnlessCI(t, "%s missing (Debian: apt-get install --no-install-recommends openssh-sftp-server): %v", sftpServer, err)
+	}
+	requireCommand(t, "sftp", "openssh-client")
+	sftpBack := filepath.Join(dir, "sftp-back.txt")
+	batch := fmt.Sprintf("put %s %s\nget %s %s\n", local, filepath.Join(dir, "sftp-up.txt"), filepath.Join(dir, "sftp-up.txt"), sftpBack)
+	all := append(append([]string{"sftp", "--port", p, "-l", "pi", "-b", "-"}, sshOpts...), "pump-17")
+	if out, errOut, code := runRemote(t, env, batch, all...); code != 0 {
+		t.Fatalf("remote %s: exit %d\n%s%s", strings.Join(all, " "), code, out, errOut)
+	}
+	if b, err := os.ReadFile(sftpBack); err != nil || string(b) != "file through remote scp\n" {
+		t.Fatalf("sftp round trip: %q %v", b, err)
+	}
+
 	// No ssh on the PATH.
 	noSSH := append(env, "PATH="+t.TempDir())
 	_, errOut, code := runRemote(t, noSSH, "", "ssh", "pump-17")
@@ -88,7 +105,8 @@ func TestRemoteCLISSHPassesTheExitCode(t *testing.T) {
 
 // sshExitServer is an SSH server on 127.0.0.1 that lets anybody in and
 // answers an exec request with "user U ran: <command>"; "exit N" ends
-// with status N, and `scp -t`/`scp -f` run scp's far side (runSCP).
+// with status N, and `scp -t`/`scp -f` run scp's far side (runSCP). The
+// sftp subsystem is OpenSSH's sftp-server (runSFTPServer).
 func sshExitServer(t testing.TB) uint16 {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -118,6 +136,18 @@ func sshExitServer(t testing.TB) uint16 {
 			go func() {
 				defer ch.Close()
 				for req := range chReqs {
+					if req.Type == "subsystem" {
+						var sub struct{ Name string }
+						if ssh.Unmarshal(req.Payload, &sub) != nil || sub.Name != "sftp" {
+							req.Reply(false, nil)
+							continue
+						}
+						req.Reply(true, nil)
+						go ssh.DiscardRequests(chReqs)
+						status := runSFTPServer(ch)
+						ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
+						return
+					}
 					if req.Type != "exec" {
 						req.Reply(false, nil)
 						continue
@@ -150,4 +180,25 @@ func sshExitServer(t testing.TB) uint16 {
 			}()
 		}
 	})
+}
+
+// sftpServer is OpenSSH's sftp-server, which the sftp subsystem of
+// sshExitServer runs (Debian: openssh-sftp-server, which openssh-server
+// depends on).
+const sftpServer = "/usr/lib/openssh/sftp-server"
+
+// runSFTPServer runs sftpServer on the channel and returns its exit
+// status (255 when it cannot run).
+func runSFTPServer(ch ssh.Channel) uint32 {
+	cmd := exec.Command(sftpServer)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit) && exit.ExitCode() >= 0:
+		return uint32(exit.ExitCode())
+	}
+	return 255
 }

@@ -91,7 +91,8 @@ func runTool(ctx context.Context, e *env, tool string, args []string, login bool
 	}
 	toolArgs := []string{"-o", "ProxyCommand=" + client.ProxyCommand(exe, *port)}
 	if user != "" {
-		toolArgs = append(toolArgs, "-l", user)
+		// -o User, not -l: sftp has no -l.
+		toolArgs = append(toolArgs, "-o", "User="+user)
 	}
 	toolArgs = append(toolArgs, rest...)
 	cmd := exec.Command(path, toolArgs...)
