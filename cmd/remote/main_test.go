@@ -46,3 +46,35 @@ func TestSplitOursLeavesTheToolsOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongCommandLinesExit2 checks the exit codes and the one-line
+// answers to command lines remote cannot run, before anything is dialled.
+func TestWrongCommandLinesExit2(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("REMOTE_URL", "")
+	t.Setenv("REMOTE_TOKEN", "")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "remote reaches devices"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"devices", "--bogus"}, 2, "remote devices: flag provided but not defined: -bogus"},
+		{[]string{"forward", "pump-17"}, 2, "want remote forward DEVICE LOCAL:REMOTE"},
+		{[]string{"forward", "pump-17", "22:x"}, 2, `port mapping "22:x"`},
+		{[]string{"connect", "pump-17"}, 2, "want remote connect DEVICE PORT"},
+		{[]string{"connect", "pump-17", "22"}, 1, "remote: not logged in: no reflector"},
+		{[]string{"logout"}, 1, "remote: not logged in to any reflector"},
+		{[]string{"help"}, 0, ""},
+	} {
+		var out, errOut strings.Builder
+		code := run(t.Context(), tc.args, strings.NewReader(""), &out, &errOut)
+		// Without a command, or with an unknown one, the usage follows;
+		// every other answer is one line.
+		usage := len(tc.args) == 0 || tc.args[0] == "frobnicate"
+		if code != tc.code || !strings.Contains(errOut.String(), tc.want) || !usage && strings.Count(errOut.String(), "\n") > 1 {
+			t.Errorf("remote %q: exit %d (want %d)\n%s", tc.args, code, tc.code, errOut.String())
+		}
+	}
+}
