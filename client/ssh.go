@@ -8,9 +8,10 @@ import (
 
 // ProxyCommand is the ssh ProxyCommand that runs exe's connect to port of
 // whatever host ssh is asked for (%h); port 0 is ssh's own (%p: its -p,
-// its configuration, else 22). exe is quoted for the shell ssh runs the
-// line with: sh on Unix, none on Windows (where OpenSSH starts it
-// directly). A '%' in exe is doubled, since ssh expands % tokens.
+// its configuration, else 22). exe is quoted as one word: for sh, which
+// OpenSSH runs the line with on Unix; in double quotes on Windows, which
+// Win32-OpenSSH and cmd.exe both read as one word. A '%' in exe is
+// doubled, since ssh expands % tokens.
 func ProxyCommand(exe string, port int) string {
 	p := "%p"
 	if port != 0 {
@@ -19,7 +20,8 @@ func ProxyCommand(exe string, port int) string {
 	return quoteArg(strings.ReplaceAll(exe, "%", "%%")) + " connect %h " + p
 }
 
-// quoteArg quotes s as one word for ssh's ProxyCommand.
+// quoteArg quotes s as one word for ssh's ProxyCommand; a word of only
+// safe characters stays as it is.
 func quoteArg(s string) string {
 	if runtime.GOOS == "windows" {
 		return `"` + s + `"`

@@ -124,7 +124,8 @@ func runRemote(t testing.TB, env []string, stdin string, args ...string) (stdout
 // forward` with two port mappings and sends 64 MiB through each at once;
 // each comes back from the device's echo service intact. Then the device's
 // tunnel drops: a connection made while it is down waits for the new
-// tunnel and works. SIGTERM ends the forward cleanly.
+// tunnel and works. SIGTERM ends the forward cleanly. remote vnc without a
+// viewer forwards the port it is given and prints where.
 func TestRemoteCLIForwardMovesDataBothWaysThroughTwoPorts(t *testing.T) {
 	echo1, echo2 := echoServer(t), echoServer(t)
 	d := deploy(t, fmt.Sprintf("%d,%d", echo1, echo2))
@@ -172,6 +173,13 @@ func TestRemoteCLIForwardMovesDataBothWaysThroughTwoPorts(t *testing.T) {
 	fwd.stop()
 	if fwd.cmd.ProcessState.ExitCode() != 0 {
 		t.Fatalf("forward exited %d after SIGTERM:\n%s", fwd.cmd.ProcessState.ExitCode(), fwd.output())
+	}
+
+	// remote vnc without a viewer forwards the port and says where.
+	vnc := startRemoteEnv(t, env, "vnc", "pump-17", "--port", fmt.Sprint(echo2), "--viewer", "no-such-vncviewer")
+	m := vnc.waitOutput(`VNC \(port \d+\) is at (127\.0\.0\.1:\d+); no no-such-vncviewer found`)
+	if err := echoRoundTrip(m[1], 1<<20); err != nil {
+		t.Fatalf("through remote vnc's port: %v", err)
 	}
 }
 
