@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,37 @@ func TestRemoteCLIReachesTheReflectorThroughHTTPSProxy(t *testing.T) {
 	_, errOut, code = runRemote(t, bad, "", "connect", "pump-17", fmt.Sprint(echo))
 	if code != 1 || !strings.Contains(errOut, "refused CONNECT") || !strings.Contains(errOut, "407") {
 		t.Fatalf("wrong proxy credentials: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestRemoteCLITakesFlagsAndMacchinaHabits reaches the device's echo port
+// with the credentials in each form remote takes: flags (-R, -u, -t,
+// --ca-file, --fingerprint), macchina.io's REMOTE_USERNAME and
+// REMOTE_PASSWORD (a password as the proxy password), a token without a
+// user (Bearer), and the device as user@device, device.<domain> and
+// device:port.
+func TestRemoteCLITakesFlagsAndMacchinaHabits(t *testing.T) {
+	echo := fmt.Sprint(echoServer(t))
+	d := deploy(t, echo)
+	ca := filepath.Join(d.data, "tls-cert.pem")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flags", remoteEnv(t), []string{"connect", "-R", d.url(), "-u", "alice", "-t", d.token, "--ca-file", ca, "pump-17", echo}},
+		{"flags after", remoteEnv(t), []string{"connect", "pump-17", echo, "--url", d.url(), "--token", d.token, "--fingerprint", d.fingerprint(t)}},
+		{"macchina variables", remoteEnv(t, "REMOTE_URL="+d.url(), "REMOTE_USERNAME=alice", "REMOTE_PASSWORD=alice-pass", "REMOTE_CA_FILE="+ca),
+			[]string{"connect", "pump-17", echo}},
+		{"bearer", remoteEnv(t, "REMOTE_URL="+d.url(), "REMOTE_TOKEN="+d.token, "REMOTE_CA_FILE="+ca), []string{"connect", "pump-17", echo}},
+		{"user@device", d.tokenEnv(t), []string{"connect", "pi@pump-17", echo}},
+		{"device.domain:port", d.tokenEnv(t), []string{"connect", "pump-17.localhost:" + echo}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runRemote(t, tc.env, "ping", tc.args...)
+			if code != 0 || out != "ping" {
+				t.Fatalf("remote %s: exit %d %q\n%s", strings.Join(tc.args, " "), code, out, errOut)
+			}
+		})
 	}
 }
