@@ -17,8 +17,9 @@ import (
 // TestRemoteCLILoginTrustsOnFirstUseAndRefusesAChange logs in to a
 // self-signed reflector: the fingerprint is shown and kept only once the
 // user agrees, the token lands in a 0600 credentials file and works for
-// devices and connect; logout revokes it; and a reflector on the same
-// address with another certificate is refused loudly.
+// devices and connect; logout revokes it; logging in again replaces the
+// host's token; and a reflector on the same address with another
+// certificate is refused loudly.
 func TestRemoteCLILoginTrustsOnFirstUseAndRefusesAChange(t *testing.T) {
 	echo := echoServer(t)
 	d := deploy(t, fmt.Sprint(echo))
@@ -93,8 +94,14 @@ func TestRemoteCLILoginTrustsOnFirstUseAndRefusesAChange(t *testing.T) {
 
 	// Logged in again (the certificate is known: no question), then the
 	// reflector's address answers with another certificate.
-	if out, errOut, code = runRemote(t, env, "alice\nalice-pass\n", "login", d.url()); code != 0 {
-		t.Fatalf("login again: exit %d\n%s%s", code, out, errOut)
+	for range 2 {
+		if out, errOut, code = runRemote(t, env, "alice\nalice-pass\n", "login", d.url()); code != 0 {
+			t.Fatalf("login again: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+	// The second login here revoked the first one's token.
+	if out, _ := reflectorCmd(t, "", "token", "list", "--user", "alice", "--data", d.data); strings.Count(out, "remote@") != 1 {
+		t.Fatalf("tokens after logging in twice (want one of this host's):\n%s", out)
 	}
 	d.srv.stop()
 	_, fp2 := serveProc(t, t.TempDir(), d.port)

@@ -38,12 +38,16 @@ func cmdForward(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// One stream first: a wrong token or device is said now, not at the
-	// first connection. A device offline may come back: forward anyway.
-	if err := probe(ctx, c, device, maps[0].Remote); client.Temporary(err) {
-		fmt.Fprintf(e.stderr, "remote: %s; forwarding anyway: connections wait up to 30s for it\n", explain(err))
-	} else if err != nil {
-		return err
+	// A stream to each port first: a wrong token, device or port is said
+	// now, not at the first connection. A device offline may come back:
+	// forward anyway.
+	for _, m := range maps {
+		if err := probe(ctx, c, device, m.Remote); client.Temporary(err) {
+			fmt.Fprintf(e.stderr, "remote: %s; forwarding anyway: connections wait up to 30s for it\n", explain(err))
+			break
+		} else if err != nil {
+			return err
+		}
 	}
 	lns, err := client.Listen(*bind, maps)
 	if err != nil {
