@@ -9,6 +9,7 @@ var deviceTexts = map[string]string{
 	"device.vncComing":             "VNC in the browser: coming (issue 19).",
 	"device.ssh":                   "SSH",
 	"device.port":                  "Port",
+	"device.ssh.remote":            "remote ssh (Reflector's client, after remote login)",
 	"device.ssh.proxyCommand":      "OpenSSH with remote-connect as its ProxyCommand",
 	"device.ssh.remoteSSH":         "remote-ssh (macchina.io client tools)",
 	"device.forward":               "Forward a port",

@@ -232,6 +232,10 @@ func (w *Web) services(r *http.Request, v *visit, d ops.Device) services {
 		if s.SSHPort != 22 {
 			port = fmt.Sprintf(" -p %d", s.SSHPort)
 		}
+		// Our own client first (issue 20): it takes the token from its
+		// login, so the line needs no TOKEN.
+		s.SSH = append(s.SSH, commandLine{ID: "ssh-remote", Label: "device.ssh.remote",
+			Text: fmt.Sprintf("remote ssh -R %s%s -l USER %s", admin, strings.Replace(port, "-p", "--port", 1), d.ID)})
 		s.SSH = append(s.SSH, commandLine{ID: "ssh-proxycommand", Label: "device.ssh.proxyCommand",
 			Text: fmt.Sprintf(`ssh -o ProxyCommand="remote-connect -t TOKEN -R %s %%h:%%p"%s USER@%s`, admin, port, deviceHost)})
 		if s.SSHPort == 22 {

@@ -29,6 +29,7 @@ func TestDeviceServices(t *testing.T) {
 		all += l.Text + "\n"
 	}
 	for _, want := range []string{
+		`remote ssh -R https://example.com:8443 --port 2222 -l USER pump-17`,
 		`ssh -o ProxyCommand="remote-connect -t TOKEN -R https://example.com:8443 %h:%p" -p 2222 USER@pump-17.example.com`,
 		`curl -x https://example.com:8443 --proxy-user alice:TOKEN http://pump-17.example.com:8000/`,
 		`remote-client -t TOKEN -R 2222 -L 2222 https://pump-17.example.com:8443`,
@@ -44,7 +45,7 @@ func TestDeviceServices(t *testing.T) {
 	// Offline, the record's ports are all there is.
 	offline := ops.Device{Device: store.Device{ID: "pump-18", Ports: []uint16{22, 443}, HTTPTLS: true}}
 	s = w.services(r, v, offline)
-	if s.SSHPort != 22 || s.HTTPPort != 443 || len(s.SSH) != 2 {
+	if s.SSHPort != 22 || s.HTTPPort != 443 || len(s.SSH) != 3 || s.SSH[0].Text != "remote ssh -R https://example.com:8443 -l USER pump-18" {
 		t.Fatalf("offline services %+v", s)
 	}
 	if !strings.Contains(s.Forward[0].Text, "https://pump-18.example.com:443/") {
