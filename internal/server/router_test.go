@@ -72,6 +72,8 @@ func TestRouterDecidesByFormHostPathAndHeaders(t *testing.T) {
 		{"device host: a WebSocket of the device's own", "GET", "pump-17.devices.example.com", "/ws", "chat", routeDevice, "pump-17"},
 		{"noVNC's bridge, macchina.io's path", "GET", "pump-17.devices.example.com", "/my-devices/websockify?port=5900", "binary", routeWebsockify, "pump-17"},
 		{"noVNC's bridge, our path", "GET", "pump-17.devices.example.com:8443", "/.reflector/websockify", "", routeWebsockify, "pump-17"},
+		{"noVNC's bridge as noVNC's app resolves its default path", "GET", "pump-17.devices.example.com", "/.reflector/novnc/websockify", "binary", routeWebsockify, "pump-17"},
+		{"noVNC's bridge as noVNC's app resolves macchina.io's path", "GET", "pump-17.devices.example.com", "/.reflector/novnc/my-devices/websockify?port=5900", "binary", routeWebsockify, "pump-17"},
 		{"noVNC's app on a device host", "GET", "pump-17.devices.example.com:8443", "/.reflector/novnc/vnc.html?autoconnect=true", "", routeNoVNC, "pump-17"},
 		{"noVNC's app, the bare prefix", "GET", "pump-17.devices.example.com", "/.reflector/novnc", "", routeNoVNC, "pump-17"},
 		{"noVNC's app only on a device host", "GET", "devices.example.com", "/.reflector/novnc/vnc.html", "", routeAdmin, ""},
