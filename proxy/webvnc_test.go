@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,9 @@ func TestWebVNCBridgesListsAndAuditsAsWebVNC(t *testing.T) {
 		t.Errorf("Streams = %+v", s)
 	}
 	echoThrough(t, c, 100_000)
+	if !slices.ContainsFunc(f.p.ViaMetrics(), func(m ViaMetrics) bool { return m.Via == ViaWebVNC && m.Granted == 1 }) {
+		t.Errorf("ViaMetrics %+v lacks one web-vnc stream", f.p.ViaMetrics())
+	}
 	waitUntil(t, func() bool { return len(f.auditEvents()) == 1 })
 	ev := f.auditEvents()[0]
 	if ev.Kind != store.AuditStream || ev.User != "alice" || ev.Device != "pump-17" || ev.Port != echo ||
