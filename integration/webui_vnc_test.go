@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,8 +29,9 @@ import (
 )
 
 // The VNC viewer (issue 19) against a real VNC server: an X display of its
-// own (Xvfb) painted one colour (xsetroot), served by x11vnc twice, without
-// and with a password, behind a real agent. Debian's xvfb, x11vnc,
+// own (Xvfb) painted one colour (xsetroot), served by x11vnc without and
+// with a password behind a real agent, and by a third x11vnc for the
+// device's side of the clipboard. Debian's xvfb, x11vnc,
 // x11-xserver-utils and chromium, which .ci/run installs; without them the
 // test skips, except under CI=true.
 
@@ -216,9 +220,10 @@ func (u *webUI) vncState(want string, limit time.Duration) string {
 }
 
 // TestWebUIVNC opens a device's VNC server in the browser every way there
-// is, against one display with two x11vnc servers: the viewer from the
+// is, against one display with x11vnc servers on it: the viewer from the
 // device page's button (connected, the desktop's colour on its canvas,
-// listed and audited as web-vnc), the password asked for in the page,
+// listed and audited as web-vnc, the clipboard both ways), the password
+// asked for in the page,
 // noVNC's own app on the device host with macchina.io's path, a device
 // host's page trying the viewer's WebSocket (refused, nothing dialled), and
 // a user whose access is taken away mid-session (disconnected).
@@ -227,7 +232,11 @@ func TestWebUIVNC(t *testing.T) {
 	d := startDesktop(t)
 	open := d.vncServer(t, "")
 	locked := d.vncServer(t, vncPassword)
-	trap := listenCounting(t) // a device port the refused attempts aim at
+	// The device's side of the clipboard: a third x11vnc on the display,
+	// spoken to directly.
+	peer := dialRFB(t, d.vncServer(t, ""))
+	// A device port the refused attempts aim at.
+	trap := listenCounting(t)
 	// The device's own web UI: a page the reflector does not control, as an
 	// attacker's would be.
 	web := webServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -255,6 +264,22 @@ func TestWebUIVNC(t *testing.T) {
 		t.Errorf("streams %+v (%v), want alice's one web-vnc stream to port %d", streams, err, open)
 	}
 	u.b.click(5*time.Second, "#vnc-cad") // keys to the device; nothing to see on a bare display
+
+	// The clipboard both ways, through the display's selection: what the
+	// peer puts there shows in the page, what the page sends reaches the
+	// peer.
+	run(u.b, "open the clipboard", chromedp.Evaluate[bool](`document.querySelector(".vnc-clipboard").open = true`))
+	peer.sendCutText(t, "copied on pump 17")
+	deadline := time.Now().Add(15 * time.Second)
+	for run(u.b, "read the clipboard", chromedp.Evaluate[string](`document.getElementById("vnc-clipboard-text").value`)) != "copied on pump 17" {
+		if time.Now().After(deadline) {
+			u.b.fatalf("the device's clipboard did not show in the page within 15 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	u.fill("#vnc-clipboard-text", "pasted from the browser")
+	u.b.click(5*time.Second, "#vnc-clipboard-send")
+	peer.waitCutText(t, "pasted from the browser")
 	u.shot("vnc-viewer")
 
 	// Another port of the device's, with a password: the page asks for it,
@@ -287,7 +312,7 @@ func TestWebUIVNC(t *testing.T) {
 	deviceOrigin := "https://pump-17.localhost:" + u.port
 	novnc := deviceOrigin + "/.reflector/novnc/vnc.html?path=" + "my-devices/websockify%3Fport%3D" + strconv.Itoa(int(open)) + "&autoconnect=true"
 	u.b.step(30*time.Second, "open noVNC's app on the device host", chromedp.Navigate(novnc))
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for !run(u.b, "read noVNC's state", chromedp.Evaluate[bool](`document.documentElement.classList.contains("noVNC_connected")`)) {
 		if time.Now().After(deadline) {
 			u.b.fatalf("noVNC's app did not connect within 20 s")
@@ -384,4 +409,99 @@ func (u *webUI) vncSocketStatus(url, origin string) int {
 		u.t.Fatalf("dial %s: %v", url, err)
 	}
 	return resp.StatusCode
+}
+
+// rfbPeer is a small VNC client on the device's side of the clipboard test:
+// it speaks to an x11vnc on the same display directly (RFB 3.8, no
+// password, no pictures asked for), so that what one x11vnc puts on the
+// display's clipboard the other hands to its clients.
+type rfbPeer struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRFB(t *testing.T, port uint16) *rfbPeer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p := &rfbPeer{c: c, br: bufio.NewReader(c)}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	fail := func(step string, err error) {
+		t.Helper()
+		t.Fatalf("RFB peer: %s: %v", step, err)
+	}
+	version := make([]byte, 12)
+	if _, err := io.ReadFull(p.br, version); err != nil {
+		fail("version", err)
+	}
+	if _, err := c.Write([]byte("RFB 003.008\n")); err != nil {
+		fail("version", err)
+	}
+	n, err := p.br.ReadByte()
+	if err != nil || n == 0 {
+		fail("security types", fmt.Errorf("%d types: %v", n, err))
+	}
+	types := make([]byte, n)
+	if _, err := io.ReadFull(p.br, types); err != nil || !slices.Contains(types, 1) {
+		fail("security types", fmt.Errorf("%v without None: %v", types, err))
+	}
+	if _, err := c.Write([]byte{1, 1}); err != nil { // None, then ClientInit: shared
+		fail("security", err)
+	}
+	// SecurityResult (4), ServerInit: width, height (4), pixel format (16),
+	// name length (4) and name.
+	head := make([]byte, 4+4+16+4)
+	if _, err := io.ReadFull(p.br, head); err != nil || binary.BigEndian.Uint32(head) != 0 {
+		fail("security result and server init", fmt.Errorf("%x: %v", head, err))
+	}
+	if _, err := p.br.Discard(int(binary.BigEndian.Uint32(head[24:]))); err != nil {
+		fail("desktop name", err)
+	}
+	return p
+}
+
+// sendCutText puts text on the server's clipboard (ClientCutText).
+func (p *rfbPeer) sendCutText(t *testing.T, text string) {
+	t.Helper()
+	msg := binary.BigEndian.AppendUint32([]byte{6, 0, 0, 0}, uint32(len(text)))
+	if _, err := p.c.Write(append(msg, text...)); err != nil {
+		t.Fatalf("RFB peer: cut text: %v", err)
+	}
+}
+
+// waitCutText reads the server's messages until a ServerCutText of want.
+func (p *rfbPeer) waitCutText(t *testing.T, want string) {
+	t.Helper()
+	p.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	defer p.c.SetReadDeadline(time.Time{})
+	var got []string
+	for {
+		kind, err := p.br.ReadByte()
+		if err != nil {
+			t.Fatalf("RFB peer: waiting for the cut text %q (got %q): %v", want, got, err)
+		}
+		switch kind {
+		case 2: // Bell
+			continue
+		case 3: // ServerCutText: padding, length, text
+			head := make([]byte, 7)
+			if _, err := io.ReadFull(p.br, head); err != nil {
+				t.Fatalf("RFB peer: cut text: %v", err)
+			}
+			text := make([]byte, binary.BigEndian.Uint32(head[3:]))
+			if _, err := io.ReadFull(p.br, text); err != nil {
+				t.Fatalf("RFB peer: cut text: %v", err)
+			}
+			if string(text) == want {
+				return
+			}
+			got = append(got, string(text))
+		default:
+			t.Fatalf("RFB peer: unexpected message type %d", kind)
+		}
+	}
 }
