@@ -208,9 +208,13 @@ func (u *webUI) vncState(want string, limit time.Duration) string {
 	u.t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		state := run(u.b, "read the viewer's state", chromedp.Evaluate[string](`(document.getElementById("vnc-state") || {dataset: {}}).dataset.state || ""`))
+		st := run(u.b, "read the viewer's state", chromedp.Evaluate[[]string](`(() => {
+			const e = document.getElementById("vnc-state");
+			return e ? [e.dataset.state, e.textContent.trim()] : ["", ""];
+		})()`))
+		state := st[0]
 		if state == want {
-			return u.textOf("#vnc-state")
+			return st[1]
 		}
 		if time.Now().After(deadline) {
 			u.b.fatalf("the viewer is %q after %s, want %q", state, limit, want)
