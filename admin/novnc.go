@@ -55,7 +55,9 @@ func novncPolicy() (string, error) {
 
 // ServeNoVNC serves noVNC's app on the host of device: the user's device
 // session (or bearer token) first, through DeviceAuth, which sends a
-// browser without one through the hand-off and back, then the file.
+// browser without one through the hand-off (where access to the device is
+// checked) and back, then the file. The files are noVNC's own and public;
+// access is checked again on every connection, by the bridge.
 func (a *Admin) ServeNoVNC(w http.ResponseWriter, r *http.Request, device string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")

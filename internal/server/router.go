@@ -20,7 +20,7 @@ const (
 	routeAbsolute                // GET http://device/...: forwarded to the device's web server (proxy)
 	routeAgent                   // a WebTunnelAgent's upgrade, on any host and path (webtunnel)
 	routeClientTool              // a macchina.io client tool's upgrade on a device host (proxy)
-	routeWebsockify              // noVNC's WebSocket bridge on a device host, at /.reflector/websockify or /my-devices/websockify (proxy)
+	routeWebsockify              // noVNC's WebSocket bridge on a device host, at /.reflector/websockify or /my-devices/websockify, and below /.reflector/novnc/ for its app (proxy)
 	routeNoVNC                   // noVNC's app on a device host, under /.reflector/novnc/ (admin)
 	routeDevice                  // anything else on a device host: the device's web UI (proxy)
 	routeTunnel                  // our agent's upgrade at /tunnel/v1 (tunnel)
