@@ -339,8 +339,8 @@ func TestWebUIVNC(t *testing.T) {
 	// the reflector does not control) opens the admin host's viewer socket;
 	// the browser sends alice's admin session along. 403 before any stream.
 	u.b.step(20*time.Second, "open the device's web UI", chromedp.Navigate(deviceOrigin+"/"), chromedp.WaitVisible(chromedp.ID("pump")))
-	u.expectConsole("vnc/websocket")
 	attack := fmt.Sprintf("%s/devices/pump-17/vnc/websocket?port=%d", strings.Replace(u.base, "https://", "wss://", 1), trap.port())
+	u.expectConsole(attack + "' failed") // the browser reports the refusal
 	run(u.b, "open the viewer's socket from the device's page", chromedp.Evaluate[bool](`(() => {
 		window.__attack = "pending";
 		const ws = new WebSocket(`+jsString(attack)+`);
