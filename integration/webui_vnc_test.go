@@ -290,6 +290,7 @@ func TestWebUIVNC(t *testing.T) {
 	// and it goes to noVNC only.
 	u.open(fmt.Sprintf("/devices/pump-17/vnc?port=%d", locked))
 	u.b.step(20*time.Second, "wait for the password form", chromedp.WaitVisible(chromedp.ID("vnc-password")))
+	u.shot("vnc-password")
 	u.b.step(10*time.Second, "type the VNC password",
 		chromedp.SendKeys(chromedp.ID("vnc-password"), vncPassword),
 		chromedp.Click(chromedp.CSS(`#vnc-credentials button[type=submit]`)))
