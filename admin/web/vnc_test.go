@@ -112,6 +112,10 @@ func TestVNCSocketRefusesAPageOfADeviceHost(t *testing.T) {
 
 func TestVNCPage(t *testing.T) {
 	g := newVNCRig(t)
+	// The device page's button: the record allows 5900.
+	if code, body := g.do("ann", "GET", "/devices/pump-17", nil); code != http.StatusOK || !strings.Contains(body, `<a class="button" href="/devices/pump-17/vnc">`) {
+		t.Errorf("device page: %d, no button to the viewer", code)
+	}
 	code, body := g.do("ann", "GET", "/devices/pump-17/vnc", nil)
 	if code != http.StatusOK {
 		t.Fatalf("viewer: %d\n%s", code, body)
@@ -162,6 +166,9 @@ func TestVNCViewerNeedsItsHook(t *testing.T) {
 	g := newPeopleRig(t)
 	if _, err := g.st.AddDevice(store.Device{ID: "pump-17", Groups: []string{"plant-a"}, Ports: []uint16{5900}}); err != nil {
 		t.Fatal(err)
+	}
+	if _, body := g.do("ann", "GET", "/devices/pump-17", nil); strings.Contains(body, "/devices/pump-17/vnc") {
+		t.Error("the device page links a viewer that is not there")
 	}
 	for _, path := range []string{"/devices/pump-17/vnc", "/devices/pump-17/vnc/websocket", "/assets/novnc/core/rfb.js"} {
 		if code, _ := g.do("ann", "GET", path, nil); code != http.StatusNotFound {
