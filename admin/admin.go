@@ -113,6 +113,8 @@ type Admin struct {
 	pages map[string]*template.Template
 	csp   string // the pages' Content-Security-Policy
 
+	novncCSP string // noVNC's app's (novnc.go)
+
 	handoffTTL time.Duration
 	pendingTTL time.Duration
 	handoffs   *tickets[handoff]      // one-time codes for device callbacks
@@ -171,6 +173,9 @@ func New(cfg Config) (*Admin, error) {
 	}
 	a.base = "https://" + a.hostPort(cfg.Domain)
 	a.csp = pagePolicy(a.base)
+	if a.novncCSP, err = novncPolicy(); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	a.mux = a.routes()
 	return a, nil
 }

@@ -90,7 +90,10 @@ func (a *Admin) DeviceAuth(w http.ResponseWriter, r *http.Request, device string
 	case p == deviceLogoutPath:
 		a.serveDeviceLogout(w, r, device)
 		return store.Credential{}, false
-	case p == websockifyPath:
+	case p == websockifyPath, IsNoVNC(r):
+		// Served by the reflector after this authentication: noVNC's
+		// bridge (proxy.ServeWebsockify, also at paths below the app's, as
+		// the app resolves them) and its app (ServeNoVNC).
 	case strings.HasPrefix(p, reservedPrefix) || p == strings.TrimSuffix(reservedPrefix, "/"):
 		notFound(w, r)
 		return store.Credential{}, false

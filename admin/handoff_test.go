@@ -397,6 +397,10 @@ func TestReflectorPathsOnADeviceNeverReachIt(t *testing.T) {
 	if _, cred, ok := f.device(withCookie(request("GET", pump1, "/.reflector/websockify", nil), DeviceCookie, tok), "pump-1"); !ok || cred.User.Name == "" {
 		t.Error("GET /.reflector/websockify with a device session is not authenticated")
 	}
+	// So does noVNC's app (ServeNoVNC).
+	if _, cred, ok := f.device(withCookie(request("GET", pump1, "/.reflector/novnc/vnc.html", nil), DeviceCookie, tok), "pump-1"); !ok || cred.User.Name == "" {
+		t.Error("GET /.reflector/novnc/vnc.html with a device session is not authenticated")
+	}
 }
 
 // A hand-off link made in one browser (say, by a user who then mails it to

@@ -40,10 +40,20 @@ var websockifyUpgrader = websocket.Upgrader{
 	CheckOrigin: func(*http.Request) bool { return true },
 }
 
+// noVNCAppDir is where the reflector serves noVNC's own app on a device
+// host (admin.ServeNoVNC). noVNC 1.7's app resolves its "path" setting
+// against the page's URL, so its default ("websockify") and macchina.io's
+// ("my-devices/websockify") name the bridge below this directory.
+const noVNCAppDir = "/.reflector/novnc/"
+
 // IsWebsockify reports whether r, on a device host, asks for the bridge;
 // the router sends it to ServeWebsockify.
 func IsWebsockify(r *http.Request) bool {
-	return r.URL.Path == WebsockifyPath || r.URL.Path == MacchinaWebsockifyPath
+	switch r.URL.Path {
+	case WebsockifyPath, MacchinaWebsockifyPath, noVNCAppDir + "websockify", noVNCAppDir + "my-devices/websockify":
+		return true
+	}
+	return false
 }
 
 // ServeWebsockify bridges a browser's WebSocket to a stream to a port of

@@ -6,7 +6,6 @@ var deviceTexts = map[string]string{
 	"device.status":                "Status",
 	"device.services":              "Connect",
 	"device.openWeb":               "Open web UI",
-	"device.vncComing":             "VNC in the browser: coming (issue 19).",
 	"device.ssh":                   "SSH",
 	"device.port":                  "Port",
 	"device.ssh.remote":            "remote ssh (Reflector's client, after remote login)",

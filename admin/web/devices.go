@@ -100,6 +100,7 @@ type services struct {
 	SSHPort  uint16
 	VNCPort  uint16
 	RDPPort  uint16
+	VNCURL   string // the VNC viewer (vnc.go), when the device has a VNC port
 	SSH      []commandLine
 	Forward  []commandLine
 }
@@ -214,6 +215,9 @@ func (w *Web) services(r *http.Request, v *visit, d ops.Device) services {
 	s.VNCPort = propPort("vncPort")
 	if s.VNCPort == 0 && offers(5900) {
 		s.VNCPort = 5900
+	}
+	if s.VNCPort != 0 && w.cfg.VNC != nil {
+		s.VNCURL = "/devices/" + url.PathEscape(d.ID) + "/vnc"
 	}
 	s.RDPPort = propPort("rdpPort")
 	if s.RDPPort == 0 && offers(3389) {

@@ -38,6 +38,11 @@ type Config struct {
 	// DeviceURL is the https URL of a device's subdomain (its web UI).
 	// Required.
 	DeviceURL func(device string) string
+	// VNC, if set, bridges the VNC viewer's WebSocket, which the web UI
+	// has authenticated as cred (the admin session) and whose Origin it has
+	// checked, to a stream to port of device (proxy.Proxy.ServeVNC; port 0
+	// is the device's default). Nil leaves the viewer out.
+	VNC func(w http.ResponseWriter, r *http.Request, cred store.Credential, device string, port uint16)
 	// Brand gives the texts and looks; nil is brand.Default().
 	Brand *brand.Brand
 	// Logger; nil discards.
@@ -87,6 +92,10 @@ func (w *Web) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /assets/{file}", w.serveAsset)
 	mux.HandleFunc("GET /brand/{file}", w.serveBrand)
+	if w.cfg.VNC != nil {
+		mux.HandleFunc("GET /assets/novnc/{path...}", w.serveNoVNC)
+		mux.HandleFunc("GET /devices/{id}/vnc/websocket", w.serveVNCSocket)
+	}
 	mux.Handle("GET /{$}", w.page(w.dashboard))
 	mux.Handle("GET /status.json", w.page(w.statusJSON))
 	for pattern, h := range w.moreRoutes() {
@@ -102,7 +111,7 @@ func (w *Web) routes() *http.ServeMux {
 // part of the UI adds its own (devices.go, people.go, me.go, audit.go).
 func (w *Web) moreRoutes() map[string]handler {
 	routes := map[string]handler{}
-	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes()} {
+	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes(), w.vncRoutes()} {
 		for p, h := range part {
 			routes[p] = h
 		}

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 
+	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/admin/api"
 	"github.com/reflector-dev/reflector/internal/auth"
 	"github.com/reflector-dev/reflector/proxy"
@@ -19,7 +20,8 @@ const (
 	routeAbsolute                // GET http://device/...: forwarded to the device's web server (proxy)
 	routeAgent                   // a WebTunnelAgent's upgrade, on any host and path (webtunnel)
 	routeClientTool              // a macchina.io client tool's upgrade on a device host (proxy)
-	routeWebsockify              // noVNC's WebSocket bridge on a device host, at /.reflector/websockify or /my-devices/websockify (proxy)
+	routeWebsockify              // noVNC's WebSocket bridge on a device host, at /.reflector/websockify or /my-devices/websockify, and below /.reflector/novnc/ for its app (proxy)
+	routeNoVNC                   // noVNC's app on a device host, under /.reflector/novnc/ (admin)
 	routeDevice                  // anything else on a device host: the device's web UI (proxy)
 	routeTunnel                  // our agent's upgrade at /tunnel/v1 (tunnel)
 	routeEnroll                  // an agent's enrolment at /enroll/v1 (enroll)
@@ -29,7 +31,7 @@ const (
 	routeNotFound                // nothing serves it: 404
 )
 
-var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "websockify", "device", "tunnel", "enroll", "health", "api", "admin", "not-found"}
+var routeNames = [...]string{"connect", "absolute", "agent", "client-tool", "websockify", "novnc", "device", "tunnel", "enroll", "health", "api", "admin", "not-found"}
 
 func (r route) String() string { return routeNames[r] }
 
@@ -50,6 +52,8 @@ type router struct {
 	admin     http.Handler // *admin.Admin
 	health    http.Handler // *health
 	api       http.Handler // *api.API
+	// novnc serves noVNC's app on a device host (admin.Admin.ServeNoVNC).
+	novnc func(w http.ResponseWriter, r *http.Request, device string)
 
 	// admit bounds the handshakes in progress on both agent endpoints;
 	// nil admits all.
@@ -80,6 +84,8 @@ func (rt *router) route(r *http.Request) (_ route, device string) {
 		return routeNotFound, ""
 	case onDevice && proxy.IsWebsockify(r):
 		return routeWebsockify, device
+	case onDevice && admin.IsNoVNC(r):
+		return routeNoVNC, device
 	case onDevice:
 		return routeDevice, device
 	case r.URL.Path == tunnel.Path:
@@ -108,6 +114,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.proxy.ServeClientTool(w, r, device)
 	case routeWebsockify:
 		rt.proxy.ServeWebsockify(w, r, device)
+	case routeNoVNC:
+		rt.novnc(w, r, device)
 	case routeDevice:
 		rt.proxy.ServeDevice(w, r, device)
 	case routeTunnel:

@@ -266,6 +266,7 @@ func New(cfg Config) (s *Server, err error) {
 		Session:    s.admin.APISession,
 		SameOrigin: s.admin.SameOrigin,
 		DeviceURL:  s.admin.DeviceURL,
+		VNC:        s.proxy.ServeVNC,
 		Brand:      b,
 		Logger:     cfg.Logger,
 	}); err != nil {
@@ -353,6 +354,7 @@ func (s *Server) router() *router {
 			},
 		},
 		admin:  s.admin,
+		novnc:  s.admin.ServeNoVNC,
 		api:    s.api,
 		health: s.health,
 		admit:  s.admission,
