@@ -321,9 +321,9 @@ func (b *browser) step(limit time.Duration, what string, actions ...chromedp.Act
 }
 
 // click clicks the element sel within limit. DevTools answers "Could not
-// find node with given id" when the query raced a document update (a
-// navigation that was still settling); the click did not happen then, so it
-// is tried again on the new document.
+// find node with given id" or "No node with given id found" when the query
+// raced a document update (a navigation that was still settling); the
+// click did not happen then, so it is tried again on the new document.
 func (b *browser) click(limit time.Duration, sel string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.tab, limit)
@@ -333,7 +333,7 @@ func (b *browser) click(limit time.Duration, sel string) {
 		if err == nil {
 			return
 		}
-		if !strings.Contains(err.Error(), "Could not find node with given id") || ctx.Err() != nil {
+		if stale := strings.Contains(err.Error(), "Could not find node with given id") || strings.Contains(err.Error(), "No node with given id found"); !stale || ctx.Err() != nil {
 			b.fatalf("click %s: %v", sel, err)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -58,13 +58,24 @@ func jsString(s string) string { return fmt.Sprintf("%q", s) }
 // fill sets the value of the input sel.
 func (u *webUI) fill(sel, value string) {
 	u.t.Helper()
-	u.b.step(10*time.Second, "fill "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
+	// By script, not by DevTools' node ids, which a document update just
+	// after a navigation invalidates.
+	ok := run(u.b, "fill "+sel, chromedp.Evaluate[bool](`(e => { if (!e) return false; e.value = `+jsString(value)+
+		`; e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); return true })(document.querySelector(`+jsString(sel)+`))`))
+	if !ok {
+		u.b.fatalf("fill %s: no such element", sel)
+	}
 }
 
 // textOf is the text of the element sel.
 func (u *webUI) textOf(sel string) string {
 	u.t.Helper()
-	return strings.TrimSpace(run(u.b, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	// By script, as fill.
+	text := run(u.b, "read "+sel, chromedp.Evaluate[*string](`(e => e ? e.innerText : null)(document.querySelector(`+jsString(sel)+`))`))
+	if text == nil {
+		u.b.fatalf("read %s: no such element", sel)
+	}
+	return strings.TrimSpace(*text)
 }
 
 // has reports whether the page has an element sel.
