@@ -21,6 +21,7 @@ import (
 
 	"github.com/reflector-dev/reflector/admin/brand"
 	"github.com/reflector-dev/reflector/internal/ops"
+	"github.com/reflector-dev/reflector/internal/webssh"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -38,6 +39,10 @@ type Config struct {
 	// DeviceURL is the https URL of a device's subdomain (its web UI).
 	// Required.
 	DeviceURL func(device string) string
+	// WebSSH runs the SSH terminal in the browser (ssh.go); nil turns it
+	// off (serve --no-web-ssh): its page says so, and device pages offer no
+	// terminal.
+	WebSSH *webssh.Server
 	// Brand gives the texts and looks; nil is brand.Default().
 	Brand *brand.Brand
 	// Logger; nil discards.
@@ -87,6 +92,8 @@ func (w *Web) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /assets/{file}", w.serveAsset)
 	mux.HandleFunc("GET /brand/{file}", w.serveBrand)
+	mux.HandleFunc("GET /assets/xterm/{file}", w.serveXTerm)
+	mux.HandleFunc("GET /devices/{id}/ssh/websocket", w.sshSocket)
 	mux.Handle("GET /{$}", w.page(w.dashboard))
 	mux.Handle("GET /status.json", w.page(w.statusJSON))
 	for pattern, h := range w.moreRoutes() {
@@ -99,10 +106,11 @@ func (w *Web) routes() *http.ServeMux {
 }
 
 // moreRoutes are the pages beyond the dashboard, by ServeMux pattern. Each
-// part of the UI adds its own (devices.go, people.go, me.go, audit.go).
+// part of the UI adds its own (devices.go, people.go, me.go, audit.go,
+// ssh.go).
 func (w *Web) moreRoutes() map[string]handler {
 	routes := map[string]handler{}
-	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes()} {
+	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes(), w.sshRoutes()} {
 		for p, h := range part {
 			routes[p] = h
 		}

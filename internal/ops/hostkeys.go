@@ -27,3 +27,12 @@ func (s *Service) ResetHostKey(ctx context.Context, c Caller, id string) (had bo
 	s.audit(c, store.AuditEvent{Kind: store.AuditHostKey, Device: id, Reason: reason})
 	return had, nil
 }
+
+// HostKey returns the SSH host key kept for a device the caller may reach;
+// store.ErrNotFound when none is (or the device is not the caller's).
+func (s *Service) HostKey(ctx context.Context, c Caller, id string) (store.HostKey, error) {
+	if _, err := s.reachable(c, id); err != nil {
+		return store.HostKey{}, err
+	}
+	return s.cfg.Store.HostKey(id)
+}
