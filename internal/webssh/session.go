@@ -75,8 +75,10 @@ func (ss *session) run(ctx context.Context) {
 	if err != nil {
 		return // the page went before logging in
 	}
-	auth, err := parsePageMessage(data)
-	if err == nil && (mt != websocket.TextMessage || auth.Type != typeAuth) {
+	var auth pageMessage
+	if mt != websocket.TextMessage {
+		err = fmt.Errorf("%w: the first message must be \"auth\"", errProtocol)
+	} else if auth, err = parsePageMessage(data); err == nil && auth.Type != typeAuth {
 		err = fmt.Errorf("%w: the first message must be \"auth\"", errProtocol)
 	}
 	if err != nil {
@@ -143,6 +145,7 @@ func (ss *session) run(ctx context.Context) {
 	select {
 	case err := <-exited:
 		ss.exited(err)
+		return
 	case <-ss.done: // the page went, or broke the protocol (answered by read)
 		ss.log.Info("web ssh: page closed")
 	case <-ctx.Done():
