@@ -57,7 +57,10 @@ func (p *Proxy) OpenStream(ctx context.Context, cred store.Credential, client ne
 		case <-ctx.Done(): // revoked, cut, or the proxy closing
 		case <-c.closed:
 		}
-		return stream.Close()
+		// The owner's Close has closed it already, or this ends it under
+		// the owner: either way its end is no error of its own.
+		stream.Close()
+		return nil
 	})
 	return c, nil
 }

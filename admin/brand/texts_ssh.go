@@ -14,6 +14,7 @@ var sshTexts = map[string]string{
 
 	// The terminal page.
 	"ssh.title":         "SSH to",
+	"ssh.port":          "SSH port",
 	"ssh.back":          "Back to the device",
 	"ssh.clearNote":     "The reflector is the SSH client here: it sees this session in the clear, as the device does. Nothing you type here is kept.",
 	"ssh.login":         "Log in on the device",
