@@ -71,7 +71,9 @@ func (ss *session) run(ctx context.Context) {
 	defer ss.ws.Close()
 	// The page logs in within LoginTimeout, or is dropped.
 	ss.ws.SetReadDeadline(time.Now().Add(ss.srv.cfg.LoginTimeout))
+	unblock := context.AfterFunc(ctx, func() { ss.ws.NetConn().Close() }) // Close must not wait for the page
 	mt, data, err := ss.ws.ReadMessage()
+	unblock()
 	if err != nil {
 		return // the page went before logging in
 	}
@@ -139,6 +141,7 @@ func (ss *session) run(ctx context.Context) {
 	}
 	ss.log.Info("web ssh: shell started", "ssh_user", auth.User)
 	ss.send(reflectorMessage{Type: typeReady})
+	go ss.ping()
 
 	exited := make(chan error, 1)
 	go func() { exited <- sess.Wait() }()
@@ -362,6 +365,28 @@ func (ss *session) read() {
 			ss.log.Info("web ssh: bad message from the page", "err", err)
 			ss.finish(reflectorMessage{Type: typeError, Code: codeProtocol, Message: err.Error()})
 			return
+		}
+	}
+}
+
+// pingEvery is how often an idle page is pinged: below the 60 s idle
+// timeout of common load balancers and proxies in front of the reflector.
+const pingEvery = 30 * time.Second
+
+// ping pings the page until the reader ends. Browsers answer by
+// themselves; the pong is not waited for (a page gone shows as a failed
+// write or read).
+func (ss *session) ping() {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.done:
+			return
+		case <-t.C:
+			if ss.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)) != nil {
+				return
+			}
 		}
 	}
 }

@@ -398,3 +398,24 @@ func FuzzParsePageMessage(f *testing.F) {
 		}
 	})
 }
+
+// Close ends a session that has not logged in yet and one whose shell
+// runs (which is told why), and waits for both.
+func TestCloseEndsSessionsAndWaits(t *testing.T) {
+	r := newRig(t)
+	idle := r.open()
+	running := r.open()
+	running.sendJSON(auth("pi", "raspberry"))
+	running.expect(typeReady, nil)
+	closed := make(chan struct{})
+	go func() { r.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return within 5 s")
+	}
+	if m := running.expect(typeError, nil); m.Code != codeClosed {
+		t.Errorf("running session told %+v", m)
+	}
+	idle.closed()
+}
