@@ -37,7 +37,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const loginForm = $("ssh-login"), promptForm = $("ssh-prompt"), questions = $("ssh-questions");
   const status = $("ssh-status"), hostKey = $("ssh-hostkey"), errorBox = $("ssh-error"), box = $("terminal");
   const encoder = new TextEncoder();
-  let term = null, fit = null, ws = null, ended = false;
+  let term = null, fit = null, ws = null, ended = false, started = false;
 
   const setState = (s) => { root.dataset.state = s; };
   const say = (text) => { status.textContent = text; };
@@ -123,6 +123,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function connect(user, password) {
     ended = false;
+    started = false;
     setState("connecting");
     say(root.dataset.connecting);
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -152,6 +153,7 @@ document.addEventListener("DOMContentLoaded", () => {
         showPrompt(m);
         break;
       case "ready":
+        started = true;
         setState("ready");
         say(root.dataset.connected);
         term.focus();
@@ -166,6 +168,8 @@ document.addEventListener("DOMContentLoaded", () => {
         setState(m.code === "hostkey-changed" ? "hostkey-changed" : "error");
         say("");
         fail(m.message);
+        // No shell ran: no empty terminal under the message.
+        box.hidden = !started;
         break;
       }
     };
@@ -189,6 +193,8 @@ document.addEventListener("DOMContentLoaded", () => {
     hostKey.textContent = "";
     loginForm.hidden = true;
     terminal();
+    box.hidden = false;
+    fit.fit();
     term.reset();
     connect(user, password);
   });
