@@ -6,7 +6,7 @@ var sshTexts = map[string]string{
 	// The device page.
 	"device.ssh.terminal":      "Terminal in the browser",
 	"device.hostKey":           "SSH host key",
-	"device.hostKey.none":      "None kept yet: the browser's SSH terminal trusts the key the device shows first.",
+	"device.hostKey.none":      "None yet: the terminal in the browser trusts the first it sees.",
 	"device.hostKey.trusted":   "trusted since",
 	"device.hostKey.reset":     "Reset SSH host key",
 	"device.hostKey.confirm":   "Forget this device's SSH host key? The next terminal session trusts whatever key the device shows then. Do this only when you know why the key changed (the device was reinstalled).",
