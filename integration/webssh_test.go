@@ -199,7 +199,7 @@ func sshTerminalSetup(t *testing.T, u *webUI) *deviceSSHD {
 func (u *webUI) sshLogin(user, password string) {
 	u.t.Helper()
 	u.b.step(20*time.Second, "log in on the device",
-		chromedp.WaitVisible(chromedp.CSS(`#ssh-user`)),
+		chromedp.WaitEnabled(chromedp.CSS(`#ssh-login button[type=submit]`)),
 		chromedp.SetValue(chromedp.CSS(`#ssh-user`), user),
 		chromedp.SetValue(chromedp.CSS(`#ssh-password`), password),
 		chromedp.Click(chromedp.CSS(`#ssh-login button[type=submit]`)),
@@ -211,7 +211,7 @@ func (u *webUI) sshState(want string) {
 	u.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got := run(u.b, "read the terminal's state", chromedp.Evaluate[string](`document.getElementById("ssh").dataset.state`))
+		got := run(u.b, "read the terminal's state", chromedp.Evaluate[string](`(document.getElementById("ssh") || {dataset: {}}).dataset.state || ""`))
 		if got == want {
 			return
 		}
@@ -279,6 +279,9 @@ func TestWebSSHInTheBrowser(t *testing.T) {
 	fp := regexp.MustCompile(`SHA256:[A-Za-z0-9+/]+`).FindString(hostKey)
 	if !strings.HasPrefix(hostKey, "New host key, trusted: ssh-ed25519 SHA256:") || fp == "" {
 		t.Errorf("host key line %q", hostKey)
+	}
+	if loc := u.b.location(); strings.Contains(loc, "raspberry") || strings.Contains(loc, "?") {
+		t.Errorf("the login went into the URL: %s", loc)
 	}
 	if v := run(u.b, "read the password field", chromedp.Evaluate[string](`document.getElementById("ssh-password").value`)); v != "" {
 		t.Errorf("the password stays in the page: %q", v)

@@ -21,6 +21,7 @@ var sshTexts = map[string]string{
 	"ssh.user":          "User name on the device",
 	"ssh.password":      "Password",
 	"ssh.passwordHelp":  "Sent to the device's SSH server once and not kept. Leave it empty when the server asks for codes instead.",
+	"ssh.needsScript":   "The terminal needs JavaScript.",
 	"ssh.connect":       "Connect",
 	"ssh.answer":        "Answer",
 	"ssh.disabled":      "The terminal in the browser is turned off by the operator of this reflector (serve --no-web-ssh). Use SSH through the reflector instead: the device's page shows how.",

@@ -198,5 +198,9 @@ document.addEventListener("DOMContentLoaded", () => {
     term.reset();
     connect(user, password);
   });
+  // The form's fields have no names and its button is off until now: sent
+  // by the browser itself, before this script could take it, it would put
+  // nothing in the URL.
+  loginForm.querySelector("button[type=submit]").disabled = false;
   $("ssh-user").focus();
 });
