@@ -13,5 +13,7 @@
 // registered device and authorised before anything is dialled; any other
 // address is refused, so the reflector is never an open proxy. Every open
 // stream and forwarded request is a grant that Revalidate ends when its
-// credential no longer reaches the device, and is audited when it ends.
+// credential no longer reaches the device, and is audited when it ends;
+// OpenStream (webssh.go) gives a part of the reflector that speaks to a
+// device itself (the browser's SSH terminal) a stream held the same way.
 package proxy

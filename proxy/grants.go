@@ -26,7 +26,7 @@ type grant struct {
 	device string
 	port   uint16
 	client netip.Addr
-	via    string             // ViaConnect, ViaAbsolute, ViaSubdomain, ViaClientTool or ViaWebsockify
+	via    string             // ViaConnect, ViaAbsolute, ViaSubdomain, ViaClientTool, ViaWebsockify or ViaWebSSH (webssh.go)
 	n      *traffic           // bytes so far, added by the copiers
 	cancel context.CancelFunc // ends the stream; safe to call more than once
 	// ended says why the grant was ended early (endRevoked, endCut), set

@@ -27,7 +27,7 @@ type Stream struct {
 	Device  string     //
 	Port    uint16     // the device port
 	Client  netip.Addr // the user's address
-	Via     string     // ViaConnect, ViaAbsolute, ViaSubdomain, ViaClientTool or ViaWebsockify
+	Via     string     // ViaConnect, ViaAbsolute, ViaSubdomain, ViaClientTool, ViaWebsockify or ViaWebSSH (webssh.go)
 	Since   time.Time  // when it was authorised, before the device was dialled
 	// Bytes so far, to the device and from the device, counted as they
 	// pass, not only at close. A forwarded request counts its body and its

@@ -44,6 +44,7 @@ const (
 	AuditEnable      = "device.enable"
 	AuditDisable     = "device.disable"
 	AuditEnroll      = "device.enroll"
+	AuditHostKey     = "device.hostkey" // an SSH host key trusted on first use, refused as changed, or reset
 	AuditEnrollKey   = "enroll.create"
 	AuditEnrollRm    = "enroll.rm"
 	AuditGroupAdd    = "group.add"

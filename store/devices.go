@@ -241,8 +241,9 @@ func (s *Store) DeviceCount() (int, error) {
 	return n, nil
 }
 
-// RemoveDevice deletes the device with the given id. Its secret stops
-// working at once; closing a tunnel it already has is the caller's job.
+// RemoveDevice deletes the device with the given id and its SSH host key.
+// Its secret stops working at once; closing a tunnel it already has is the
+// caller's job.
 func (s *Store) RemoveDevice(id string) error {
 	if !validDeviceID(id) {
 		return fmt.Errorf("remove device %q: %w", truncate(id), ErrNotFound)
@@ -251,6 +252,9 @@ func (s *Store) RemoveDevice(id string) error {
 		b := tx.Bucket(bucketDevices)
 		if b.Get([]byte(id)) == nil {
 			return ErrNotFound
+		}
+		if err := tx.Bucket(bucketHostKeys).Delete([]byte(id)); err != nil {
+			return err
 		}
 		return b.Delete([]byte(id))
 	})

@@ -3,8 +3,9 @@
 // "users" (accounts, password hashes, TOTP secrets), "devices" (with secret
 // hashes and last-seen times), "groups" (which join users to devices, with
 // device quotas), "tokens" (API tokens), "sessions" (web sessions),
-// "enroll" (enrolment keys agents register themselves with), "audit" (the
-// audit log) and "meta" (the schema version). It checks the credentials
+// "enroll" (enrolment keys agents register themselves with), "hostkeys"
+// (the devices' SSH host keys, trusted on first use), "audit" (the audit
+// log) and "meta" (the schema version). It checks the credentials
 // these guard — argon2id for passwords and the secrets devices bring
 // along, SHA-256 for generated high-entropy secrets — with short-lived
 // caches of verified passwords and adopted device secrets, so the proxy
@@ -61,6 +62,7 @@ var (
 	bucketEnroll   = []byte("enroll")
 	bucketAudit    = []byte("audit")
 	bucketSessions = []byte("sessions")
+	// bucketHostKeys is in hostkeys.go.
 
 	keySchema = []byte("schema")
 )
@@ -147,7 +149,7 @@ func open(dir string, every time.Duration) (*Store, error) {
 // initSchema creates the buckets of a new database and checks the schema
 // version of an existing one.
 func initSchema(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta, bucketGroups, bucketTokens, bucketEnroll, bucketAudit, bucketSessions} {
+	for _, name := range [][]byte{bucketUsers, bucketDevices, bucketMeta, bucketGroups, bucketTokens, bucketEnroll, bucketAudit, bucketSessions, bucketHostKeys} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

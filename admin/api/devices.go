@@ -81,6 +81,7 @@ func (a *API) deviceRoutes() []route {
 		{method: http.MethodPost, path: Prefix + "/devices/{id}/enable", serve: a.enableDevice},
 		{method: http.MethodGet, path: Prefix + "/devices/{id}/streams", serve: a.listStreams},
 		{method: http.MethodDelete, path: Prefix + "/devices/{id}/streams/{streamId}", serve: a.cutStream},
+		{method: http.MethodDelete, path: Prefix + "/devices/{id}/ssh-host-key", serve: a.resetHostKey},
 	}
 }
 
@@ -226,6 +227,15 @@ func (a *API) patchDevice(w http.ResponseWriter, r *http.Request, c ops.Caller) 
 
 func (a *API) removeDevice(w http.ResponseWriter, r *http.Request, c ops.Caller) error {
 	if _, err := a.ops.RemoveDevice(ctx(r), c, r.PathValue("id")); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// resetHostKey forgets the device's SSH host key (internal/webssh trusts
+// the next one on first use): 204 whether or not one was kept.
+func (a *API) resetHostKey(w http.ResponseWriter, r *http.Request, c ops.Caller) error {
+	if _, err := a.ops.ResetHostKey(ctx(r), c, r.PathValue("id")); err != nil {
 		return err
 	}
 	return noContent(w)

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,6 +184,7 @@ func TestUserCannotManageDevices(t *testing.T) {
 		{http.MethodPost, "/devices/pump-a/disable", nil},
 		{http.MethodPost, "/devices/pump-a/enable", nil},
 		{http.MethodDelete, "/devices/pump-a/streams/0000000000000000", nil},
+		{http.MethodDelete, "/devices/pump-a/ssh-host-key", nil},
 	} {
 		r.mustFail(http.StatusForbidden, "forbidden", "", c.method, api.Prefix+c.path, alice, c.body)
 	}
@@ -344,3 +346,19 @@ func TestStreamsAreListedWithLiveBytesAndAnAdminCutsOne(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// An admin resets a device's SSH host key: 204 with a key kept or without,
+// 404 for an unknown device.
+func TestAdminResetsADevicesSSHHostKey(t *testing.T) {
+	r := newRig(t)
+	r.addDevice("pump-17")
+	if _, _, err := r.srv.Store().SetHostKey("pump-17", []byte("key")); err != nil {
+		t.Fatal(err)
+	}
+	r.must(http.StatusNoContent, http.MethodDelete, api.Prefix+"/devices/pump-17/ssh-host-key", r.adminToken, nil, nil)
+	if _, err := r.srv.Store().HostKey("pump-17"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("host key after the reset: %v, want none", err)
+	}
+	r.must(http.StatusNoContent, http.MethodDelete, api.Prefix+"/devices/pump-17/ssh-host-key", r.adminToken, nil, nil)
+	r.mustFail(http.StatusNotFound, "not_found", "", http.MethodDelete, api.Prefix+"/devices/pump-99/ssh-host-key", r.adminToken, nil)
+}

@@ -3,7 +3,7 @@ package brand
 // Defaults are the texts of every page, by key. docs/branding.md lists
 // every key with its text; a brand's texts.json overrides any of them.
 // Each part of the UI keeps its texts in its own file.
-var Defaults = merged(coreTexts, deviceTexts, peopleTexts, auditTexts, vncTexts)
+var Defaults = merged(coreTexts, deviceTexts, peopleTexts, auditTexts, vncTexts, sshTexts)
 
 // merged is the union of maps; a key in two of them is a programming
 // error, found at start.

@@ -89,8 +89,9 @@ type deviceView struct {
 	Services   services
 	Form       deviceForm
 	Errors     formErrors
-	Done       string // the key of the text of what was just done
-	New        bool   // the add-device form, not a device's page
+	HostKey    hostKeyView // the SSH host key kept for the terminal
+	Done       string      // the key of the text of what was just done
+	New        bool        // the add-device form, not a device's page
 }
 
 // services are the ways to reach a device's services.
@@ -103,6 +104,9 @@ type services struct {
 	VNCURL   string // the VNC viewer (vnc.go), when the device has a VNC port
 	SSH      []commandLine
 	Forward  []commandLine
+	// Terminal is the SSH terminal page's path, when the device offers SSH
+	// and web SSH is on.
+	Terminal string
 }
 
 // devicePage shows a device.
@@ -123,7 +127,7 @@ func (w *Web) devicePage(rw http.ResponseWriter, r *http.Request, v *visit) erro
 		}
 	}
 	switch done := r.URL.Query().Get("done"); done {
-	case "saved", "cut", "disabled", "enabled", "cutGone":
+	case "saved", "cut", "disabled", "enabled", "cutGone", "hostKeyReset":
 		dv.Done = "device.done." + done
 	}
 	w.renderDevice(rw, http.StatusOK, v, dv)
@@ -169,6 +173,9 @@ func (w *Web) deviceView(r *http.Request, v *visit, d ops.Device) (deviceView, e
 	slices.Reverse(events)
 	dv.Audit = events
 	dv.Services = w.services(r, v, d)
+	if dv.HostKey, err = w.hostKeyOf(r, v, d.ID); err != nil {
+		return dv, err
+	}
 	return dv, nil
 }
 
@@ -242,6 +249,9 @@ func (w *Web) services(r *http.Request, v *visit, d ops.Device) services {
 			Text: fmt.Sprintf("remote ssh -R %s%s -l USER %s", admin, strings.Replace(port, "-p", "--port", 1), d.ID)})
 		s.SSH = append(s.SSH, commandLine{ID: "ssh-proxycommand", Label: "device.ssh.proxyCommand",
 			Text: fmt.Sprintf(`ssh -o ProxyCommand="remote-connect -t TOKEN -R %s %%h:%%p"%s USER@%s`, admin, port, deviceHost)})
+		if w.cfg.WebSSH != nil {
+			s.Terminal = "/devices/" + url.PathEscape(d.ID) + "/ssh"
+		}
 		if s.SSHPort == 22 {
 			s.SSH = append(s.SSH, commandLine{ID: "ssh-remote-ssh", Label: "device.ssh.remoteSSH",
 				Text: fmt.Sprintf("remote-ssh -t TOKEN -l USER %s", deviceOrigin)})

@@ -26,6 +26,17 @@ var files embed.FS
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 
+// styleNonceCSP is the CSP of a page whose script adds <style> elements:
+// xterm.js measures and themes the terminal with them, and with style
+// attributes for 24-bit colours (xtermjs/xterm.js#4445). Script stays
+// 'self' alone; <style> elements need the page's nonce, which ssh.js
+// stamps on the ones xterm.js makes; style attributes, which can neither
+// run script nor load from elsewhere (img-src), are allowed.
+func styleNonceCSP(nonce string) string {
+	return strings.Replace(contentSecurityPolicy, "style-src 'self';",
+		"style-src 'self' 'nonce-"+nonce+"'; style-src-elem 'self' 'nonce-"+nonce+"'; style-src-attr 'unsafe-inline';", 1)
+}
+
 // setPageHeaders sets what every page carries: no framing, no caching
 // (pages show who is signed in), no referrer beyond the origin.
 func setPageHeaders(h http.Header) {
@@ -84,6 +95,9 @@ type view struct {
 	Style   bool // the brand has a stylesheet
 	Favicon bool
 	Data    any
+	// StyleNonce, when set, is allowed on <style> elements by the page's
+	// CSP: the SSH terminal's, whose xterm.js makes them (ssh.go).
+	StyleNonce string
 }
 
 // render writes page name with status.
@@ -107,6 +121,9 @@ func (p *pages) write(rw http.ResponseWriter, status int, name string, pv view) 
 		return
 	}
 	setPageHeaders(rw.Header())
+	if pv.StyleNonce != "" {
+		rw.Header().Set("Content-Security-Policy", styleNonceCSP(pv.StyleNonce))
+	}
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rw.WriteHeader(status)
 	rw.Write(buf.Bytes())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/reflector-dev/reflector/admin/brand"
 	"github.com/reflector-dev/reflector/internal/ops"
+	"github.com/reflector-dev/reflector/internal/webssh"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	// checked, to a stream to port of device (proxy.Proxy.ServeVNC; port 0
 	// is the device's default). Nil leaves the viewer out.
 	VNC func(w http.ResponseWriter, r *http.Request, cred store.Credential, device string, port uint16)
+	// WebSSH runs the SSH terminal in the browser (ssh.go); nil turns it
+	// off (serve --no-web-ssh): its page says so, and device pages offer no
+	// terminal.
+	WebSSH *webssh.Server
 	// Brand gives the texts and looks; nil is brand.Default().
 	Brand *brand.Brand
 	// Logger; nil discards.
@@ -96,6 +101,8 @@ func (w *Web) routes() *http.ServeMux {
 		mux.HandleFunc("GET /assets/novnc/{path...}", w.serveNoVNC)
 		mux.HandleFunc("GET /devices/{id}/vnc/websocket", w.serveVNCSocket)
 	}
+	mux.HandleFunc("GET /assets/xterm/{file}", w.serveXTerm)
+	mux.HandleFunc("GET /devices/{id}/ssh/websocket", w.sshSocket)
 	mux.Handle("GET /{$}", w.page(w.dashboard))
 	mux.Handle("GET /status.json", w.page(w.statusJSON))
 	for pattern, h := range w.moreRoutes() {
@@ -108,10 +115,11 @@ func (w *Web) routes() *http.ServeMux {
 }
 
 // moreRoutes are the pages beyond the dashboard, by ServeMux pattern. Each
-// part of the UI adds its own (devices.go, people.go, me.go, audit.go).
+// part of the UI adds its own (devices.go, people.go, me.go, audit.go,
+// ssh.go).
 func (w *Web) moreRoutes() map[string]handler {
 	routes := map[string]handler{}
-	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes(), w.vncRoutes()} {
+	for _, part := range []map[string]handler{w.deviceRoutes(), w.peopleRoutes(), w.meRoutes(), w.auditRoutes(), w.vncRoutes(), w.sshRoutes()} {
 		for p, h := range part {
 			routes[p] = h
 		}

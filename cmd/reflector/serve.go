@@ -42,6 +42,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	retention := daysFlag(90 * 24 * time.Hour)
 	fs.Var(&retention, "audit-retention", "how long audit log entries are kept, e.g. 90d or 720h")
 	fs.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiles at http://ADDR/debug/pprof/, a loopback address such as 127.0.0.1:6060 (for measuring; off by default)")
+	fs.BoolVar(&cfg.NoWebSSH, "no-web-ssh", false, "turn off the SSH terminal in the browser (with it on, the reflector is the SSH client and sees those sessions in the clear)")
 	fs.BoolVar(&withDemo, "demo", false, "also run an in-process demo device \"demo\" and a demo admin, and print a curl line")
 	if err := fs.Parse(args); err != nil {
 		return 2

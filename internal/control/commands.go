@@ -108,6 +108,8 @@ func init() {
 		{words: "device disable", args: "ID", summary: "refuse a device's agent and close its tunnel", run: deviceDisable},
 		{words: "device enable", args: "ID", summary: "accept a disabled device's agent again", run: deviceEnable},
 		{words: "device rm", args: "ID", summary: "remove a device and close its tunnel", run: deviceRemove},
+		{words: "device reset-host-key", args: "ID",
+			summary: "forget a device's SSH host key, so the browser's SSH terminal trusts the next one it shows", run: deviceResetHostKey},
 		{words: "enroll create", args: "--group G [--max N] [--expires 24h|never]",
 			summary: "make a key agents enrol themselves with into a group; prints it once", run: enrollCreate},
 		{words: "enroll list", summary: "list enrolment keys", run: enrollList},

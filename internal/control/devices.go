@@ -311,6 +311,26 @@ func deviceRemove(c *call, args []string) int {
 	return exitOK
 }
 
+// deviceResetHostKey: device reset-host-key ID
+func deviceResetHostKey(c *call, args []string) int {
+	fs := c.flags()
+	pos, code, ok := c.parse(fs, args, 1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	had, err := c.svc.ResetHostKey(c.ctx, c.as, id)
+	if err != nil {
+		return c.fail("", err)
+	}
+	if had {
+		fmt.Fprintf(c.stdout, "device %s: SSH host key forgotten; the next browser SSH session trusts the key it shows\n", id)
+	} else {
+		fmt.Fprintf(c.stdout, "device %s: no SSH host key was kept\n", id)
+	}
+	return exitOK
+}
+
 // cell makes free text safe for one tabwriter cell: a tab would start a new
 // column. (The store already refuses control characters in device names;
 // this keeps the table straight if that ever changes.)

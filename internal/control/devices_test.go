@@ -230,3 +230,26 @@ func TestDeviceHTTPTLSFlags(t *testing.T) {
 		t.Errorf("both flags: code %d stderr %q", code, stderr)
 	}
 }
+
+// device reset-host-key forgets the kept key, says when there was none,
+// and is audited.
+func TestDeviceResetHostKey(t *testing.T) {
+	env := newTestEnv(t)
+	mustRun(t, env, "", "device", "add", "pump-17")
+	if _, _, err := env.Store.SetHostKey("pump-17", []byte("key")); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, env, "", "device", "reset-host-key", "pump-17"); !strings.Contains(out, "forgotten") {
+		t.Errorf("reset: %q", out)
+	}
+	checkAudit(t, env, store.AuditEvent{Kind: store.AuditHostKey, Device: "pump-17", Reason: "reset"})
+	if _, err := env.Store.HostKey("pump-17"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("host key after reset: %v", err)
+	}
+	if out := mustRun(t, env, "", "device", "reset-host-key", "pump-17"); !strings.Contains(out, "no SSH host key was kept") {
+		t.Errorf("second reset: %q", out)
+	}
+	if code, _, _ := run(t, env, "", "device", "reset-host-key", "pump-99"); code == 0 {
+		t.Error("reset of an unknown device succeeded")
+	}
+}

@@ -15,7 +15,7 @@ var AuditKinds = []string{
 	store.AuditLogin, store.AuditLockout, store.AuditAgent, store.AuditStream, store.AuditStreamCut, store.AuditRequest,
 	store.AuditTokenCreate, store.AuditTokenRevoke, store.AuditTokenPrune,
 	store.AuditDeviceAdd, store.AuditDeviceRm, store.AuditDeviceSet, store.AuditRotate,
-	store.AuditEnable, store.AuditDisable, store.AuditEnroll,
+	store.AuditEnable, store.AuditDisable, store.AuditEnroll, store.AuditHostKey,
 	store.AuditEnrollKey, store.AuditEnrollRm,
 	store.AuditGroupAdd, store.AuditGroupRm, store.AuditGroupSet,
 	store.AuditUserAdd, store.AuditUserRm, store.AuditUserSet, store.AuditTOTP,

@@ -28,6 +28,7 @@ import (
 	"github.com/reflector-dev/reflector/internal/control"
 	"github.com/reflector-dev/reflector/internal/ops"
 	"github.com/reflector-dev/reflector/internal/tlsbatch"
+	"github.com/reflector-dev/reflector/internal/webssh"
 	"github.com/reflector-dev/reflector/proxy"
 	"github.com/reflector-dev/reflector/store"
 	"github.com/reflector-dev/reflector/tunnel"
@@ -69,6 +70,11 @@ type Config struct {
 	// are verified with; "" leaves them unverified (they are usually
 	// self-signed).
 	DeviceCA string
+	// NoWebSSH turns off the SSH terminal in the browser (--no-web-ssh):
+	// its page says so, its WebSocket answers 404, device pages offer no
+	// terminal. With it on, the reflector is the SSH client and sees those
+	// sessions in the clear (docs/web-ssh.md).
+	NoWebSSH bool
 	// AuditRetention is how long audit events are kept; default 90 days.
 	AuditRetention time.Duration
 	// Throttle tunes the failed-login limiter; zero fields take its
@@ -140,6 +146,7 @@ type Server struct {
 	ops         *ops.Service // the admin operations, for the control socket and the API
 	api         *api.API
 	web         *web.Web
+	webSSH      *webssh.Server // nil with NoWebSSH
 	deviceCAs   *x509.CertPool
 	clients     auth.ClientResolver
 	proxy       *proxy.Proxy
@@ -261,7 +268,13 @@ func New(cfg Config) (s *Server, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	if !cfg.NoWebSSH {
+		if s.webSSH, err = webssh.New(s.webSSHConfig()); err != nil {
+			return nil, err
+		}
+	}
 	if s.web, err = web.New(web.Config{
+		WebSSH:     s.webSSH,
 		Ops:        s.ops,
 		Session:    s.admin.APISession,
 		SameOrigin: s.admin.SameOrigin,
@@ -323,6 +336,27 @@ func (s *Server) proxyConfig() proxy.Config {
 			st, _ := s.hub.Status(id)
 			return st.Properties
 		},
+		Logger: s.cfg.Logger,
+	}
+}
+
+// webSSHConfig wires the browser's SSH terminal to the proxy (its streams),
+// the store (host keys, audit) and the hub (the agent's sshPort).
+func (s *Server) webSSHConfig() webssh.Config {
+	return webssh.Config{
+		Open: func(ctx context.Context, cred store.Credential, client netip.Addr, device string, port uint16) (net.Conn, error) {
+			return s.proxy.OpenStream(ctx, cred, client, device, port, proxy.ViaWebSSH)
+		},
+		HostKeys: s.store,
+		Port: func(device string) uint16 {
+			st, _ := s.hub.Status(device)
+			n, err := strconv.ParseUint(st.Properties["sshPort"], 10, 16)
+			if err != nil {
+				return 0
+			}
+			return uint16(n)
+		},
+		Audit:  s.store.Audit,
 		Logger: s.cfg.Logger,
 	}
 }
@@ -490,6 +524,9 @@ func (s *Server) close() {
 	}
 	if s.control != nil {
 		s.control.Close()
+	}
+	if s.webSSH != nil {
+		s.webSSH.Close() // before the proxy: its sessions' streams are the proxy's
 	}
 	if s.proxy != nil {
 		s.proxy.Close()
