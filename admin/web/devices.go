@@ -248,7 +248,7 @@ func (w *Web) services(r *http.Request, v *visit, d ops.Device) services {
 		s.SSH = append(s.SSH, commandLine{ID: "ssh-remote", Label: "device.ssh.remote",
 			Text: fmt.Sprintf("remote ssh -R %s%s -l USER %s", admin, strings.Replace(port, "-p", "--port", 1), d.ID)})
 		s.SSH = append(s.SSH, commandLine{ID: "ssh-proxycommand", Label: "device.ssh.proxyCommand",
-			Text: fmt.Sprintf(`ssh -o ProxyCommand="remote-connect -t TOKEN -R %s %%h:%%p"%s USER@%s`, admin, port, deviceHost)})
+			Text: fmt.Sprintf(`ssh -o ProxyCommand="remote connect -R %s %%h %%p"%s USER@%s`, admin, port, d.ID)})
 		if w.cfg.WebSSH != nil {
 			s.Terminal = "/devices/" + url.PathEscape(d.ID) + "/ssh"
 		}
@@ -275,6 +275,8 @@ func (w *Web) services(r *http.Request, v *visit, d ops.Device) services {
 		forward = ports[0]
 	}
 	if forward != 0 {
+		s.Forward = append(s.Forward, commandLine{ID: "forward-remote", Label: "device.forward.remote",
+			Text: fmt.Sprintf("remote forward -R %s %s %d:%d", admin, d.ID, localPort(forward), forward)})
 		s.Forward = append(s.Forward, commandLine{ID: "forward-remote-client", Label: "device.forward.remoteClient",
 			Text: fmt.Sprintf("remote-client -t TOKEN -R %d -L %d %s", forward, localPort(forward), deviceOrigin)})
 		s.Forward = append(s.Forward, commandLine{ID: "forward-remote-connect", Label: "device.forward.remoteConnect",

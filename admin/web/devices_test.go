@@ -30,7 +30,7 @@ func TestDeviceServices(t *testing.T) {
 	}
 	for _, want := range []string{
 		`remote ssh -R https://example.com:8443 --port 2222 -l USER pump-17`,
-		`ssh -o ProxyCommand="remote-connect -t TOKEN -R https://example.com:8443 %h:%p" -p 2222 USER@pump-17.example.com`,
+		`ssh -o ProxyCommand="remote connect -R https://example.com:8443 %h %p" -p 2222 USER@pump-17`, "remote forward -R https://example.com:8443 pump-17 2222:2222",
 		`curl -x https://example.com:8443 --proxy-user alice:TOKEN http://pump-17.example.com:8000/`,
 		`remote-client -t TOKEN -R 2222 -L 2222 https://pump-17.example.com:8443`,
 	} {
