@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -157,26 +156,10 @@ type hostKeyView struct {
 	Added       string
 }
 
-// serveXTerm serves xterm.js, its fit add-on, stylesheet and licences.
+// serveXTerm serves xterm.js, its fit add-on and its stylesheet (the
+// licences are in the repository and the binary, not served: no extension).
 func (w *Web) serveXTerm(rw http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("file")
-	data, err := fs.ReadFile(thirdparty.XTerm, "xterm/"+name)
-	if err != nil || strings.Contains(name, "/") {
-		http.NotFound(rw, r)
-		return
-	}
-	ctype := "text/plain; charset=utf-8"
-	switch {
-	case strings.HasSuffix(name, ".css"):
-		ctype = "text/css; charset=utf-8"
-	case strings.HasSuffix(name, ".js"):
-		ctype = "text/javascript; charset=utf-8"
-	}
-	h := rw.Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Cache-Control", "public, max-age=86400")
-	h.Set("X-Content-Type-Options", "nosniff")
-	rw.Write(data)
+	thirdparty.ServeFile(rw, r, thirdparty.XTerm, "xterm/"+r.PathValue("file"))
 }
 
 // hostKeyOf is what the device page shows of id's kept host key.
