@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/reflector-dev/reflector/admin/thirdparty"
 	"github.com/reflector-dev/reflector/internal/ops"
@@ -89,7 +88,7 @@ func styleNonce() (string, error) {
 // cookie, then the device as the visitor may see it; only then does
 // internal/webssh take the upgrade and open a stream.
 func (w *Web) sshSocket(rw http.ResponseWriter, r *http.Request) {
-	if !w.exactOrigin(r) {
+	if !exactOrigin(r) {
 		w.log.Warn("web ssh: foreign origin refused", "origin", r.Header.Get("Origin"), "client", tunnel.ClientAddr(r))
 		http.Error(rw, "web SSH: refused: the page is not of the admin host", http.StatusForbidden)
 		return
@@ -120,22 +119,6 @@ func (w *Web) sshSocket(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.cfg.WebSSH.Serve(rw, r, cred, client, d.ID)
-}
-
-// exactOrigin reports whether r carries one Origin, and it is the admin
-// host's own: https, this request's host and port. No Origin at all is
-// refused too: browsers always send one on a WebSocket, and nothing else
-// should hold a session cookie.
-func (w *Web) exactOrigin(r *http.Request) bool {
-	origins := r.Header.Values("Origin")
-	if len(origins) != 1 {
-		return false
-	}
-	u, err := url.Parse(origins[0])
-	if err != nil || u.Scheme != "https" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return false
-	}
-	return strings.EqualFold(strings.TrimSuffix(u.Host, ":443"), strings.TrimSuffix(r.Host, ":443"))
 }
 
 // resetHostKey forgets a device's SSH host key (admins), after the device

@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// The terminal's WebSocket takes exactly one Origin, the admin host's own
-// (https, its host and port); anything else is a page it must not serve.
+// The terminal's and the VNC viewer's WebSockets take exactly one Origin,
+// the admin host's own (https, its host and port); anything else is a page
+// they must not serve.
 func TestTerminalSocketOriginMustBeExactlyTheAdminHost(t *testing.T) {
-	w := &Web{}
 	for _, c := range []struct {
 		host    string
 		origins []string
@@ -32,7 +32,7 @@ func TestTerminalSocketOriginMustBeExactlyTheAdminHost(t *testing.T) {
 		for _, o := range c.origins {
 			r.Header.Add("Origin", o)
 		}
-		if got := w.exactOrigin(r); got != c.ok {
+		if got := exactOrigin(r); got != c.ok {
 			t.Errorf("host %s, Origin %q: %v, want %v", c.host, strings.Join(c.origins, ", "), got, c.ok)
 		}
 	}

@@ -86,7 +86,7 @@ func (w *Web) vncPage(rw http.ResponseWriter, r *http.Request, v *visit) error {
 // stream are plain statuses: the browser shows noVNC a failed connection.
 func (w *Web) serveVNCSocket(rw http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !exactlyThisOrigin(r) {
+	if !exactOrigin(r) {
 		w.log.Warn("vnc websocket: foreign origin refused", "device", id, "origin", r.Header.Values("Origin"), "client", tunnel.ClientAddr(r))
 		http.Error(rw, "refused: the VNC viewer's connection must come from the reflector's own page", http.StatusForbidden)
 		return
@@ -111,23 +111,6 @@ func (w *Web) serveVNCSocket(rw http.ResponseWriter, r *http.Request) {
 		port = uint16(n)
 	}
 	w.cfg.VNC(rw, r, cred, id, port)
-}
-
-// exactlyThisOrigin reports whether r carries one Origin, and it is the
-// https origin of the host r was sent to: the admin host's, since the
-// router sends only admin-host requests here. A request without Origin is
-// refused too: browsers always send one on a WebSocket, and the session
-// cookie is a browser's.
-func exactlyThisOrigin(r *http.Request) bool {
-	vals := r.Header.Values("Origin")
-	if len(vals) != 1 {
-		return false
-	}
-	u, err := url.Parse(vals[0])
-	if err != nil || u.Scheme != "https" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return false
-	}
-	return strings.EqualFold(strings.TrimSuffix(u.Host, ":443"), strings.TrimSuffix(r.Host, ":443"))
 }
 
 // serveNoVNC serves the noVNC modules the viewer imports: core/ and
