@@ -149,13 +149,20 @@ func (a *API) buildMux() *http.ServeMux {
 
 // dispatch serves the routes of one path.
 func (a *API) dispatch(rts []route) http.Handler {
-	allow := make([]string, 0, len(rts))
+	allow := make([]string, 0, len(rts)+1)
 	for _, rt := range rts {
 		allow = append(allow, rt.method)
+		if rt.method == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
 	}
 	allowed := strings.Join(allow, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i := slices.IndexFunc(rts, func(rt route) bool { return rt.method == r.Method })
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet // the server sends the headers and drops the body
+		}
+		i := slices.IndexFunc(rts, func(rt route) bool { return rt.method == method })
 		if i < 0 {
 			w.Header().Set("Allow", allowed)
 			writeError(w, r, a.log, errMethod)

@@ -2,9 +2,11 @@ package api_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reflector-dev/reflector/admin"
 	"github.com/reflector-dev/reflector/admin/api"
@@ -142,8 +144,37 @@ func TestUnknownPathsAndMethodsAnswerJSON(t *testing.T) {
 	r := newRig(t)
 	r.mustFail(http.StatusNotFound, "not_found", "", http.MethodGet, api.Prefix+"/nosuch", r.adminToken, nil)
 	status, _, hdr := r.call(http.MethodPut, api.Prefix+"/devices", r.adminToken, nil)
-	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, POST" {
+	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD, POST" {
 		t.Errorf("PUT /devices: %d Allow %q", status, hdr.Get("Allow"))
+	}
+}
+
+// HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route:
+// monitors and curl -I use it.
+func TestHeadAnswersAsGet(t *testing.T) {
+	r := newRig(t)
+	plain := &http.Client{Transport: r.client.Transport.(validatingTransport).next, Timeout: 30 * time.Second}
+	for _, path := range []string{api.Prefix + "/me", api.Prefix + "/devices", api.Prefix + "/openapi.json"} {
+		req, _ := http.NewRequest(http.MethodHead, "https://localhost:"+r.port()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+r.adminToken)
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) != 0 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("HEAD %s: %d %q, %d bytes", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, "https://localhost:"+r.port()+api.Prefix+"/me", nil)
+	resp, err := plain.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("HEAD /me without a token: %d", resp.StatusCode)
 	}
 }
 
