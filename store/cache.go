@@ -8,17 +8,20 @@ import (
 )
 
 const (
-	// credCacheTTL is how long a verified password is accepted without
-	// argon2id. Proxy clients send Proxy-Authorization on every CONNECT.
+	// credCacheTTL is how long a verified password or token is accepted
+	// without checking it against its record again. Proxy clients send
+	// Proxy-Authorization on every CONNECT, programs their bearer token on
+	// every request.
 	credCacheTTL = 60 * time.Second
 
-	// credCacheMax bounds the cache. When it is full the whole cache is
-	// dropped: refilling costs one argon2id per active user, and it keeps the
+	// credCacheMax bounds each cache. When one is full it is dropped whole:
+	// refilling costs one check per active credential, and it keeps the
 	// code free of an eviction order that an attacker could steer.
 	credCacheMax = 10000
 )
 
-// credKey identifies a name/password pair without holding the password.
+// credKey identifies a secret (with the name it came with, if any) without
+// holding it.
 type credKey [sha256.Size]byte
 
 func newCredKey(name, password string) credKey {
@@ -31,53 +34,64 @@ func newCredKey(name, password string) credKey {
 	return k
 }
 
-type credEntry struct {
-	user    User
+// newTokenKey identifies a whole token string, id and secret, without
+// holding it. A token with the right id and a wrong secret has another key.
+func newTokenKey(token string) credKey {
+	return sha256.Sum256([]byte(token))
+}
+
+type credEntry[V any] struct {
+	val     V
 	expires time.Time
 }
 
-// credCache remembers successful password checks. Failures are never
-// cached. Every write that changes users calls invalidate, which drops all
-// entries and bumps the generation; a check that read the user record under
-// an older generation may not store its result, so a password changed while
-// a check was hashing cannot come back through the cache.
-type credCache struct {
-	now func() time.Time // time.Now; replaced in tests
+// credCache remembers successful credential checks: passwords (V is the
+// User) and tokens (V is a cachedToken). Failures are never cached. Every
+// write that changes what a cached value says calls invalidate (through
+// Store.credentialsChanged), which drops all entries and bumps the
+// generation; a check that read the records under an older generation may
+// not store its result, so a password changed or a token revoked while a
+// check was running cannot come back through the cache.
+type credCache[V any] struct {
+	now   func() time.Time // time.Now; replaced in tests
+	clone func(V) V        // copies a value so the cache and callers share nothing
 
 	mu      sync.Mutex
 	gen     uint64
-	entries map[credKey]credEntry
+	entries map[credKey]credEntry[V]
 }
 
-func newCredCache() *credCache {
-	return &credCache{now: time.Now, entries: make(map[credKey]credEntry)}
+func newCredCache[V any](clone func(V) V) *credCache[V] {
+	return &credCache[V]{now: time.Now, clone: clone, entries: make(map[credKey]credEntry[V])}
 }
 
 // generation returns the current generation, to be passed to put.
-func (c *credCache) generation() uint64 {
+func (c *credCache[V]) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gen
 }
 
-// get returns the cached user for k if the entry is present and fresh.
-func (c *credCache) get(k credKey) (User, bool) {
+// get returns the value cached under k if the entry is present and fresh.
+func (c *credCache[V]) get(k credKey) (V, bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
 	if !ok {
-		return User{}, false
+		var zero V
+		return zero, false
 	}
 	if !now.Before(e.expires) {
 		delete(c.entries, k)
-		return User{}, false
+		var zero V
+		return zero, false
 	}
-	return cloneUser(e.user), true
+	return c.clone(e.val), true
 }
 
-// put caches u under k unless the users changed since gen was read.
-func (c *credCache) put(gen uint64, k credKey, u User) {
+// put caches v under k unless the records changed since gen was read.
+func (c *credCache[V]) put(gen uint64, k credKey, v V) {
 	expires := c.now().Add(credCacheTTL)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -87,19 +101,31 @@ func (c *credCache) put(gen uint64, k credKey, u User) {
 	if len(c.entries) >= credCacheMax {
 		clear(c.entries)
 	}
-	c.entries[k] = credEntry{user: cloneUser(u), expires: expires}
+	c.entries[k] = credEntry[V]{val: c.clone(v), expires: expires}
+}
+
+// update applies fn to the value cached under k, if any, keeping its
+// expiry. It is for bookkeeping that does not change what the value
+// grants (a token's last use), so it needs no generation.
+func (c *credCache[V]) update(k credKey, fn func(*V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[k]; ok {
+		fn(&e.val)
+		c.entries[k] = e
+	}
 }
 
 // invalidate drops every entry. Call it after a write that changes users
-// has committed.
-func (c *credCache) invalidate() {
+// or tokens has committed.
+func (c *credCache[V]) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.entries)
 }
 
-func (c *credCache) len() int {
+func (c *credCache[V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
@@ -110,4 +136,18 @@ func (c *credCache) len() int {
 func cloneUser(u User) User {
 	u.Groups = slices.Clone(u.Groups)
 	return u
+}
+
+// cachedToken is what a successful token check leaves in the token cache:
+// the token's record without its secret hash, and its user as read with
+// it. Everything a check decides on a cache hit — owner, expiry, device
+// pattern — is in it.
+type cachedToken struct {
+	rec  tokenRecord // SecretHash is empty
+	user User
+}
+
+func cloneCachedToken(t cachedToken) cachedToken {
+	t.user = cloneUser(t.user)
+	return t
 }

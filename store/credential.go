@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -77,12 +78,28 @@ func (s *Store) AuthenticateToken(token string) (Credential, error) {
 // checkToken checks token, which must belong to owner unless owner is "",
 // and records its use. An unknown id costs the same hash and comparison as
 // a wrong secret.
+//
+// A successful check is cached for up to credCacheTTL under a hash of the
+// whole token (see credCache), so a busy token costs one SHA-256 of the
+// token string per request, not a read transaction and two JSON decodes. What a check decides
+// besides the secret is decided again on every hit: the owner, and the
+// expiry by the store's clock. Revoking a token, removing its user or
+// changing the user drops the cache (tokensChanged, usersChanged), so the
+// next request reads the records again.
 func (s *Store) checkToken(token, owner string) (Credential, error) {
 	id, secret, ok := parseRandomKey(TokenPrefix, token)
 	if !ok {
 		return Credential{}, fmt.Errorf("malformed token: %w", ErrBadCredentials)
 	}
 	now := s.now()
+	key := newTokenKey(token)
+	if t, ok := s.tokens.get(key); ok {
+		if err := tokenUsable(&t.rec, owner, now); err != nil {
+			return Credential{}, err
+		}
+		return s.useToken(key, &t.rec, t.user, now), nil
+	}
+	gen := s.tokens.generation()
 	var (
 		r         tokenRecord
 		u         userRecord
@@ -125,16 +142,40 @@ func (s *Store) checkToken(token, owner string) (Credential, error) {
 		return Credential{}, fmt.Errorf("unknown token %s: %w", id, ErrBadCredentials)
 	case !match:
 		return Credential{}, fmt.Errorf("wrong secret for token %s: %w", id, ErrBadCredentials)
-	case owner != "" && r.User != owner:
-		return Credential{}, fmt.Errorf("token %s belongs to another user: %w", id, ErrBadCredentials)
-	case r.expired(now):
-		return Credential{}, fmt.Errorf("token %s expired: %w: %w", id, ErrBadCredentials, ErrExpired)
 	case !userFound:
 		// RemoveUser deletes a user's tokens with it; this is a leftover.
 		return Credential{}, fmt.Errorf("token %s: user %q does not exist: %w", id, r.User, ErrBadCredentials)
 	}
-	s.recordTokenUse(&r, now)
-	return Credential{User: u.user(), TokenID: r.ID, Devices: r.Devices}, nil
+	if err := tokenUsable(&r, owner, now); err != nil {
+		return Credential{}, err
+	}
+	r.SecretHash = ""
+	s.tokens.put(gen, key, cachedToken{rec: r, user: u.user()})
+	return s.useToken(key, &r, u.user(), now), nil
+}
+
+// tokenUsable checks what a token check decides besides the secret, on a
+// cache hit as on a read: r must belong to owner unless owner is "", and
+// must not have expired at now.
+func tokenUsable(r *tokenRecord, owner string, now time.Time) error {
+	switch {
+	case owner != "" && r.User != owner:
+		return fmt.Errorf("token %s belongs to another user: %w", r.ID, ErrBadCredentials)
+	case r.expired(now):
+		return fmt.Errorf("token %s expired: %w: %w", r.ID, ErrBadCredentials, ErrExpired)
+	}
+	return nil
+}
+
+// useToken records the use of token r of user u at now and returns the
+// credential. When the use is marked for writing, the cached entry under
+// key learns the new last use, so later hits do not mark it again within
+// the minute.
+func (s *Store) useToken(key credKey, r *tokenRecord, u User, now time.Time) Credential {
+	if s.recordTokenUse(r, now) {
+		s.tokens.update(key, func(t *cachedToken) { t.rec.LastUsed = r.LastUsed })
+	}
+	return Credential{User: u, TokenID: r.ID, Devices: r.Devices}
 }
 
 // CredentialValid reports whether c would still be accepted now, and

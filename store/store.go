@@ -8,9 +8,10 @@
 // log) and "meta" (the schema version). It checks the credentials
 // these guard — argon2id for passwords and the secrets devices bring
 // along, SHA-256 for generated high-entropy secrets — with short-lived
-// caches of verified passwords and adopted device secrets, so the proxy
-// does not pay for argon2id on every CONNECT nor a reconnecting agent on
-// every reconnect. Admin changes are synchronous bbolt writes.
+// caches of verified passwords, tokens and adopted device secrets, so the
+// proxy does not pay for argon2id on every CONNECT, nor a bearer token for
+// a read transaction on every request, nor a reconnecting agent on every
+// reconnect. Admin changes are synchronous bbolt writes.
 //
 // Device last-seen times, token and session last-use times and session
 // ends are frequent small updates: a write-behind (writebehind.go) keeps
@@ -70,10 +71,11 @@ var (
 // Store is the reflector's record store. Create it with Open and release it
 // with Close.
 type Store struct {
-	dir   string
-	db    *bolt.DB
-	creds *credCache
-	now   func() time.Time // time.Now; tests replace it before use
+	dir    string
+	db     *bolt.DB
+	creds  *credCache[User]        // verified passwords (users.go)
+	tokens *credCache[cachedToken] // verified tokens (credential.go)
+	now    func() time.Time        // time.Now; tests replace it before use
 
 	argon      *argonGate   // bounds concurrent argon2id work (argon.go)
 	devSecrets *secretCache // adopted device secrets that passed argon2id (argon.go)
@@ -130,7 +132,8 @@ func open(dir string, every time.Duration) (*Store, error) {
 	s := &Store{
 		dir:        dir,
 		db:         db,
-		creds:      newCredCache(),
+		creds:      newCredCache(cloneUser),
+		tokens:     newCredCache(cloneCachedToken),
 		now:        time.Now,
 		argon:      newArgonGate(),
 		devSecrets: devSecrets,
@@ -224,6 +227,22 @@ func (s *Store) writeLoop(every time.Duration) {
 // not hold back the others.
 func (s *Store) flushBatches() error {
 	return errors.Join(s.lastSeen.flush(), s.tokenUse.flush(), s.sessionUse.flush(), s.flushAudit())
+}
+
+// usersChanged drops the password and token caches. Call it after every
+// write that changes a user record has committed (a token's credential
+// carries its user's role and groups).
+func (s *Store) usersChanged() {
+	s.creds.invalidate()
+	s.tokens.invalidate()
+}
+
+// tokensChanged drops the token cache. Call it after every write that
+// deletes or changes a token record, other than its last use, has
+// committed. TestEveryUserAndTokenWriteDropsTheCaches finds writers that
+// call neither.
+func (s *Store) tokensChanged() {
+	s.tokens.invalidate()
 }
 
 // getRecord reads and decodes the JSON record under key in bucket, inside

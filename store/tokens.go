@@ -213,6 +213,7 @@ func (s *Store) RevokeToken(id string) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("revoke token %s: %w", id, err)
 	}
+	s.tokensChanged()
 	s.tokenUse.forget(id)
 	return r.token(), nil
 }
@@ -262,16 +263,20 @@ func newTokenUse(db *bolt.DB) *writeBehind[string, time.Time] {
 	return newWriteBehind(db, "token last-use times", time.Time.After, writeTokenUse)
 }
 
-// recordTokenUse notes that token r, as just read from the database, was
-// used at t. It is marked for writing only if its stored time is a minute
-// old, so between flushes a busy token is not marked again.
-func (s *Store) recordTokenUse(r *tokenRecord, t time.Time) {
+// recordTokenUse notes that token r, as read from the database or the
+// token cache, was used at t. It is marked for writing only if r's last
+// use is a minute old; it then reports true and sets r.LastUsed to t, for
+// the cache to keep, so a busy token is marked about once a minute, not
+// on every request. Either way the use is visible to Tokens at once.
+func (s *Store) recordTokenUse(r *tokenRecord, t time.Time) (marked bool) {
 	t = t.UTC()
 	if t.Sub(r.LastUsed) >= tokenUseEvery {
 		s.tokenUse.put(r.ID, t)
-	} else {
-		s.tokenUse.note(r.ID, t)
+		r.LastUsed = t
+		return true
 	}
+	s.tokenUse.note(r.ID, t)
+	return false
 }
 
 // writeTokenUse is the apply step of the token-use write-behind. A time is
@@ -356,6 +361,11 @@ func (s *Store) pruneTokensChunk(cutoff time.Time, from []byte) (next []byte, pr
 	})
 	if err != nil {
 		return nil, 0, err
+	}
+	if len(gone) > 0 {
+		// Expired tokens are refused on a cache hit too; this keeps the
+		// rule "a deleted token leaves the cache" without exceptions.
+		s.tokensChanged()
 	}
 	s.tokenUse.forget(gone...)
 	return next, len(gone), nil

@@ -87,7 +87,7 @@ func (s *Store) AddUser(name, password string, role Role, groups []string) error
 		return fmt.Errorf("add user %q: %w", name, err)
 	}
 
-	defer s.creds.invalidate()
+	defer s.usersChanged()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
 		if b.Get([]byte(name)) != nil {
@@ -155,7 +155,7 @@ func (s *Store) RemoveUser(name string) error {
 	if checkUserName(name) != nil {
 		return fmt.Errorf("remove user %q: %w", truncate(name), ErrNotFound)
 	}
-	defer s.creds.invalidate()
+	defer s.usersChanged()
 	var tokens, sessions []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUsers)
@@ -254,7 +254,7 @@ func (s *Store) CheckPassword(ctx context.Context, name, password string) (User,
 }
 
 // updateUser applies fn to the named user's record in one write transaction
-// and drops the credential cache. Every change to a user goes through here
+// and drops the password and token caches. Every change to a user goes through here
 // or updateUserTx.
 func (s *Store) updateUser(name string, fn func(*userRecord) error) error {
 	return s.updateUserTx(name, func(_ *bolt.Tx, rec *userRecord) error { return fn(rec) })
@@ -262,7 +262,7 @@ func (s *Store) updateUser(name string, fn func(*userRecord) error) error {
 
 // updateUserTx is updateUser for changes that read other records in the
 // same transaction. If fn fails nothing is written, and the credential
-// cache is kept: a wrong TOTP code must not cost every user an argon2id.
+// caches are kept: a wrong TOTP code must not cost every user an argon2id.
 func (s *Store) updateUserTx(name string, fn func(*bolt.Tx, *userRecord) error) error {
 	if checkUserName(name) != nil {
 		return ErrNotFound
@@ -282,7 +282,7 @@ func (s *Store) updateUserTx(name string, fn func(*bolt.Tx, *userRecord) error) 
 		return tx.Bucket(bucketUsers).Put([]byte(name), data)
 	})
 	if err == nil {
-		s.creds.invalidate()
+		s.usersChanged()
 	}
 	return err
 }
