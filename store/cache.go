@@ -45,35 +45,37 @@ type credEntry[V any] struct {
 	expires time.Time
 }
 
-// credCache remembers successful credential checks: passwords (V is the
-// User) and tokens (V is a cachedToken). Failures are never cached. Every
-// write that changes what a cached value says calls invalidate (through
-// Store.credentialsChanged), which drops all entries and bumps the
+// credCache remembers what the request path reads again and again:
+// successful password checks (V is the User) and token checks (V is a
+// cachedToken), keyed by a hash of the secret, and device records (keyed
+// by id). Failures are never cached. Every write that changes what a
+// cached value says calls invalidate (through Store.usersChanged,
+// tokensChanged or devicesChanged), which drops all entries and bumps the
 // generation; a check that read the records under an older generation may
 // not store its result, so a password changed or a token revoked while a
 // check was running cannot come back through the cache.
-type credCache[V any] struct {
+type credCache[K comparable, V any] struct {
 	now   func() time.Time // time.Now; replaced in tests
 	clone func(V) V        // copies a value so the cache and callers share nothing
 
 	mu      sync.Mutex
 	gen     uint64
-	entries map[credKey]credEntry[V]
+	entries map[K]credEntry[V]
 }
 
-func newCredCache[V any](clone func(V) V) *credCache[V] {
-	return &credCache[V]{now: time.Now, clone: clone, entries: make(map[credKey]credEntry[V])}
+func newCredCache[K comparable, V any](clone func(V) V) *credCache[K, V] {
+	return &credCache[K, V]{now: time.Now, clone: clone, entries: make(map[K]credEntry[V])}
 }
 
 // generation returns the current generation, to be passed to put.
-func (c *credCache[V]) generation() uint64 {
+func (c *credCache[K, V]) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gen
 }
 
 // get returns the value cached under k if the entry is present and fresh.
-func (c *credCache[V]) get(k credKey) (V, bool) {
+func (c *credCache[K, V]) get(k K) (V, bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -91,7 +93,7 @@ func (c *credCache[V]) get(k credKey) (V, bool) {
 }
 
 // put caches v under k unless the records changed since gen was read.
-func (c *credCache[V]) put(gen uint64, k credKey, v V) {
+func (c *credCache[K, V]) put(gen uint64, k K, v V) {
 	expires := c.now().Add(credCacheTTL)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -107,7 +109,7 @@ func (c *credCache[V]) put(gen uint64, k credKey, v V) {
 // update applies fn to the value cached under k, if any, keeping its
 // expiry. It is for bookkeeping that does not change what the value
 // grants (a token's last use), so it needs no generation.
-func (c *credCache[V]) update(k credKey, fn func(*V)) {
+func (c *credCache[K, V]) update(k K, fn func(*V)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[k]; ok {
@@ -116,16 +118,16 @@ func (c *credCache[V]) update(k credKey, fn func(*V)) {
 	}
 }
 
-// invalidate drops every entry. Call it after a write that changes users
-// or tokens has committed.
-func (c *credCache[V]) invalidate() {
+// invalidate drops every entry. Call it after a write that changes what
+// the cache holds has committed.
+func (c *credCache[K, V]) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.entries)
 }
 
-func (c *credCache[V]) len() int {
+func (c *credCache[K, V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
@@ -150,4 +152,12 @@ type cachedToken struct {
 func cloneCachedToken(t cachedToken) cachedToken {
 	t.user = cloneUser(t.user)
 	return t
+}
+
+// cloneDevice copies d so that neither the cache nor its callers share the
+// Groups and Ports slices.
+func cloneDevice(d Device) Device {
+	d.Groups = slices.Clone(d.Groups)
+	d.Ports = slices.Clone(d.Ports)
+	return d
 }

@@ -6,7 +6,7 @@ import (
 )
 
 func TestCredCacheIgnoresResultReadBeforeInvalidation(t *testing.T) {
-	c := newCredCache(cloneUser)
+	c := newCredCache[credKey](cloneUser)
 	key := newCredKey("alice", "old password")
 	gen := c.generation() // a check starts and reads the record...
 	c.invalidate()        // ...the password changes while it hashes...
@@ -21,7 +21,7 @@ func TestCredCacheIgnoresResultReadBeforeInvalidation(t *testing.T) {
 }
 
 func TestCredCacheDropsAllWhenFull(t *testing.T) {
-	c := newCredCache(cloneUser)
+	c := newCredCache[credKey](cloneUser)
 	gen := c.generation()
 	for i := range credCacheMax {
 		c.put(gen, newCredKey(fmt.Sprint("user", i), "pw"), User{})

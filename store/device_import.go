@@ -78,6 +78,7 @@ func (s *Store) ImportDevices(ds []DeviceImport) error {
 	if err != nil {
 		return fmt.Errorf("import %s: %w", plural(len(ds), "device"), err)
 	}
+	s.devicesChanged()
 	for _, r := range recs {
 		s.lastSeen.forget(r.rec.ID)
 	}

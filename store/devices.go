@@ -186,11 +186,19 @@ func (s *Store) AddDeviceWithSecret(d Device, secret string) error {
 }
 
 // Device returns the device with the given id, with its newest last-seen
-// time even if that has not been written yet.
+// time even if that has not been written yet. The proxy asks for every
+// request, so a found record is cached for up to a minute (see credCache);
+// every write of a device record other than its last-seen time drops the
+// cache (devicesChanged), and the last-seen time comes from the
+// write-behind, which keeps written times in memory.
 func (s *Store) Device(id string) (Device, error) {
 	if !validDeviceID(id) {
 		return Device{}, fmt.Errorf("device %q: %w", truncate(id), ErrNotFound)
 	}
+	if d, ok := s.devices.get(id); ok {
+		return s.withLastSeen(d), nil
+	}
+	gen := s.devices.generation()
 	var rec deviceRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -200,7 +208,9 @@ func (s *Store) Device(id string) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", id, err)
 	}
-	return s.withLastSeen(rec.device()), nil
+	d := rec.device()
+	s.devices.put(gen, id, d)
+	return s.withLastSeen(d), nil
 }
 
 // Devices returns all devices sorted by id, with their newest last-seen
@@ -261,6 +271,7 @@ func (s *Store) RemoveDevice(id string) error {
 	if err != nil {
 		return fmt.Errorf("remove device %q: %w", id, err)
 	}
+	s.devicesChanged()
 	s.lastSeen.forget(id)
 	s.devSecrets.forget(id)
 	return nil
@@ -522,6 +533,7 @@ func (s *Store) updateDevice(id string, fn func(*bolt.Tx, *deviceRecord) error) 
 	if err != nil {
 		return deviceRecord{}, err
 	}
+	s.devicesChanged()
 	return rec, nil
 }
 

@@ -71,11 +71,12 @@ var (
 // Store is the reflector's record store. Create it with Open and release it
 // with Close.
 type Store struct {
-	dir    string
-	db     *bolt.DB
-	creds  *credCache[User]        // verified passwords (users.go)
-	tokens *credCache[cachedToken] // verified tokens (credential.go)
-	now    func() time.Time        // time.Now; tests replace it before use
+	dir     string
+	db      *bolt.DB
+	creds   *credCache[credKey, User]        // verified passwords (users.go)
+	tokens  *credCache[credKey, cachedToken] // verified tokens (credential.go)
+	devices *credCache[string, Device]       // device records by id (devices.go)
+	now     func() time.Time                 // time.Now; tests replace it before use
 
 	argon      *argonGate   // bounds concurrent argon2id work (argon.go)
 	devSecrets *secretCache // adopted device secrets that passed argon2id (argon.go)
@@ -132,8 +133,9 @@ func open(dir string, every time.Duration) (*Store, error) {
 	s := &Store{
 		dir:        dir,
 		db:         db,
-		creds:      newCredCache(cloneUser),
-		tokens:     newCredCache(cloneCachedToken),
+		creds:      newCredCache[credKey](cloneUser),
+		tokens:     newCredCache[credKey](cloneCachedToken),
+		devices:    newCredCache[string](cloneDevice),
 		now:        time.Now,
 		argon:      newArgonGate(),
 		devSecrets: devSecrets,
@@ -239,10 +241,16 @@ func (s *Store) usersChanged() {
 
 // tokensChanged drops the token cache. Call it after every write that
 // deletes or changes a token record, other than its last use, has
-// committed. TestEveryUserAndTokenWriteDropsTheCaches finds writers that
-// call neither.
+// committed. TestEveryCachedRecordWriterDropsItsCache finds writers that
+// call none of these.
 func (s *Store) tokensChanged() {
 	s.tokens.invalidate()
+}
+
+// devicesChanged drops the device cache. Call it after every write that
+// changes a device record, other than its last-seen time, has committed.
+func (s *Store) devicesChanged() {
+	s.devices.invalidate()
 }
 
 // getRecord reads and decodes the JSON record under key in bucket, inside

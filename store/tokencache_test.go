@@ -236,12 +236,12 @@ func TestCachedTokenUseIsRecorded(t *testing.T) {
 	}
 }
 
-// Every store operation that changes a user or a token drops the token
-// cache once it has committed. TestEveryUserAndTokenWriterIsListed makes
+// Every store operation that changes a user, a token or a device drops the
+// token or the device cache once it has committed. TestEveryUserAndTokenWriterIsListed makes
 // sure a new writer cannot be added without a row here.
 func TestEveryUserAndTokenWriteDropsTheCaches(t *testing.T) {
 	for _, tc := range []struct {
-		writer string // the writer TestEveryUserAndTokenWriterIsListed finds that this covers
+		writer string // the writer TestEveryCachedRecordWriterDropsItsCache finds that this covers
 		op     func(t *testing.T, s credentialTestStore) error
 	}{
 		{"RevokeToken", func(t *testing.T, s credentialTestStore) error { _, err := s.RevokeToken(s.aliceID); return err }},
@@ -258,6 +258,19 @@ func TestEveryUserAndTokenWriteDropsTheCaches(t *testing.T) {
 			_, err := s.BeginTOTP("alice", "test")
 			return err
 		}},
+		{"RemoveDevice", func(t *testing.T, s credentialTestStore) error { return s.RemoveDevice("pump-1") }},
+		{"updateDevice", func(t *testing.T, s credentialTestStore) error {
+			_, err := s.UpdateDevice("pump-1", DeviceUpdate{Groups: &[]string{}})
+			return err
+		}},
+		{"updateDevice", func(t *testing.T, s credentialTestStore) error { return s.SetDeviceDisabled("pump-1", true) }},
+		{"updateDevice", func(t *testing.T, s credentialTestStore) error {
+			_, err := s.RotateDeviceSecret("pump-1")
+			return err
+		}},
+		{"ImportDevices", func(t *testing.T, s credentialTestStore) error {
+			return s.ImportDevices([]DeviceImport{{Device: Device{ID: "pump-2"}, Secret: "a long enough secret"}})
+		}},
 		{"pruneTokensChunk", func(t *testing.T, s credentialTestStore) error {
 			*s.now = s.now.Add(24*time.Hour + TokenExpiredKeep + time.Second)
 			_, n, err := s.pruneTokensChunk(s.now.Add(-TokenExpiredKeep), nil)
@@ -270,34 +283,45 @@ func TestEveryUserAndTokenWriteDropsTheCaches(t *testing.T) {
 		t.Run(tc.writer, func(t *testing.T) {
 			s := newCredentialTestStore(t)
 			warmToken(t, s.Store, s.bobToken)
-			gen := s.tokens.generation()
+			if _, err := s.AddDevice(Device{ID: "pump-1", Groups: []string{"ops"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Device("pump-1"); err != nil {
+				t.Fatal(err)
+			}
+			tokenGen, deviceGen := s.tokens.generation(), s.devices.generation()
 			if err := tc.op(t, s); err != nil {
 				t.Fatal(err)
 			}
-			if s.tokens.len() != 0 || s.tokens.generation() == gen {
-				t.Errorf("%s left the token cache as it was (%d entries, generation %d)", tc.writer, s.tokens.len(), s.tokens.generation())
+			tokensDropped := s.tokens.len() == 0 && s.tokens.generation() != tokenGen
+			devicesDropped := s.devices.len() == 0 && s.devices.generation() != deviceGen
+			if !tokensDropped && !devicesDropped {
+				t.Errorf("%s left the token and device caches as they were", tc.writer)
 			}
 		})
 	}
 }
 
-// cacheExempt lists the functions of the package that write the users or
-// tokens bucket and need not drop the caches, each with the reason; every
-// other such function must call usersChanged or tokensChanged.
+// cacheExempt lists the functions of the package that write the users,
+// tokens or devices bucket and need not drop the caches, each with the
+// reason; every other such function must call usersChanged, tokensChanged
+// or devicesChanged.
 var cacheExempt = map[string]string{
 	"CreateToken":        "a new token cannot be in the cache",
 	"writeTokenUse":      "writes only the last use, which a cached credential does not carry",
 	"deleteUserTokens":   "a helper run inside its callers' transactions; the callers are checked",
 	"pruneSessionsChunk": "reads users, deletes sessions",
+	"insertDevice":       "adds a device; a lookup of an id that has none is not cached",
+	"writeLastSeen":      "writes only the last-seen time, which Device takes from the write-behind (it keeps written times)",
 	"initSchema":         "creates the buckets before the store serves anything",
 }
 
-// A function that writes users or tokens without dropping the caches would
-// leave a revoked token or a demoted user working for up to a minute. This
-// finds every function that names the users or tokens bucket (or calls a
-// helper that writes them) and also writes, and requires it to drop the
-// caches or to be exempt with a reason.
-func TestEveryUserAndTokenWriterIsListed(t *testing.T) {
+// A function that writes users, tokens or devices without dropping the
+// caches would leave a revoked token, a demoted user or a device's old
+// groups working for up to a minute. This finds every function that names
+// one of those buckets (or calls a helper that writes them) and also
+// writes, and requires it to drop the caches or to be exempt with a reason.
+func TestEveryCachedRecordWriterDropsItsCache(t *testing.T) {
 	fset := token.NewFileSet()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
@@ -321,7 +345,7 @@ func TestEveryUserAndTokenWriterIsListed(t *testing.T) {
 			ast.Inspect(fn.Body, func(n ast.Node) bool {
 				switch n := n.(type) {
 				case *ast.Ident:
-					if n.Name == "bucketUsers" || n.Name == "bucketTokens" {
+					if n.Name == "bucketUsers" || n.Name == "bucketTokens" || n.Name == "bucketDevices" {
 						names = true
 					}
 				case *ast.CallExpr:
@@ -341,7 +365,7 @@ func TestEveryUserAndTokenWriterIsListed(t *testing.T) {
 						writes = true
 					case "deleteUserTokens":
 						names, writes = true, true
-					case "usersChanged", "tokensChanged":
+					case "usersChanged", "tokensChanged", "devicesChanged":
 						drops = true
 					}
 				}
@@ -352,17 +376,74 @@ func TestEveryUserAndTokenWriterIsListed(t *testing.T) {
 			}
 			found = append(found, fn.Name.Name)
 			if _, ok := cacheExempt[fn.Name.Name]; !drops && !ok {
-				t.Errorf("%s (%s) writes users or tokens but calls neither usersChanged nor tokensChanged: a revoked token or changed user would stay cached", fn.Name.Name, fset.Position(fn.Pos()))
+				t.Errorf("%s (%s) writes users, tokens or devices but calls none of usersChanged, tokensChanged, devicesChanged: a revoked token or changed record would stay cached", fn.Name.Name, fset.Position(fn.Pos()))
 			}
 		}
 	}
 	for name := range cacheExempt {
 		if !slices.Contains(found, name) {
-			t.Errorf("cacheExempt lists %s, which no longer writes users or tokens", name)
+			t.Errorf("cacheExempt lists %s, which no longer writes users, tokens or devices", name)
 		}
 	}
 	sort.Strings(found)
-	t.Logf("writers of users and tokens: %v", found)
+	t.Logf("writers of users, tokens and devices: %v", found)
+}
+
+// The proxy looks the device up for every request; a cached record must
+// follow every change of it at once.
+func TestCachedDeviceFollowsChangesAtOnce(t *testing.T) {
+	s := newCredentialTestStore(t)
+	if _, err := s.AddDevice(Device{ID: "pump-1", Groups: []string{"ops"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.AuthenticateToken(s.aliceToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := func() bool {
+		t.Helper()
+		d, err := s.Device("pump-1")
+		if err != nil {
+			return false
+		}
+		return c.Allows(d)
+	}
+	if !allowed() || s.devices.len() != 1 {
+		t.Fatalf("pump-1 in ops not allowed to alice, or not cached (%d entries)", s.devices.len())
+	}
+	if _, err := s.UpdateDevice("pump-1", DeviceUpdate{Groups: &[]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if allowed() {
+		t.Error("pump-1 moved out of ops is still allowed to alice")
+	}
+	if err := s.SetDeviceDisabled("pump-1", true); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device("pump-1"); err != nil || !d.Disabled {
+		t.Errorf("disabled device read back as %+v, %v", d, err)
+	}
+	if err := s.RemoveDevice("pump-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Device("pump-1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("removed device = %v, want ErrNotFound", err)
+	}
+	// The last-seen time is not in the cache's hands: a touch shows at once.
+	if _, err := s.AddDevice(Device{ID: "pump-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Device("pump-1"); err != nil {
+		t.Fatal(err)
+	}
+	seen := totpT0.Add(time.Hour)
+	s.TouchDevice("pump-1", seen)
+	if err := s.lastSeen.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device("pump-1"); err != nil || !d.LastSeen.Equal(seen) {
+		t.Errorf("last seen after a touch = %v, %v; want %v", d.LastSeen, err, seen)
+	}
 }
 
 func BenchmarkAuthenticateToken(b *testing.B) {
