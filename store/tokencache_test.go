@@ -239,7 +239,7 @@ func TestCachedTokenUseIsRecorded(t *testing.T) {
 // Every store operation that changes a user, a token or a device drops the
 // token or the device cache once it has committed. TestEveryUserAndTokenWriterIsListed makes
 // sure a new writer cannot be added without a row here.
-func TestEveryUserAndTokenWriteDropsTheCaches(t *testing.T) {
+func TestEveryWriteOfACachedRecordDropsItsCache(t *testing.T) {
 	for _, tc := range []struct {
 		writer string // the writer TestEveryCachedRecordWriterDropsItsCache finds that this covers
 		op     func(t *testing.T, s credentialTestStore) error
@@ -470,6 +470,33 @@ func BenchmarkAuthenticateToken(b *testing.B) {
 					s.tokens.invalidate()
 				}
 				if _, err := s.AuthenticateToken(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDevice(b *testing.B) {
+	s, err := open(b.TempDir(), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.AddDevice(Device{ID: "pump-1", Ports: []uint16{22, 80}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		cache bool
+	}{{"cached", true}, {"uncached", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !bc.cache {
+					s.devices.invalidate()
+				}
+				if _, err := s.Device("pump-1"); err != nil {
 					b.Fatal(err)
 				}
 			}
