@@ -237,8 +237,8 @@ func TestCachedTokenUseIsRecorded(t *testing.T) {
 }
 
 // Every store operation that changes a user, a token or a device drops the
-// token or the device cache once it has committed. TestEveryUserAndTokenWriterIsListed makes
-// sure a new writer cannot be added without a row here.
+// token or the device cache once it has committed. A new writer that calls
+// none of the drop functions fails TestEveryCachedRecordWriterDropsItsCache.
 func TestEveryWriteOfACachedRecordDropsItsCache(t *testing.T) {
 	for _, tc := range []struct {
 		writer string // the writer TestEveryCachedRecordWriterDropsItsCache finds that this covers
