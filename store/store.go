@@ -11,7 +11,9 @@
 // caches of verified passwords, tokens and adopted device secrets, so the
 // proxy does not pay for argon2id on every CONNECT, nor a bearer token for
 // a read transaction on every request, nor a reconnecting agent on every
-// reconnect. Admin changes are synchronous bbolt writes.
+// reconnect; device records, which the proxy reads for every request, are
+// cached too. Every write that changes a cached record drops its cache.
+// Admin changes are synchronous bbolt writes.
 //
 // Device last-seen times, token and session last-use times and session
 // ends are frequent small updates: a write-behind (writebehind.go) keeps
