@@ -248,7 +248,11 @@ func (s *Session) AcceptStream() (*Stream, error) {
 }
 
 // Accept is AcceptStream that also ends, with ctx's error, when ctx does.
+// Streams still in the backlog when the session ends are not handed out.
 func (s *Session) Accept(ctx context.Context) (*Stream, error) {
+	if s.isClosed() {
+		return nil, s.err
+	}
 	select {
 	case st := <-s.accepts:
 		return st, nil
