@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/xtaci/smux"
 
 	"github.com/reflector-dev/reflector/tunnel"
+	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
 
 // Version is the agent's version, sent to the reflector as
@@ -51,6 +51,10 @@ type Options struct {
 	// on one machine gives each its own loopback address this way, so the
 	// reflector sees a fleet of addresses, as in the field.
 	LocalAddr netip.Addr
+	// StockSmux runs the tunnel's smux on stock xtaci/smux instead of
+	// tunnel/smuxserver, the agent's end since issue 21; the wire is the
+	// same. Tests and A/B measurements compare the two with it.
+	StockSmux bool
 }
 
 // Agent keeps one device's tunnel to the reflector up and serves the streams
@@ -211,20 +215,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // serve runs the smux session over ws until it ends or ctx does.
 func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) error {
-	conn := tunnel.NewWSConn(ws)
-	sess, err := smux.Client(conn, tunnel.MuxConfig())
-	if err != nil { // only on a bad config, which MuxConfig is not
+	sess, err := a.newSession(tunnel.NewWSConn(ws))
+	if err != nil {
 		ws.Close()
-		return fmt.Errorf("start smux session: %w", err)
+		return err
 	}
-	return a.serveSession(ctx, sess, conn)
+	return a.serveSession(ctx, sess)
 }
 
 // serveSession accepts the streams the reflector opens until the session
 // ends or ctx does, then closes the session and waits for its streams'
-// goroutines. It returns why the session ended. conn is the session's
-// connection (guardStream).
-func (a *Agent) serveSession(ctx context.Context, sess *smux.Session, conn net.Conn) error {
+// goroutines. It returns why the session ended.
+func (a *Agent) serveSession(ctx context.Context, sess session) error {
 	// Streams live in sctx: when the session ends for any reason, their
 	// local dials and splices end with it.
 	sctx, cancel := context.WithCancel(ctx)
@@ -237,11 +239,11 @@ func (a *Agent) serveSession(ctx context.Context, sess *smux.Session, conn net.C
 		wg.Wait()
 	}()
 	for {
-		st, err := sess.AcceptStream()
+		st, err := sess.acceptStream()
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { a.serveStream(sctx, guardStream(st, sess, conn)) })
+		wg.Go(func() { a.serveStream(sctx, st) })
 	}
 }
 
@@ -252,6 +254,8 @@ func describe(err error) string {
 		return ""
 	case errors.Is(err, io.EOF):
 		return "closed by the reflector"
+	case errors.Is(err, smuxserver.ErrKeepAliveTimeout):
+		return "tunnel closed (keep-alive timeout)"
 	case errors.Is(err, io.ErrClosedPipe):
 		return "tunnel closed (keep-alive timeout or connection lost)"
 	}

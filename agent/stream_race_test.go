@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,10 +37,17 @@ func firehose(t *testing.T) uint16 {
 // buffer back to its pool, and the next Join wrote into it under the
 // sender (run with -race). A stream's Write now waits for the connection's
 // last write. (The reflector's end, tunnel/smuxserver, returns from a
-// write only once the connection is done with its buffer.)
+// write only once the connection is done with its buffer, on either end.)
 func TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer(t *testing.T) {
+	for _, stock := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stock=%v", stock), func(t *testing.T) { testWriteAbandoned(t, stock) })
+	}
+}
+
+func testWriteAbandoned(t *testing.T, stock bool) {
 	port := firehose(t)
 	a := newTestAgent(t, port)
+	a.opts.StockSmux = stock
 	upgrader := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := upgrader.Upgrade(w, r, nil)

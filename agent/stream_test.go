@@ -13,8 +13,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/xtaci/smux"
-
 	"github.com/reflector-dev/reflector/tunnel"
 	"github.com/reflector-dev/reflector/tunnel/smuxserver"
 )
@@ -106,38 +104,44 @@ func TestStreamWithAnUnknownHeaderVersionIsAnsweredOtherAndClosed(t *testing.T) 
 	<-done
 }
 
-// The handler over a real smux session, as the reflector drives it.
+// The handler over a real smux session, as the reflector drives it, on
+// either of the agent's ends.
 func TestStreamOverSmux(t *testing.T) {
-	echo := echoListener(t)
-	a := newTestAgent(t, echo)
-	c1, c2 := net.Pipe()
-	client, err := smux.Client(c1, tunnel.MuxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := smuxserver.New(c2, smuxserver.Config{})
-	go server.Run()
-	defer server.Close()
-	done := make(chan error, 1)
-	go func() {
-		done <- a.serveSession(context.Background(), client, c1)
-	}()
+	for _, stock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stock=%v", stock), func(t *testing.T) {
+			echo := echoListener(t)
+			a := newTestAgent(t, echo)
+			a.opts.StockSmux = stock
+			c1, c2 := net.Pipe()
+			client, err := a.newSession(c1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := smuxserver.New(c2, smuxserver.Config{})
+			go server.Run()
+			defer server.Close()
+			done := make(chan error, 1)
+			go func() {
+				done <- a.serveSession(context.Background(), client)
+			}()
 
-	tun := tunnel.NewMuxTunnel(server)
-	conn, err := tun.Open(context.Background(), echo, "test")
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	echoOnce(t, conn, "over smux")
-	if _, err := tun.Open(context.Background(), echo+1, "test"); !errors.Is(err, tunnel.ErrPortNotAllowed) {
-		t.Errorf("Open of a port not allowed: %v, want ErrPortNotAllowed", err)
-	}
-	conn.Close()
-	server.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the agent's session did not end after the reflector closed it")
+			tun := tunnel.NewMuxTunnel(server)
+			conn, err := tun.Open(context.Background(), echo, "test")
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			echoOnce(t, conn, "over smux")
+			if _, err := tun.Open(context.Background(), echo+1, "test"); !errors.Is(err, tunnel.ErrPortNotAllowed) {
+				t.Errorf("Open of a port not allowed: %v, want ErrPortNotAllowed", err)
+			}
+			conn.Close()
+			server.Close()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the agent's session did not end after the reflector closed it")
+			}
+		})
 	}
 }
 

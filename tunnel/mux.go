@@ -40,9 +40,10 @@ const (
 	KeepAliveTimeout  = 30 * time.Second
 )
 
-// MuxConfig returns the smux configuration of the agent, the smux client:
-// version 2 for per-stream flow control. The reflector's end is
-// smuxserver, with the same settings (serverMuxConfig).
+// MuxConfig returns the smux configuration of an agent on stock smux, the
+// smux client: version 2 for per-stream flow control. The agent's own end
+// is AgentMuxConfig's, the reflector's serverMuxConfig's: the same
+// settings on smuxserver.
 func MuxConfig() *smux.Config {
 	return &smux.Config{
 		Version:           2,
@@ -70,4 +71,17 @@ func serverMuxConfig(k *smuxserver.Keeper) smuxserver.Config {
 		WriteTimeout:  KeepAliveTimeout,
 		Keeper:        k,
 	}
+}
+
+// AgentMuxConfig is the agent's end of the tunnel on smuxserver: the smux
+// client, accepting the streams the reflector opens (at most
+// MaxDeviceStreams waiting for the agent to take them; the reflector
+// opens no more at once), with the settings of MuxConfig and the
+// process's one Keeper. As on the reflector's end, a frame write that
+// makes no progress for KeepAliveTimeout ends the session.
+func AgentMuxConfig() smuxserver.Config {
+	c := serverMuxConfig(keeper)
+	c.Client = true
+	c.AcceptBacklog = MaxDeviceStreams
+	return c
 }

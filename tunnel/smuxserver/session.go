@@ -1,11 +1,15 @@
-// Package smuxserver is the reflector's end of smux protocol version 2,
-// wire-compatible with xtaci/smux v1.5.58 as our agent runs it (the agent
-// is the smux client and accepts streams; this end opens them and accepts
-// none). It exists for fleets: stock smux keeps two 1,024-slot queues, four
+// Package smuxserver is an end of smux protocol version 2, wire-compatible
+// with xtaci/smux v1.5.58. The reflector runs it as the smux server, which
+// opens streams and accepts none; a session configured with an
+// AcceptBacklog also accepts the streams its peer opens, and with Client
+// set it takes the smux client's odd stream ids, as the agent's end. It
+// exists for fleets: stock smux keeps two 1,024-slot queues, four
 // goroutines and a ticker per session; an idle session here holds one
 // goroutine (the caller's, in Run), no buffer and no timer. Writes go from
-// the writing goroutine to the connection under a lock; keep-alives of all
-// sessions come from one Keeper. The wire is in ../PROTOCOL.md, §2.
+// the writing goroutine to the connection under a lock, and a received
+// frame goes from Run to the stream's buffer with no goroutine between;
+// keep-alives of all sessions come from one Keeper. The wire is in
+// ../PROTOCOL.md, §2.
 package smuxserver
 
 import (
@@ -36,6 +40,15 @@ type Config struct {
 	// Keeper sends the session's keep-alives and closes it when the peer
 	// falls silent; nil: no keep-alive.
 	Keeper *Keeper
+	// Client makes this end the smux client: the streams it opens have odd
+	// ids, and the peer's have even ones. The default is the server's
+	// even ids.
+	Client bool
+	// AcceptBacklog is how many streams the peer opened may wait for
+	// AcceptStream; a stream the peer opens while that many wait is closed
+	// at once (FIN). 0: this end accepts no streams, and closes every
+	// stream the peer opens.
+	AcceptBacklog int
 }
 
 func (c Config) withDefaults() Config {
@@ -80,7 +93,11 @@ type Session struct {
 
 	mu      sync.Mutex
 	streams map[uint32]*Stream // nil while there are none
-	nextID  uint32             // the last id opened; ours are even
+	nextID  uint32             // the last id opened; ours are even, odd with Client
+
+	// accepts holds the streams the peer opened that AcceptStream has not
+	// taken; nil when the session accepts none.
+	accepts chan *Stream
 
 	// wlock is held (a value in it) by the one goroutine writing a frame;
 	// a channel, so that waiting for it can end with a deadline.
@@ -110,6 +127,12 @@ func New(conn net.Conn, cfg Config) *Session {
 	}
 	s.bw, _ = conn.(buffersWriter)
 	s.pingFunc = s.ping
+	if s.cfg.Client {
+		s.nextID = 1 // as smux's client: its first stream is 3
+	}
+	if s.cfg.AcceptBacklog > 0 {
+		s.accepts = make(chan *Stream, s.cfg.AcceptBacklog)
+	}
 	s.tokens.Store(int64(s.cfg.SessionBuffer))
 	if s.cfg.Keeper != nil {
 		s.cfg.Keeper.add(s)
@@ -149,12 +172,7 @@ func (s *Session) readFrame() error {
 	switch h.cmd() {
 	case cmdNOP:
 	case cmdSYN:
-		// This end accepts no streams (PROTOCOL.md §2): the peer's stream
-		// is closed at once, as the reflector always has. A SYN for one of
-		// ours is ignored, as smux ignores a SYN for a stream it has.
-		if s.stream(sid) == nil {
-			s.writeFrame(cmdFIN, sid, nil, nil)
-		}
+		s.synReceived(sid)
 	case cmdFIN:
 		if st := s.stream(sid); st != nil {
 			st.finReceived()
@@ -191,6 +209,58 @@ func (s *Session) readFrame() error {
 		}
 	}
 	return nil
+}
+
+// synReceived acts on the peer's SYN for stream sid. A SYN for a stream
+// the session has is ignored, as smux ignores it. A new stream is queued
+// for AcceptStream when the session accepts streams, the id is the peer's
+// (smux: the client's odd, the server's even, never 0) and the backlog has
+// room; otherwise it is closed at once with FIN, as the reflector always
+// has closed the streams an agent opens (PROTOCOL.md §2).
+func (s *Session) synReceived(sid uint32) {
+	s.mu.Lock()
+	if _, ok := s.streams[sid]; ok || s.isClosed() {
+		s.mu.Unlock()
+		return
+	}
+	peers := sid != 0 && sid%2 != s.nextID%2 // nextID has this end's parity
+	if s.accepts == nil || !peers || len(s.accepts) == cap(s.accepts) {
+		s.mu.Unlock()
+		s.writeFrame(cmdFIN, sid, nil, nil)
+		return
+	}
+	st := newStream(sid, s)
+	if s.streams == nil {
+		s.streams = make(map[uint32]*Stream)
+	}
+	s.streams[sid] = st
+	// Under mu, so that closeWith, which takes the streams under mu, ends
+	// this one too; Run is the only sender and the backlog has room.
+	s.accepts <- st
+	s.mu.Unlock()
+}
+
+// AcceptStream returns the next stream the peer opened, waiting for one.
+// Once the session has ended it returns why (as Err); a session without an
+// AcceptBacklog waits until then.
+func (s *Session) AcceptStream() (*Stream, error) {
+	return s.Accept(context.Background())
+}
+
+// Accept is AcceptStream that also ends, with ctx's error, when ctx does.
+// Streams still in the backlog when the session ends are not handed out.
+func (s *Session) Accept(ctx context.Context) (*Stream, error) {
+	if s.isClosed() {
+		return nil, s.err
+	}
+	select {
+	case st := <-s.accepts:
+		return st, nil
+	case <-s.done:
+		return nil, s.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func le32(b []byte) uint32 {
@@ -265,8 +335,8 @@ func (s *Session) forget(st *Stream) {
 	}
 }
 
-// OpenStream opens a stream: it is registered, then its SYN is sent. It
-// returns ErrSessionClosed once the session has ended, ctx's error if ctx
+// OpenStream opens a stream (an even id, odd with Client): it is
+// registered, then its SYN is sent. It returns ErrSessionClosed once the session has ended, ctx's error if ctx
 // ends while the connection is busy.
 func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	s.mu.Lock()

@@ -284,7 +284,8 @@ func (st *Stream) SetDeadline(t time.Time) error {
 func (st *Stream) SetReadDeadline(t time.Time) error  { st.rdl.set(t); return nil }
 func (st *Stream) SetWriteDeadline(t time.Time) error { st.wdl.set(t); return nil }
 
-// ID is the stream's id in the session (even: this end opened it).
+// ID is the stream's id in the session: the smux server's streams have
+// even ids, the client's odd ones.
 func (st *Stream) ID() uint32 { return st.id }
 
 // LocalAddr and RemoteAddr are the session connection's.
