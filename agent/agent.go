@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // Version is the agent's version, sent to the reflector as
@@ -52,7 +52,7 @@ type Options struct {
 	// reflector sees a fleet of addresses, as in the field.
 	LocalAddr netip.Addr
 	// StockSmux runs the tunnel's smux on stock xtaci/smux instead of
-	// tunnel/smuxserver, the agent's end since issue 21; the wire is the
+	// tunnel/smuxsession, the agent's end since issue 21; the wire is the
 	// same. Tests and A/B measurements compare the two with it.
 	StockSmux bool
 }
@@ -254,7 +254,7 @@ func describe(err error) string {
 		return ""
 	case errors.Is(err, io.EOF):
 		return "closed by the reflector"
-	case errors.Is(err, smuxserver.ErrKeepAliveTimeout):
+	case errors.Is(err, smuxsession.ErrKeepAliveTimeout):
 		return "tunnel closed (keep-alive timeout)"
 	case errors.Is(err, io.ErrClosedPipe):
 		return "tunnel closed (keep-alive timeout or connection lost)"

@@ -7,12 +7,12 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // session is the agent's end of smux over a tunnel's connection: it hands
 // out the streams the reflector opens until the session ends, and then
-// why it ended. Two ends implement it: tunnel/smuxserver's (the default),
+// why it ended. Two ends implement it: tunnel/smuxsession's (the default),
 // whose frames go between the connection and the streams with no goroutine
 // between, and stock xtaci/smux's (Options.StockSmux), which hands every
 // frame to its send goroutine and every received one to the reader.
@@ -30,13 +30,13 @@ func (a *Agent) newSession(conn net.Conn) (session, error) {
 		}
 		return &stockSession{sess: s, conn: conn}, nil
 	}
-	s := smuxserver.New(conn, tunnel.AgentMuxConfig())
+	s := smuxsession.New(conn, tunnel.AgentMuxConfig())
 	go s.Run() // its error is what acceptStream returns once the session ended
 	return ourSession{s}, nil
 }
 
-// ourSession is a tunnel/smuxserver session as the smux client.
-type ourSession struct{ s *smuxserver.Session }
+// ourSession is a tunnel/smuxsession session as the smux client.
+type ourSession struct{ s *smuxsession.Session }
 
 func (o ourSession) acceptStream() (net.Conn, error) {
 	st, err := o.s.AcceptStream()

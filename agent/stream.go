@@ -79,7 +79,7 @@ func (a *Agent) serveStream(ctx context.Context, st net.Conn) {
 // session closes, smux answers a pending Write at once (io.ErrClosedPipe)
 // while its sender may still be copying that frame into the connection;
 // Join then gave its buffer back to the pool, and the next Join filled it
-// under the sender (a data race; the reflector's end, tunnel/smuxserver,
+// under the sender (a data race; the reflector's end, tunnel/smuxsession,
 // writes from the caller's goroutine and cannot). conn is the session's connection: when it has a
 // Done (tunnel.NewWSConn), closed once no write reads a buffer any more, a
 // Write failing on a closed session waits for it, a second at most.

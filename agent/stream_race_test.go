@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // firehose listens on 127.0.0.1 and sends to every connection until it
@@ -36,7 +36,7 @@ func firehose(t *testing.T) uint16 {
 // sender may still copy the frame into the connection; Join then gave the
 // buffer back to its pool, and the next Join wrote into it under the
 // sender (run with -race). A stream's Write now waits for the connection's
-// last write. (The reflector's end, tunnel/smuxserver, returns from a
+// last write. (The reflector's end, tunnel/smuxsession, returns from a
 // write only once the connection is done with its buffer, on either end.)
 func TestStreamWriteAbandonedAtSessionCloseKeepsItsBuffer(t *testing.T) {
 	for _, stock := range []bool{true, false} {
@@ -54,7 +54,7 @@ func testWriteAbandoned(t *testing.T, stock bool) {
 		if err != nil {
 			return
 		}
-		sess := smuxserver.New(tunnel.NewWSConn(ws), smuxserver.Config{})
+		sess := smuxsession.New(tunnel.NewWSConn(ws), smuxsession.Config{})
 		go sess.Run()
 		defer sess.Close()
 		tun := tunnel.NewMuxTunnel(sess)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // newTestAgent returns an agent that is never run, for its stream handler.
@@ -117,7 +117,7 @@ func TestStreamOverSmux(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			server := smuxserver.New(c2, smuxserver.Config{})
+			server := smuxsession.New(c2, smuxsession.Config{})
 			go server.Run()
 			defer server.Close()
 			done := make(chan error, 1)

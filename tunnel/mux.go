@@ -3,7 +3,7 @@ package tunnel
 import (
 	"time"
 
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 	"github.com/xtaci/smux"
 )
 
@@ -43,7 +43,7 @@ const (
 // MuxConfig returns the smux configuration of an agent on stock smux, the
 // smux client: version 2 for per-stream flow control. The agent's own end
 // is AgentMuxConfig's, the reflector's serverMuxConfig's: the same
-// settings on smuxserver.
+// settings on smuxsession.
 func MuxConfig() *smux.Config {
 	return &smux.Config{
 		Version:           2,
@@ -58,13 +58,13 @@ func MuxConfig() *smux.Config {
 // keeper sends the keep-alives of every tunnel of this process on our wire,
 // from one goroutine (issue 16: a ticker per session cost 18-25 % of a core
 // at 10,000 idle devices).
-var keeper = smuxserver.NewKeeper(KeepAliveInterval, KeepAliveTimeout)
+var keeper = smuxsession.NewKeeper(KeepAliveInterval, KeepAliveTimeout)
 
 // serverMuxConfig is the reflector's end of MuxConfig. A frame write that
 // makes no progress for KeepAliveTimeout ends the session: the agent has
 // not taken a byte for as long as its silence would end it.
-func serverMuxConfig(k *smuxserver.Keeper) smuxserver.Config {
-	return smuxserver.Config{
+func serverMuxConfig(k *smuxsession.Keeper) smuxsession.Config {
+	return smuxsession.Config{
 		MaxFrameSize:  MaxFrameSize,
 		StreamWindow:  StreamWindow,
 		SessionBuffer: SessionBuffer,
@@ -73,13 +73,13 @@ func serverMuxConfig(k *smuxserver.Keeper) smuxserver.Config {
 	}
 }
 
-// AgentMuxConfig is the agent's end of the tunnel on smuxserver: the smux
+// AgentMuxConfig is the agent's end of the tunnel on smuxsession: the smux
 // client, accepting the streams the reflector opens (at most
 // MaxDeviceStreams waiting for the agent to take them; the reflector
 // opens no more at once), with the settings of MuxConfig and the
 // process's one Keeper. As on the reflector's end, a frame write that
 // makes no progress for KeepAliveTimeout ends the session.
-func AgentMuxConfig() smuxserver.Config {
+func AgentMuxConfig() smuxsession.Config {
 	c := serverMuxConfig(keeper)
 	c.Client = true
 	c.AcceptBacklog = MaxDeviceStreams

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // Wire constants of the agent's upgrade request (PROTOCOL.md, "Connect").
@@ -60,7 +60,7 @@ type Server struct {
 
 	// keeper, if set, replaces the process's keep-alive Keeper (tests
 	// shorten the intervals).
-	keeper *smuxserver.Keeper
+	keeper *smuxsession.Keeper
 	// served, if set, is called when a tunnel's goroutine is done (tests).
 	served func()
 }
@@ -129,7 +129,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if k == nil {
 		k = keeper
 	}
-	sess := smuxserver.New(NewWSConn(ws), serverMuxConfig(k))
+	sess := smuxsession.New(NewWSConn(ws), serverMuxConfig(k))
 	reg := s.Hub.Register(device, NewMuxTunnel(sess), info)
 	start := time.Now()
 	if s.Seen != nil {
@@ -144,7 +144,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve reads the session until it ends, then unregisters it.
-func (s *Server) serve(device string, sess *smuxserver.Session, reg *Registration, start time.Time, log *slog.Logger) {
+func (s *Server) serve(device string, sess *smuxsession.Session, reg *Registration, start time.Time, log *slog.Logger) {
 	err := sess.Run()
 	if s.Seen != nil {
 		s.Seen(device, time.Now()) // before Unregister: Hub.Close waits for it
@@ -161,7 +161,7 @@ func disconnectReason(err error) string {
 	switch {
 	case err == io.EOF:
 		return "agent closed the connection"
-	case errors.Is(err, smuxserver.ErrSessionClosed):
+	case errors.Is(err, smuxsession.ErrSessionClosed):
 		return "closed by the reflector"
 	}
 	return err.Error()

@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 // DefaultOpenTimeout bounds a stream open when the caller's context has no
@@ -17,11 +17,11 @@ const DefaultOpenTimeout = 15 * time.Second
 // muxTunnel is a device tunnel of our own wire: smux over a WebSocket, the
 // reflector being the smux server that opens streams.
 type muxTunnel struct {
-	sess *smuxserver.Session
+	sess *smuxsession.Session
 }
 
 // NewMuxTunnel wraps the reflector's end of an smux session as a Tunnel.
-func NewMuxTunnel(sess *smuxserver.Session) Tunnel {
+func NewMuxTunnel(sess *smuxsession.Session) Tunnel {
 	return &muxTunnel{sess: sess}
 }
 
@@ -72,7 +72,7 @@ func (t *muxTunnel) openErr(ctx context.Context, err error) error {
 		return fmt.Errorf("open stream: %w", ctx.Err())
 	case isTimeout(err) || ctx.Err() != nil:
 		return fmt.Errorf("open stream: %w", ErrTimeout)
-	case t.sess.IsClosed() || errors.Is(err, smuxserver.ErrSessionClosed):
+	case t.sess.IsClosed() || errors.Is(err, smuxsession.ErrSessionClosed):
 		return fmt.Errorf("open stream: %w", ErrDeviceOffline)
 	}
 	return fmt.Errorf("open stream: %w", err)

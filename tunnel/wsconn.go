@@ -16,7 +16,7 @@ import (
 //
 // gorilla allows one concurrent reader and one concurrent writer. Both ends
 // have exactly one of each (smux's recvLoop and sendLoop in the agent;
-// smuxserver's Run and the holder of its write lock in the reflector); the
+// smuxsession's Run and the holder of its write lock in the reflector); the
 // mutexes make the adapter safe for any other caller too, at no cost when
 // uncontended.
 type wsConn struct {

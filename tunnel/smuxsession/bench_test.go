@@ -1,4 +1,4 @@
-package smuxserver_test
+package smuxsession_test
 
 import (
 	"crypto/tls"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 	"github.com/xtaci/smux"
 )
 
@@ -21,10 +21,10 @@ import (
 // same TLS WebSocket to a stock smux agent, in one process, so that both
 // see the same machine: run with -count and compare each pair.
 //
-//	go test ./tunnel/smuxserver -run '^$' -bench Transfer -count 5
+//	go test ./tunnel/smuxsession -run '^$' -bench Transfer -count 5
 func BenchmarkTransfer(b *testing.B) {
 	const size = 4 << 20
-	for _, end := range []string{"smux", "smuxserver"} {
+	for _, end := range []string{"smux", "smuxsession"} {
 		open := benchLink(b, end)
 		b.Run(end+"/download", func(b *testing.B) {
 			b.SetBytes(size)
@@ -88,7 +88,7 @@ func benchLink(b *testing.B, end string) func() (net.Conn, error) {
 			<-sess.CloseChan()
 			return
 		}
-		sess := smuxserver.New(conn, serverConfig())
+		sess := smuxsession.New(conn, serverConfig())
 		opens <- func() (net.Conn, error) { return sess.OpenStream(b.Context()) }
 		sess.Run()
 	}))

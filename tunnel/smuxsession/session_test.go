@@ -1,4 +1,4 @@
-package smuxserver
+package smuxsession
 
 import (
 	"bytes"
@@ -182,7 +182,7 @@ func ownGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("/tunnel/smuxserver.(*")) {
+		if bytes.Contains(g, []byte("/tunnel/smuxsession.(*")) {
 			n++
 		}
 	}

@@ -1,4 +1,4 @@
-package smuxserver
+package smuxsession
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-// Package smuxserver is an end of smux protocol version 2, wire-compatible
+// Package smuxsession is an end of smux protocol version 2, wire-compatible
 // with xtaci/smux v1.5.58. The reflector runs it as the smux server, which
 // opens streams and accepts none; a session configured with an
 // AcceptBacklog also accepts the streams its peer opens, and with Client
@@ -10,7 +10,7 @@
 // frame goes from Run to the stream's buffer with no goroutine between;
 // keep-alives of all sessions come from one Keeper. The wire is in
 // ../PROTOCOL.md, §2.
-package smuxserver
+package smuxsession
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package smuxserver_test
+package smuxsession_test
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 )
 
 const (
@@ -18,14 +18,14 @@ const (
 // timeout (and a tick).
 func TestSilentPeerIsClosed(t *testing.T) {
 	cfg := serverConfig()
-	cfg.Keeper = smuxserver.NewKeeper(testInterval, testTimeout)
+	cfg.Keeper = smuxsession.NewKeeper(testInterval, testTimeout)
 	acfg := tunnel.MuxConfig()
 	acfg.KeepAliveDisabled = true // the agent falls silent
 	start := time.Now()
 	l := connect(t, cfg, acfg, echoHandler)
 	select {
 	case err := <-l.ended:
-		if !errors.Is(err, smuxserver.ErrKeepAliveTimeout) {
+		if !errors.Is(err, smuxsession.ErrKeepAliveTimeout) {
 			t.Fatalf("Run returned %v, want ErrKeepAliveTimeout", err)
 		}
 	case <-time.After(5 * testTimeout):
@@ -41,7 +41,7 @@ func TestSilentPeerIsClosed(t *testing.T) {
 // closing the session either: over many timeout periods, both stay up.
 func TestIdleLiveAgentStaysConnected(t *testing.T) {
 	cfg := serverConfig()
-	cfg.Keeper = smuxserver.NewKeeper(testInterval, testTimeout)
+	cfg.Keeper = smuxsession.NewKeeper(testInterval, testTimeout)
 	acfg := tunnel.MuxConfig()
 	acfg.KeepAliveInterval, acfg.KeepAliveTimeout = testInterval, testTimeout
 	l := connect(t, cfg, acfg, echoHandler)

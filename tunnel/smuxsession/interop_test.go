@@ -1,4 +1,4 @@
-package smuxserver_test
+package smuxsession_test
 
 import (
 	"bytes"
@@ -17,17 +17,17 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 	"github.com/xtaci/smux"
 )
 
-// The reflector's end (smuxserver) against the agent's (stock smux with
+// The reflector's end (smuxsession) against the agent's (stock smux with
 // tunnel.MuxConfig) over a real TLS WebSocket on 127.0.0.1, as in
 // production.
 
 // link is one connected pair: the reflector's session and the agent's.
 type link struct {
-	srv   *smuxserver.Session
+	srv   *smuxsession.Session
 	agent *smux.Session
 	ws    *websocket.Conn // the agent's WebSocket
 	ended chan error      // the reflector's Run returned this
@@ -46,10 +46,10 @@ func echoHandler(st *smux.Stream) {
 
 // connect starts a reflector end with cfg and an agent with acfg whose
 // accepted streams are served by h.
-func connect(t *testing.T, cfg smuxserver.Config, acfg *smux.Config, h handler) *link {
+func connect(t *testing.T, cfg smuxsession.Config, acfg *smux.Config, h handler) *link {
 	t.Helper()
 	l := &link{ended: make(chan error, 1), agentEnded: make(chan struct{})}
-	sessions := make(chan *smuxserver.Session, 1)
+	sessions := make(chan *smuxsession.Session, 1)
 	up := websocket.Upgrader{WriteBufferSize: tunnel.MaxFrameSize + 64, WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
@@ -57,7 +57,7 @@ func connect(t *testing.T, cfg smuxserver.Config, acfg *smux.Config, h handler) 
 			return
 		}
 		ws.SetReadLimit(tunnel.MaxMessage)
-		s := smuxserver.New(tunnel.NewWSConn(ws), cfg)
+		s := smuxsession.New(tunnel.NewWSConn(ws), cfg)
 		sessions <- s
 		l.ended <- s.Run()
 	}))
@@ -94,15 +94,15 @@ func connect(t *testing.T, cfg smuxserver.Config, acfg *smux.Config, h handler) 
 }
 
 // serverConfig is tunnel's production configuration, without keep-alive.
-func serverConfig() smuxserver.Config {
-	return smuxserver.Config{
+func serverConfig() smuxsession.Config {
+	return smuxsession.Config{
 		MaxFrameSize:  tunnel.MaxFrameSize,
 		StreamWindow:  tunnel.StreamWindow,
 		SessionBuffer: tunnel.SessionBuffer,
 	}
 }
 
-func open(t *testing.T, l *link) *smuxserver.Stream {
+func open(t *testing.T, l *link) *smuxsession.Stream {
 	t.Helper()
 	st, err := l.srv.OpenStream(t.Context())
 	if err != nil {
@@ -182,7 +182,7 @@ func TestHalfCloseBothDirections(t *testing.T) {
 		if err := st.CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Write([]byte("x")); !errors.Is(err, smuxserver.ErrWriteClosed) {
+		if _, err := st.Write([]byte("x")); !errors.Is(err, smuxsession.ErrWriteClosed) {
 			t.Errorf("write after CloseWrite: %v", err)
 		}
 		b, err := io.ReadAll(st)
@@ -257,7 +257,7 @@ func TestDeadlines(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	st.Close()
-	if err := <-res; !errors.Is(err, smuxserver.ErrStreamClosed) || !errors.Is(err, net.ErrClosed) {
+	if err := <-res; !errors.Is(err, smuxsession.ErrStreamClosed) || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read of a closed stream: %v", err)
 	}
 }
@@ -323,7 +323,7 @@ func TestReceiveCapWithUnreadStreams(t *testing.T) {
 		_, err := io.ReadFull(st, b)
 		return err
 	}
-	var unread []*smuxserver.Stream
+	var unread []*smuxsession.Stream
 	for range 4 {
 		st := open(t, l)
 		st.Write([]byte("f"))
@@ -365,17 +365,17 @@ func TestSessionCloseEndsEveryStream(t *testing.T) {
 	for name, c := range map[string]chan error{"read": rerr, "write": werr} {
 		select {
 		case err := <-c:
-			if !errors.Is(err, smuxserver.ErrSessionClosed) || !errors.Is(err, io.ErrClosedPipe) {
+			if !errors.Is(err, smuxsession.ErrSessionClosed) || !errors.Is(err, io.ErrClosedPipe) {
 				t.Errorf("%s: %v, want ErrSessionClosed", name, err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s still waits after Close", name)
 		}
 	}
-	if _, err := l.srv.OpenStream(t.Context()); !errors.Is(err, smuxserver.ErrSessionClosed) {
+	if _, err := l.srv.OpenStream(t.Context()); !errors.Is(err, smuxsession.ErrSessionClosed) {
 		t.Errorf("open after Close: %v", err)
 	}
-	if err := <-l.ended; !errors.Is(err, smuxserver.ErrSessionClosed) {
+	if err := <-l.ended; !errors.Is(err, smuxsession.ErrSessionClosed) {
 		t.Errorf("Run returned %v", err)
 	}
 	select {
@@ -396,17 +396,17 @@ func TestAgentGoneEndsEveryStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.agent.Close()
-	if err := <-l.ended; err == nil || errors.Is(err, smuxserver.ErrSessionClosed) {
+	if err := <-l.ended; err == nil || errors.Is(err, smuxsession.ErrSessionClosed) {
 		t.Errorf("Run returned %v, want the connection's end", err)
 	}
 	n, err := io.ReadFull(st, b[4:])
 	if err != nil || string(b[:4+n]) != "last words" {
 		t.Errorf("held bytes after the session ended: %q, %v", b[:4+n], err)
 	}
-	if _, err := st.Read(b); !errors.Is(err, smuxserver.ErrSessionClosed) && err != io.EOF {
+	if _, err := st.Read(b); !errors.Is(err, smuxsession.ErrSessionClosed) && err != io.EOF {
 		t.Errorf("read after the held bytes: %v", err)
 	}
-	if _, err := st.Write(b); !errors.Is(err, smuxserver.ErrSessionClosed) {
+	if _, err := st.Write(b); !errors.Is(err, smuxsession.ErrSessionClosed) {
 		t.Errorf("write after the session ended: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package smuxserver_test
+package smuxsession_test
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/reflector-dev/reflector/tunnel"
-	"github.com/reflector-dev/reflector/tunnel/smuxserver"
+	"github.com/reflector-dev/reflector/tunnel/smuxsession"
 	"github.com/xtaci/smux"
 )
 
@@ -37,7 +37,7 @@ type stockOpener struct{ s *smux.Session }
 func (o stockOpener) open() (net.Conn, error) { return o.s.OpenStream() }
 func (o stockOpener) Close() error            { return o.s.Close() }
 
-type ourOpener struct{ s *smuxserver.Session }
+type ourOpener struct{ s *smuxsession.Session }
 
 func (o ourOpener) open() (net.Conn, error) { return o.s.OpenStream(context.Background()) }
 func (o ourOpener) Close() error            { return o.s.Close() }
@@ -46,12 +46,12 @@ func (o ourOpener) Close() error            { return o.s.Close() }
 // our accepting end (the agent's).
 type acceptLink struct {
 	op     opener
-	acc    *smuxserver.Session
+	acc    *smuxsession.Session
 	accRun chan error // the accepting end's Run returned this
 }
 
 // acceptConfig is the agent's production configuration, without keep-alive.
-func acceptConfig() smuxserver.Config {
+func acceptConfig() smuxsession.Config {
 	c := tunnel.AgentMuxConfig()
 	c.Keeper = nil
 	return c
@@ -60,13 +60,13 @@ func acceptConfig() smuxserver.Config {
 // connectAccepting starts an opener (stock smux's server when stock, else
 // ours) behind a TLS WebSocket server, and our accepting end with cfg as
 // its client, whose accepted streams are served by h.
-func connectAccepting(t *testing.T, stock bool, cfg smuxserver.Config, h func(st *smuxserver.Stream)) *acceptLink {
+func connectAccepting(t *testing.T, stock bool, cfg smuxsession.Config, h func(st *smuxsession.Stream)) *acceptLink {
 	t.Helper()
 	return connectAcceptingStock(t, stock, tunnel.MuxConfig(), cfg, h)
 }
 
 // connectAcceptingStock is connectAccepting with stock smux's settings.
-func connectAcceptingStock(t *testing.T, stock bool, scfg *smux.Config, cfg smuxserver.Config, h func(st *smuxserver.Stream)) *acceptLink {
+func connectAcceptingStock(t *testing.T, stock bool, scfg *smux.Config, cfg smuxsession.Config, h func(st *smuxsession.Stream)) *acceptLink {
 	t.Helper()
 	l := &acceptLink{accRun: make(chan error, 1)}
 	openers := make(chan opener, 1)
@@ -88,7 +88,7 @@ func connectAcceptingStock(t *testing.T, stock bool, scfg *smux.Config, cfg smux
 			<-s.CloseChan()
 			return
 		}
-		s := smuxserver.New(conn, smuxserver.Config{
+		s := smuxsession.New(conn, smuxsession.Config{
 			MaxFrameSize:  tunnel.MaxFrameSize,
 			StreamWindow:  tunnel.StreamWindow,
 			SessionBuffer: tunnel.SessionBuffer,
@@ -103,7 +103,7 @@ func connectAcceptingStock(t *testing.T, stock bool, scfg *smux.Config, cfg smux
 		t.Fatal(err)
 	}
 	ws.SetReadLimit(tunnel.MaxMessage)
-	l.acc = smuxserver.New(tunnel.NewWSConn(ws), cfg)
+	l.acc = smuxsession.New(tunnel.NewWSConn(ws), cfg)
 	go func() { l.accRun <- l.acc.Run() }()
 	l.op = <-openers
 	t.Cleanup(func() { l.op.Close(); l.acc.Close() })
@@ -124,7 +124,7 @@ func connectAcceptingStock(t *testing.T, stock bool, scfg *smux.Config, cfg smux
 	return l
 }
 
-func echoOurs(st *smuxserver.Stream) {
+func echoOurs(st *smuxsession.Stream) {
 	io.Copy(st, st)
 	st.CloseWrite()
 }
@@ -154,7 +154,7 @@ func openStream(t *testing.T, l *acceptLink) net.Conn {
 func TestAcceptEchoBothWays(t *testing.T) {
 	bothOpeners(t, func(t *testing.T, stock bool) {
 		ids := make(chan uint32, 1)
-		l := connectAccepting(t, stock, acceptConfig(), func(st *smuxserver.Stream) {
+		l := connectAccepting(t, stock, acceptConfig(), func(st *smuxsession.Stream) {
 			ids <- st.ID()
 			st.Write([]byte("banner\n"))
 			echoOurs(st)
@@ -212,7 +212,7 @@ func TestAcceptLargeTransfersBothWays(t *testing.T) {
 // both directions ended is forgotten.
 func TestAcceptHalfClose(t *testing.T) {
 	bothOpeners(t, func(t *testing.T, stock bool) {
-		l := connectAccepting(t, stock, acceptConfig(), func(st *smuxserver.Stream) {
+		l := connectAccepting(t, stock, acceptConfig(), func(st *smuxsession.Stream) {
 			b, _ := io.ReadAll(st) // until the opener's FIN
 			st.Write([]byte("got " + string(b)))
 			st.CloseWrite()
@@ -272,13 +272,13 @@ func TestAcceptingSessionCloseEndsEverything(t *testing.T) {
 		l.acc.Close()
 		select {
 		case err := <-rerr:
-			if !errors.Is(err, smuxserver.ErrSessionClosed) {
+			if !errors.Is(err, smuxsession.ErrSessionClosed) {
 				t.Errorf("read: %v, want ErrSessionClosed", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("read still waits after Close")
 		}
-		if _, err := l.acc.AcceptStream(); !errors.Is(err, smuxserver.ErrSessionClosed) {
+		if _, err := l.acc.AcceptStream(); !errors.Is(err, smuxsession.ErrSessionClosed) {
 			t.Errorf("AcceptStream after Close: %v", err)
 		}
 		io.ReadAll(st) // EOF or an error: the opener's stream ends, it does not hang
@@ -295,7 +295,7 @@ func TestOpenerGoneEndsAcceptingSession(t *testing.T) {
 		l.op.Close()
 		select {
 		case err := <-l.accRun:
-			if err == nil || errors.Is(err, smuxserver.ErrSessionClosed) {
+			if err == nil || errors.Is(err, smuxsession.ErrSessionClosed) {
 				t.Errorf("Run returned %v, want the connection's end", err)
 			}
 		case <-time.After(5 * time.Second):
@@ -341,7 +341,7 @@ func TestAcceptingEndKeepAlive(t *testing.T) {
 	fast := tunnel.MuxConfig()
 	fast.KeepAliveInterval, fast.KeepAliveTimeout = 100*time.Millisecond, time.Second
 	cfg := acceptConfig()
-	cfg.Keeper = smuxserver.NewKeeper(100*time.Millisecond, time.Second)
+	cfg.Keeper = smuxsession.NewKeeper(100*time.Millisecond, time.Second)
 	l := connectAcceptingStock(t, true, fast, cfg, echoOurs)
 
 	silent := tunnel.MuxConfig()
@@ -349,7 +349,7 @@ func TestAcceptingEndKeepAlive(t *testing.T) {
 	dead := connectAcceptingStock(t, true, silent, cfg, nil)
 	select {
 	case err := <-dead.accRun:
-		if !errors.Is(err, smuxserver.ErrKeepAliveTimeout) {
+		if !errors.Is(err, smuxsession.ErrKeepAliveTimeout) {
 			t.Errorf("session with a silent peer ended with %v, want ErrKeepAliveTimeout", err)
 		}
 	case <-time.After(3 * time.Second):
